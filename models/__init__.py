@@ -1,0 +1,1 @@
+"""probgen's model families, one module each; installed as `probgen.models`."""

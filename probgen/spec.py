@@ -1,0 +1,189 @@
+"""`ModelSpec`: everything probgen needs to know about a model, and how models are found.
+
+A model is a plain NumPyro function. Its spec says how a table of data becomes the model's
+arguments, which of them are observed, and the optional extras: a guide for SVI, a
+post-processing step for the posterior draws (e.g. mixture relabelling), a simulator, a
+conversion back to the data's original units and model-specific plots. The spec knows nothing
+about inference.
+
+Model lookup (`load_spec`): a name from `probgen.models` (the repository's `models/` folder),
+or a path to a user's `.py` file holding `SPEC` (a `ModelSpec`) or a function named `model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import inspect
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from probgen.errors import ModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A model option, exposed as `--<name>` on the CLI (underscores become dashes)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """The arguments of one model call, split by role.
+
+    kwargs:   bound into the model with `functools.partial`: configuration (ints, strings) and
+              small constant arrays (prior hyperparameters). Never observed.
+    observed: name -> array of the observed sites. Set to None to draw from the model
+              (prior or posterior predictive).
+    coords, dims: ArviZ coordinates and dimension names for the InferenceData.
+    """
+
+    kwargs: Mapping[str, Any]
+    observed: Mapping[str, Any]
+    coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    dims: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
+
+    def bound_model(self, model: Callable) -> Callable:
+        """The model with `kwargs` bound; call it with `**observed` (or observed=None)."""
+        return functools.partial(model, **self.kwargs)
+
+    @property
+    def num_points(self) -> int:
+        """Number of observations (leading axis of the first observed array)."""
+        first = next(iter(self.observed.values()))
+        return int(np.shape(first)[0])
+
+
+def _default_prepare(model: Callable) -> Callable:
+    """Prepare for a bare `model(x, ...)`: the selected columns as `x`, shape (N, D) float32."""
+    parameters = inspect.signature(model).parameters
+
+    def prepare(frame: pd.DataFrame, options: Mapping[str, Any]) -> ModelInputs:
+        if "x" not in parameters:
+            raise ModelError(
+                f"model function {model.__name__}() must take the data as an argument named "
+                "'x' (an (N, D) array), or its file must define SPEC = ModelSpec(...)"
+            )
+        x = frame.to_numpy(dtype=np.float32)
+        kwargs = {"num_points": x.shape[0]} if "num_points" in parameters else {}
+        return ModelInputs(
+            kwargs=kwargs,
+            observed={"x": x},
+            coords={"obs_id": np.arange(x.shape[0]), "feature": list(frame.columns)},
+            dims={"x": ["obs_id", "feature"]},
+        )
+
+    return prepare
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A model and what probgen needs to fit it, check it and report on it.
+
+    name:      short name used in run folders and reports.
+    model:     the NumPyro model function, called as `model(**inputs.kwargs, **observed)`.
+    prepare:   (DataFrame, options) -> ModelInputs. Validates options against the data and
+               raises `ModelError` naming the bad option.
+    options:   model options (CLI flags such as `--num-components`).
+    guide:     optional hand-written guide for SVI (same signature as the model).
+    postprocess: optional (samples dict with leading (chain, draw) axes, inputs) -> samples
+               dict, applied to latent draws before anything else reads them (relabelling).
+    simulate:  optional (rng_key, params dict with leading draw axis, num_points)
+               -> (num_points, D) array: new data from given (or posterior) parameters.
+    to_original_units: optional (posterior xarray Dataset, loc, scale) -> Dataset, undoing the
+               data layer's standardisation for the summary table.
+    plots:     optional (idata) -> {name: matplotlib Figure}, model-specific plots.
+    summary_vars: posterior variables for the summary table (default: all latent sites).
+    description: one line for `probgen models`.
+    """
+
+    name: str
+    model: Callable
+    prepare: Callable[[pd.DataFrame, Mapping[str, Any]], ModelInputs] | None = None
+    options: tuple[Option, ...] = ()
+    guide: Callable | None = None
+    postprocess: Callable | None = None
+    simulate: Callable | None = None
+    to_original_units: Callable | None = None
+    plots: Callable | None = None
+    summary_vars: tuple[str, ...] | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.prepare is None:
+            object.__setattr__(self, "prepare", _default_prepare(self.model))
+
+    def default_options(self) -> dict[str, Any]:
+        return {option.name: option.default for option in self.options}
+
+    def resolve_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults updated with `given`; unknown option names are an error."""
+        options = self.default_options()
+        for name, value in (given or {}).items():
+            if name not in options:
+                known = ", ".join(options) or "none"
+                raise ModelError(f"model '{self.name}' has no option '{name}' (options: {known})")
+            if value is not None:
+                options[name] = value
+        return options
+
+
+def builtin_model_names() -> list[str]:
+    """Names of the model families in `probgen.models`."""
+    import probgen.models as package
+
+    return sorted(
+        info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")
+    )
+
+
+def _spec_from_module(module, label: str) -> ModelSpec:
+    spec = getattr(module, "SPEC", None)
+    if spec is not None:
+        if not isinstance(spec, ModelSpec):
+            raise ModelError(f"{label}: SPEC is a {type(spec).__name__}, not a probgen.ModelSpec")
+        return spec
+    model = getattr(module, "model", None)
+    if callable(model):
+        return ModelSpec(name=Path(getattr(module, "__file__", label)).stem, model=model)
+    raise ModelError(f"{label} defines neither SPEC (a probgen.ModelSpec) nor a function named 'model'")
+
+
+def load_spec(reference: str) -> ModelSpec:
+    """The spec named by `reference`: a built-in model name or a path to a `.py` file."""
+    path = Path(reference)
+    if reference.endswith(".py") or path.suffix == ".py" or "/" in reference:
+        if not path.is_file():
+            raise ModelError(f"model file '{reference}' does not exist")
+        module_name = f"probgen_user_model_{abs(hash(str(path.resolve())))}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ModelError(f"model file '{reference}' cannot be imported as Python")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:  # the user's code: report what broke, where
+            del sys.modules[module_name]
+            raise ModelError(f"model file '{reference}' failed to import: {type(exc).__name__}: {exc}") from exc
+        return _spec_from_module(module, f"model file '{reference}'")
+    names = builtin_model_names()
+    if reference not in names:
+        raise ModelError(
+            f"unknown model '{reference}': not a built-in model ({', '.join(names)}) "
+            "nor a path to a .py file"
+        )
+    module = importlib.import_module(f"probgen.models.{reference}")
+    return _spec_from_module(module, f"model '{reference}'")
