@@ -75,24 +75,35 @@ def versions() -> dict[str, str]:
     return found
 
 
-def observed_sites(model, observed: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Observed sample sites of `model(**observed)`: name -> observed value."""
+def model_sites(model, observed: Mapping[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """One trace of `model(**observed)`: names of its latent sample sites, and its observed
+    sample sites as name -> observed value."""
     trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
-    return {
-        name: np.asarray(site["value"])
-        for name, site in trace.items()
-        if site["type"] == "sample" and site["is_observed"]
-    }
+    samples = [site for site in trace.values() if site["type"] == "sample"]
+    latent = [site["name"] for site in samples if not site["is_observed"]]
+    observed_values = {site["name"]: np.asarray(site["value"]) for site in samples if site["is_observed"]}
+    return latent, observed_values
 
 
-def latent_site_names(model, observed: Mapping[str, Any]) -> list[str]:
-    """Names of the unobserved sample sites of `model(**observed)`."""
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
-    return [
-        name
-        for name, site in trace.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    ]
+def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key):
+    """Posterior predictive draws (and deterministic sites) and pointwise log-likelihoods.
+
+    One compiled program for both: an eager `Predictive` would compile each primitive on its
+    own, which costs seconds on a cold start.
+    """
+
+    @jax.jit
+    def run(rng_key, flat_samples, observed):
+        unobserved = {name: None for name in observed}
+        predicted = Predictive(model, posterior_samples=flat_samples, parallel=True)(rng_key, **unobserved)
+        pointwise = log_likelihood(model, flat_samples, parallel=True, **observed)
+        return predicted, pointwise
+
+    predicted, pointwise = run(rng_key, flat_samples, dict(observed))
+    return (
+        {k: np.asarray(v) for k, v in predicted.items()},
+        {k: np.asarray(v) for k, v in pointwise.items()},
+    )
 
 
 def _leading_dims(dims: Mapping[str, list[str]], name: str, ndim: int) -> list[str] | None:
@@ -116,17 +127,14 @@ def build_inference_data(
     """
     model = inputs.bound_model(spec.model)
     # Deterministic sites are recomputed below from the (post-processed) latent draws.
-    latent = set(latent_site_names(model, inputs.observed))
+    latent, observed = model_sites(model, inputs.observed)
     samples = {k: np.asarray(v) for k, v in samples.items() if k in latent}
     if spec.postprocess is not None:
         samples = {k: np.asarray(v) for k, v in spec.postprocess(samples, inputs).items()}
     chains, draws = next(iter(samples.values())).shape[:2]
     flat = {k: v.reshape((chains * draws,) + v.shape[2:]) for k, v in samples.items()}
 
-    observed = observed_sites(model, inputs.observed)
-    unobserved = {name: None for name in inputs.observed}
-    predicted = Predictive(model, posterior_samples=flat, parallel=True)(rng_key, **unobserved)
-    predicted = {k: np.asarray(v) for k, v in predicted.items()}
+    predicted, pointwise = predictions_and_log_likelihood(model, flat, inputs.observed, rng_key)
 
     def by_chain(array):
         return array.reshape((chains, draws) + array.shape[1:])
@@ -139,8 +147,7 @@ def build_inference_data(
         elif name not in posterior:  # deterministic sites
             posterior[name] = by_chain(value)
 
-    pointwise = log_likelihood(model, flat, parallel=True, **inputs.observed)
-    log_lik = {name: by_chain(np.asarray(value)) for name, value in pointwise.items()}
+    log_lik = {name: by_chain(value) for name, value in pointwise.items()}
 
     with warnings.catch_warnings():
         # ArviZ warns about dims it has to invent; those are fine for our purposes

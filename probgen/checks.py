@@ -1,0 +1,90 @@
+"""Predictive checks and model comparison: LOO (PSIS) and WAIC through ArviZ.
+
+Functions take InferenceData and return numbers, tables and plain-words readings; they never
+write files.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+PARETO_K_BAD = 0.7
+
+
+def _single_log_likelihood(idata) -> str | None:
+    names = list(idata.log_likelihood.data_vars) if "log_likelihood" in idata.groups() else []
+    return names[0] if len(names) == 1 else None
+
+
+def predictive_metrics(idata: az.InferenceData) -> dict:
+    """Predictive fit of the model to its own data.
+
+    lppd: log pointwise predictive density (in sample, nats). elpd_loo, se, p_loo: PSIS-LOO
+    estimate of the out-of-sample elpd (nats), its standard error and the effective number of
+    parameters; pareto_k_bad lists the points whose PSIS k exceeds 0.7 (LOO unreliable there).
+    elpd_waic likewise. Point estimates (one draw) get the log-likelihood only.
+    """
+    if "log_likelihood" not in idata.groups():
+        return {"available": False, "reason": "no log_likelihood group"}
+    var_name = _single_log_likelihood(idata)
+    log_lik = idata.log_likelihood[var_name] if var_name else sum(idata.log_likelihood.data_vars.values())
+    values = log_lik.values.reshape(log_lik.shape[0] * log_lik.shape[1], -1)
+    num_draws, num_points = values.shape
+    lppd = float(np.sum(np.logaddexp.reduce(values, axis=0) - np.log(num_draws)))
+    metrics = {
+        "num_points": int(num_points),
+        "lppd": lppd,
+        "lppd_per_point": lppd / num_points,
+    }
+    if num_draws < 100:
+        metrics["loo"] = {"available": False, "reason": f"{num_draws} draw(s): LOO needs a posterior sample"}
+        return metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata, var_name=var_name, pointwise=True)
+        waic = az.waic(idata, var_name=var_name)
+    pareto_k = np.asarray(loo.pareto_k).reshape(-1)
+    bad = np.flatnonzero(pareto_k > PARETO_K_BAD)
+    metrics["loo"] = {
+        "elpd_loo": float(loo.elpd_loo),
+        "se": float(loo.se),
+        "p_loo": float(loo.p_loo),
+        "elpd_loo_per_point": float(loo.elpd_loo) / num_points,
+        "pareto_k_max": float(pareto_k.max()),
+        "pareto_k_bad": [{"point": int(i), "k": float(pareto_k[i])} for i in bad],
+    }
+    metrics["waic"] = {"elpd_waic": float(waic.elpd_waic), "se": float(waic.se), "p_waic": float(waic.p_waic)}
+    return metrics
+
+
+def compare(fits: Mapping[str, az.InferenceData], scale: str = "log") -> tuple[pd.DataFrame, str]:
+    """Rank models by PSIS-LOO; return ArviZ's comparison table and a one-paragraph reading.
+
+    The reading prefers the top model only when its elpd lead over the runner-up exceeds
+    twice the standard error of the difference (a lead within that is noise at this N).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(dict(fits), ic="loo", scale=scale)
+    names = list(table.index)
+    best = names[0]
+    if len(names) == 1:
+        return table, f"Only one model: {best}."
+    runner_up = names[1]
+    difference = float(table.loc[runner_up, "elpd_diff"])
+    se = float(table.loc[runner_up, "dse"])
+    bad = [n for n in names if bool(table.loc[n, "warning"])]
+    if difference > 2 * se:
+        reading = (f"LOO prefers {best}: its expected log predictive density beats {runner_up} by "
+                   f"{difference:.1f} nats (SE of the difference {se:.1f}).")
+    else:
+        reading = (f"{best} ranks first, but its lead over {runner_up} ({difference:.1f} nats, SE {se:.1f}) "
+                   "is within two standard errors: LOO cannot tell them apart; prefer the simpler one.")
+    if bad:
+        reading += f" Pareto k above 0.7 for some points in {', '.join(bad)}: their LOO estimates are less reliable."
+    return table, reading

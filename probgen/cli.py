@@ -1,0 +1,235 @@
+"""The `probgen` command line: fit, report, sample, models, datasets.
+
+Errors in the input are printed as one line, without a traceback, and exit with status 2.
+Ctrl-C exits with status 130 and leaves no half-written run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+METHOD_FLAGS = {
+    # flag: (setting name, type, help, methods it applies to)
+    "--chains": ("chains", int, "number of MCMC chains (default 4)", ("nuts", "hmc")),
+    "--warmup": ("warmup", int, "warm-up (adaptation) iterations per chain (default 1000)", ("nuts", "hmc")),
+    "--draws": ("draws", int, "draws kept per chain (MCMC, default 1000) or from the fitted guide (SVI, default 4000)",
+                ("nuts", "hmc", "svi")),
+    "--target-accept": ("target_accept", float, "target acceptance probability of step-size adaptation (default 0.8)",
+                        ("nuts", "hmc")),
+    "--max-tree-depth": ("max_tree_depth", int, "NUTS maximum tree depth (default 10)", ("nuts",)),
+    "--chain-method": ("chain_method", str, "auto (default), sequential, parallel or vectorized", ("nuts", "hmc")),
+    "--steps": ("steps", int, "maximum optimisation steps (SVI/MAP, default 20000; stops early on convergence)",
+                ("svi", "map")),
+    "--learning-rate": ("learning_rate", float, "Adam learning rate (SVI/MAP, default 0.01)", ("svi", "map")),
+    "--guide": ("guide", str, "SVI guide: normal (mean-field), mvn, lowrank, delta, or spec (the model's own)", ("svi",)),
+}
+
+
+def _setup_devices() -> None:
+    """Expose the CPU cores as JAX devices so that chains can run in parallel on a CPU.
+
+    Must run before JAX starts; it changes nothing on GPU or TPU backends.
+    """
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        import numpyro
+
+        numpyro.set_host_device_count(max(1, os.cpu_count() or 1))
+
+
+SWITCHES = {"--quiet", "--overwrite", "--standardize", "--help", "-h"}
+
+
+def _model_argument(argv: list[str]) -> str | None:
+    """The MODEL positional of `probgen fit`, found before full parsing so that the model's
+    own options can be added to the parser (and shown by --help). Every flag but the
+    switches takes a value."""
+    if not argv or argv[0] != "fit":
+        return None
+    tokens = iter(argv[1:])
+    for token in tokens:
+        if token.startswith("-"):
+            if token not in SWITCHES and "=" not in token:
+                next(tokens, None)
+            continue
+        return token
+    return None
+
+
+def build_parser(model_spec=None) -> argparse.ArgumentParser:
+    from probgen.infer import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="probgen",
+        description="Fit generative models written as NumPyro functions, check the fit, and report whether to trust it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = commands.add_parser("fit", help="fit a model to data and write a run folder with its report",
+                              description="Fit MODEL to DATA and write a run folder (posterior, diagnostics, "
+                                          "report.html). MODEL is a built-in name (see `probgen models`) or a path "
+                                          "to a .py file defining SPEC or a function `model`.")
+    fit.add_argument("model", metavar="MODEL", help="built-in model name or path to a model .py file")
+    fit.add_argument("--data", required=True, metavar="DATA",
+                     help="bundled data set name (see `probgen datasets`) or a .csv/.tsv/.parquet file")
+    fit.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
+    fit.add_argument("--standardize", action="store_true",
+                     help="fit to standardised columns; the summary is converted back to original units")
+    fit.add_argument("--method", choices=METHODS, default="nuts", help="inference method (default nuts)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same draws (default 0)")
+    fit.add_argument("--out", metavar="RUN_DIR", help="run folder to write (default runs/<model>_<data>_<method>)")
+    fit.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    settings = fit.add_argument_group("inference settings")
+    for flag, (dest, kind, help_text, _) in METHOD_FLAGS.items():
+        settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None, help=help_text)
+    if model_spec is not None and model_spec.options:
+        group = fit.add_argument_group(f"options of model '{model_spec.name}'")
+        for option in model_spec.options:
+            group.add_argument(f"--{option.name.replace('_', '-')}", dest=f"option_{option.name}", type=option.type,
+                               default=None, choices=option.choices,
+                               help=f"{option.help} (default {option.default})")
+
+    report = commands.add_parser("report", help="rebuild the report of a run folder",
+                                 description="Recompute diagnostics and rewrite the summary, plots and report of RUN_DIR.")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+
+    sample = commands.add_parser("sample", help="draw new data from a fitted model's posterior predictive",
+                                 description="Draw N new rows from the posterior predictive of RUN_DIR (each row from "
+                                             "a random posterior draw) and write them as CSV in the data's original units.")
+    sample.add_argument("run_dir", metavar="RUN_DIR")
+    sample.add_argument("-n", "--num", type=int, required=True, metavar="N", help="number of rows to draw")
+    sample.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
+
+    commands.add_parser("models", help="list the built-in models and their options")
+    commands.add_parser("datasets", help="list the bundled data sets")
+    return parser
+
+
+def _fit(args, spec) -> int:
+    from probgen import report
+    from probgen.infer import fit, resolve_settings
+
+    options = {name[len("option_"):]: value for name, value in vars(args).items() if name.startswith("option_")}
+    given = {name[len("setting_"):]: value for name, value in vars(args).items()
+             if name.startswith("setting_") and value is not None}
+    applicable = {dest for flag, (dest, _, _, methods) in METHOD_FLAGS.items() if args.method in methods}
+    not_applicable = sorted(k for k in given if k not in applicable)
+    if not_applicable:
+        flags = ", ".join("--" + k.replace("_", "-") for k in not_applicable)
+        raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to --method {args.method}")
+    resolve_settings(args.method, given)  # fail on bad settings before loading anything heavy
+    data_label = Path(args.data).stem if args.data else "data"
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
+    report.check_destination(out, args.overwrite)
+    result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                 columns=args.columns, standardize=args.standardize, **given)
+    result.model_reference = args.model
+    folder = report.write_run(result, out, overwrite=args.overwrite)
+    import json
+
+    verdict = json.loads((folder / "diagnostics.json").read_text())
+    print(f"{verdict['overall'].upper()}: {verdict['summary']}")
+    print(f"run folder: {folder}  (open {folder / 'report.html'})")
+    return 0
+
+
+def raise_usage(message: str):
+    from probgen.errors import ProbgenError
+
+    raise ProbgenError(message)
+
+
+def _report(args) -> int:
+    from probgen import report
+    from probgen.spec import load_spec
+
+    _, config = report.load_run(args.run_dir)
+    spec = None
+    try:
+        spec = load_spec(config["model"]["reference"])
+    except Exception as exc:  # the model file may have moved; the report still works without its plots
+        print(f"note: model '{config['model']['reference']}' could not be loaded ({exc}); "
+              "model-specific plots are left out", file=sys.stderr)
+    folder = report.rebuild_report(args.run_dir, spec)
+    import json
+
+    verdict = json.loads((folder / "diagnostics.json").read_text())
+    print(f"{verdict['overall'].upper()}: {verdict['summary']}")
+    print(f"report: {folder / 'report.html'}")
+    return 0
+
+
+def _sample(args) -> int:
+    from probgen.sampling import posterior_predictive_table, write_csv
+
+    if args.num < 1:
+        raise_usage(f"-n must be >= 1, got {args.num}")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise_usage(f"output file '{out}' already exists (use --overwrite to replace it)")
+    table = posterior_predictive_table(args.run_dir, args.num, seed=args.seed)
+    write_csv(table, out)
+    print(f"wrote {len(table)} rows to {out}")
+    return 0
+
+
+def _models() -> int:
+    from probgen.spec import builtin_model_names, load_spec
+
+    for name in builtin_model_names():
+        spec = load_spec(name)
+        print(f"{name}: {spec.description}")
+        for option in spec.options:
+            choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
+            print(f"    --{option.name.replace('_', '-')}{choices}  {option.help} (default {option.default})")
+    return 0
+
+
+def _datasets() -> int:
+    from probgen.data import BUNDLED
+
+    for name, entry in sorted(BUNDLED.items()):
+        print(f"{name}: {entry.description}; columns {', '.join(entry.columns)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from probgen.errors import ProbgenError
+
+    try:
+        model_reference = _model_argument(argv)
+        spec = None
+        if model_reference is not None:
+            _setup_devices()
+            from probgen.spec import load_spec
+
+            spec = load_spec(model_reference)
+        args = build_parser(spec).parse_args(argv)
+        if args.command == "fit":
+            return _fit(args, spec)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "sample":
+            return _sample(args)
+        if args.command == "models":
+            return _models()
+        return _datasets()
+    except ProbgenError as exc:
+        print(f"probgen: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("probgen: interrupted; no run folder was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Convergence verdicts: is this fit trustworthy, and if not, why.
+
+Each check returns a `Verdict` with its figure, threshold, status ("pass", "warn", "fail" or
+"skip") and a one-line reason in plain words. `assess` runs the checks that apply to the
+inference method and gives an overall verdict:
+
+    trusted  every check passed
+    suspect  no check failed, at least one warned: estimates are usable with care
+    failed   at least one check failed: do not use the estimates
+
+MCMC (Vehtari et al. 2021; Betancourt 2016): rank-normalised split R-hat <= 1.01 on every
+quantity, bulk and tail ESS >= 100 per chain, no divergent transitions, E-BFMI >= 0.3 in every
+chain, and NUTS trees rarely at the maximum depth. SVI: the ELBO converged, and the Pareto k
+of the importance ratios p(theta, x) / q(theta) (Yao et al. 2018) says whether the
+approximation can be trusted. MAP: the optimisation converged; no uncertainty is claimed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+THRESHOLDS = {
+    "r_hat": 1.01,  # above: warn; above r_hat_fail: fail
+    "r_hat_fail": 1.05,
+    "ess_per_chain": 100,  # below: warn; below ess_fail_per_chain: fail
+    "ess_fail_per_chain": 25,
+    "divergences": 0,
+    "bfmi": 0.3,
+    "tree_depth_saturation": 0.01,  # fraction of draws at the maximum depth
+    "pareto_k_warn": 0.5,
+    "pareto_k_fail": 0.7,
+}
+
+STATUS_ORDER = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    check: str
+    status: str  # pass | warn | fail | skip
+    value: float | int | None
+    threshold: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Assessment:
+    overall: str  # trusted | suspect | failed
+    summary: str  # one sentence saying why
+    verdicts: tuple[Verdict, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "overall": self.overall,
+            "summary": self.summary,
+            "thresholds": THRESHOLDS,
+            "checks": [v.as_dict() for v in self.verdicts],
+        }
+
+
+def _varying_elements(idata: az.InferenceData) -> xr.Dataset:
+    """The posterior without elements that never vary (e.g. the unit diagonal of a Cholesky
+    factor of a correlation matrix), whose R-hat and ESS are undefined, not bad."""
+    posterior = idata.posterior
+    kept = {}
+    for name, values in posterior.data_vars.items():
+        array = values.values
+        flat = array.reshape(array.shape[0] * array.shape[1], -1)
+        if np.any(np.ptp(flat, axis=0) > 0):
+            kept[name] = values
+    return xr.Dataset(kept)
+
+
+def _worst(metric: xr.Dataset, varying: xr.Dataset, pick) -> tuple[float, str]:
+    """The worst finite value of `metric` over varying elements, and where it is."""
+    best_value, best_where = None, ""
+    for name, values in metric.data_vars.items():
+        array = np.asarray(values.values, dtype=float)
+        original = varying[name].values
+        flat_original = original.reshape(original.shape[0] * original.shape[1], -1)
+        mask = (np.ptp(flat_original, axis=0) > 0).reshape(array.shape) & np.isfinite(array)
+        if not mask.any():
+            continue
+        candidates = np.where(mask, array, np.nan)
+        index = np.unravel_index(pick(candidates), array.shape)
+        value = float(candidates[index])
+        if best_value is None or pick(np.array([best_value, value])) == 1:
+            labels = [str(values[dim].values[i]) for dim, i in zip(values.dims, index)]
+            best_value, best_where = value, f"{name}[{', '.join(labels)}]" if labels else name
+    return best_value, best_where
+
+
+def check_r_hat(idata) -> Verdict:
+    varying = _varying_elements(idata)
+    threshold = f"<= {THRESHOLDS['r_hat']}"
+    if idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] < 8 or not varying.data_vars:
+        return Verdict("r_hat", "skip", None, threshold, "too few draws to compute R-hat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r_hat = az.rhat(varying)
+    worst, where = _worst(r_hat, varying, np.nanargmax)
+    if worst is None:
+        return Verdict("r_hat", "fail", None, threshold, "R-hat could not be computed for any quantity")
+    chains = idata.posterior.sizes["chain"]
+    if worst <= THRESHOLDS["r_hat"]:
+        return Verdict("r_hat", "pass", worst, threshold, f"the {chains} chains agree: largest R-hat {worst:.3f} ({where})")
+    status = "warn" if worst <= THRESHOLDS["r_hat_fail"] else "fail"
+    return Verdict("r_hat", status, worst, threshold,
+                   f"the chains disagree about {where}: R-hat {worst:.3f}; run longer or reparameterise")
+
+
+def check_ess(idata, method: str) -> list[Verdict]:
+    varying = _varying_elements(idata)
+    chains = idata.posterior.sizes["chain"]
+    needed = THRESHOLDS["ess_per_chain"] * chains
+    threshold = f">= {needed} ({THRESHOLDS['ess_per_chain']} per chain)"
+    out = []
+    for kind in ("bulk", "tail"):
+        name = f"ess_{kind}"
+        if not varying.data_vars:
+            out.append(Verdict(name, "skip", None, threshold, "no quantity varies"))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ess = az.ess(varying, method=kind)
+        worst, where = _worst(ess, varying, np.nanargmin)
+        if worst is None:
+            out.append(Verdict(name, "fail", None, threshold, f"{kind} ESS could not be computed"))
+        elif worst >= needed:
+            out.append(Verdict(name, "pass", worst, threshold, f"smallest {kind} ESS {worst:.0f} ({where})"))
+        else:
+            status = "fail" if worst < THRESHOLDS["ess_fail_per_chain"] * chains else "warn"
+            what = "means and medians" if kind == "bulk" else "intervals and tail quantiles"
+            out.append(Verdict(name, status, worst, threshold,
+                               f"{kind} ESS of {where} is {worst:.0f}: {what} are imprecise; draw more"))
+    return out
+
+
+def check_divergences(idata) -> Verdict:
+    diverging = idata.sample_stats["diverging"].values
+    count = int(diverging.sum())
+    threshold = "= 0"
+    if count == 0:
+        return Verdict("divergences", "pass", 0, threshold, "no divergent transitions")
+    per_chain = ", ".join(str(int(c)) for c in diverging.sum(axis=1))
+    return Verdict("divergences", "fail", count, threshold,
+                   f"{count} divergent transitions (per chain: {per_chain}): the sampler missed part of "
+                   "the posterior, estimates may be biased; reparameterise or raise target_accept")
+
+
+def check_bfmi(idata) -> Verdict:
+    threshold = f">= {THRESHOLDS['bfmi']} in every chain"
+    if "energy" not in idata.sample_stats:
+        return Verdict("bfmi", "skip", None, threshold, "no energy recorded")
+    bfmi = np.asarray(az.bfmi(idata))
+    worst = float(np.min(bfmi))
+    if worst >= THRESHOLDS["bfmi"]:
+        return Verdict("bfmi", "pass", worst, threshold, f"energy transitions explore well (smallest E-BFMI {worst:.2f})")
+    chain = int(np.argmin(bfmi))
+    return Verdict("bfmi", "warn", worst, threshold,
+                   f"E-BFMI {worst:.2f} in chain {chain}: momentum resampling explores the tails poorly")
+
+
+def check_tree_depth(idata, max_tree_depth: int | None) -> Verdict:
+    limit = THRESHOLDS["tree_depth_saturation"]
+    threshold = f"<= {limit:.0%} of draws at the maximum depth"
+    if "reached_max_tree_depth" not in idata.sample_stats:
+        return Verdict("tree_depth", "skip", None, threshold, "not a NUTS run")
+    fraction = float(idata.sample_stats["reached_max_tree_depth"].values.mean())
+    if fraction <= limit:
+        return Verdict("tree_depth", "pass", fraction, threshold,
+                       f"{fraction:.1%} of draws hit the maximum tree depth {max_tree_depth}")
+    return Verdict("tree_depth", "warn", fraction, threshold,
+                   f"{fraction:.1%} of draws hit the maximum tree depth {max_tree_depth}: trajectories are cut "
+                   "short, sampling is slow and may be inefficient; reparameterise or raise max_tree_depth")
+
+
+def check_optimization(idata, settings: dict, what: str) -> Verdict:
+    threshold = "no detectable improvement over the last window"
+    if "optimization" not in idata.groups():
+        return Verdict("converged", "skip", None, threshold, "no optimisation record")
+    steps = int(idata.optimization.sizes["step"])
+    if settings.get("converged"):
+        return Verdict("converged", "pass", steps, threshold, f"{what} converged after {steps} steps")
+    return Verdict("converged", "fail", steps, threshold,
+                   f"{what} had not converged when it stopped at {steps} steps; raise --steps or the learning rate")
+
+
+def check_pareto_k(idata) -> Verdict:
+    warn, fail = THRESHOLDS["pareto_k_warn"], THRESHOLDS["pareto_k_fail"]
+    threshold = f"<= {warn} (warn up to {fail})"
+    if "log_importance_weight" not in idata.sample_stats:
+        return Verdict("pareto_k", "skip", None, threshold,
+                       "importance weights not computed for this guide; the VI fit is not checked against the exact posterior")
+    log_weights = idata.sample_stats["log_importance_weight"].values.reshape(-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, khat = az.psislw(log_weights)
+    khat = float(khat)
+    if khat <= warn:
+        return Verdict("pareto_k", "pass", khat, threshold, f"the approximation is close to the posterior (k = {khat:.2f})")
+    if khat <= fail:
+        return Verdict("pareto_k", "warn", khat, threshold,
+                       f"k = {khat:.2f}: the approximation is rough; means are usable, spreads and tails less so")
+    return Verdict("pareto_k", "fail", khat, threshold,
+                   f"k = {khat:.2f}: the approximation is far from the posterior; use NUTS for inference")
+
+
+def assess(idata: az.InferenceData, method: str, settings: dict | None = None) -> Assessment:
+    """Run the checks that apply to `method` ("nuts", "hmc", "svi", "map")."""
+    settings = settings or {}
+    if method in ("nuts", "hmc"):
+        verdicts = [check_r_hat(idata), *check_ess(idata, method), check_divergences(idata), check_bfmi(idata)]
+        if method == "nuts":
+            verdicts.append(check_tree_depth(idata, settings.get("max_tree_depth")))
+    elif method == "svi":
+        verdicts = [check_optimization(idata, settings, "the ELBO"), check_pareto_k(idata)]
+    elif method == "map":
+        verdicts = [check_optimization(idata, settings, "the log posterior")]
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    worst = max((v.status for v in verdicts), key=STATUS_ORDER.__getitem__)
+    problems = [v for v in verdicts if v.status in ("warn", "fail")]
+    if worst == "fail":
+        overall = "failed"
+        summary = "Do not use these estimates: " + "; ".join(v.reason for v in problems if v.status == "fail") + "."
+    elif worst == "warn":
+        overall = "suspect"
+        summary = "Usable with care: " + "; ".join(v.reason for v in problems) + "."
+    else:
+        overall = "trusted"
+        if method == "map":
+            summary = "The optimisation converged. This is a point estimate: it says nothing about uncertainty."
+        elif method == "svi":
+            checked = any(v.check == "pareto_k" and v.status == "pass" for v in verdicts)
+            summary = "The ELBO converged" + (
+                " and the approximation passed its importance-sampling check (Pareto k)."
+                if checked else "; the approximation was not checked against the exact posterior."
+            )
+        else:
+            summary = "Every convergence check passed: the chains agree, mix well and saw no divergences."
+    return Assessment(overall, summary, tuple(verdicts))

@@ -1,0 +1,415 @@
+"""The run folder and its report (HTML and Markdown).
+
+    runs/<name>/
+      config.json  posterior.nc  summary.csv  diagnostics.json  metrics.json
+      plots/*.png  report.html  report.md
+
+The folder is written under a temporary name beside its destination and renamed at the end,
+so an interrupted or failed run leaves no half-written folder. Statistics come from
+`probgen.diagnostics` and `probgen.checks` (and ArviZ's summary); this module only lays them out.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from probgen import checks, diagnostics
+from probgen.data import standardization_arrays
+from probgen.errors import RunFolderError
+from probgen.spec import ModelSpec
+
+RUN_FILES = ("config.json", "posterior.nc", "summary.csv", "diagnostics.json", "metrics.json", "report.html", "report.md")
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """An extra report section: a title, a paragraph, and optionally a table."""
+
+    title: str
+    text: str
+    table: pd.DataFrame | None = None
+
+
+@dataclasses.dataclass
+class Report:
+    config: dict
+    assessment: diagnostics.Assessment
+    summary: pd.DataFrame
+    summary_units: str
+    metrics: dict
+    figures: dict  # name -> PNG bytes
+    sections: tuple[Section, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Building (in memory)
+# --------------------------------------------------------------------------------------------
+def summary_table(idata, spec: ModelSpec | None, config: dict) -> tuple[pd.DataFrame, str]:
+    """ArviZ summary of the spec's summary variables, in the data's original units if the data
+    were standardised and the model knows how to undo it."""
+    posterior = idata.posterior
+    var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else posterior.data_vars) if v in posterior]
+    units = "data units"
+    standardization = (config.get("data") or {}).get("standardization")
+    if standardization:
+        if spec is not None and spec.to_original_units is not None:
+            loc, scale = standardization_arrays(standardization, config["data"]["columns"])
+            posterior = spec.to_original_units(posterior, loc, scale)
+            units = "original data units (the model was fitted to standardised data)"
+        else:
+            units = "standardised units (the model cannot convert back)"
+    draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if draws == 1:
+            table = az.summary(posterior, var_names=var_names, kind="stats", stat_focus="mean")[["mean"]]
+            table = table.rename(columns={"mean": "estimate"})
+        else:
+            table = az.summary(posterior, var_names=var_names, hdi_prob=0.94)
+    return table, units
+
+
+def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[str]) -> dict[str, bytes]:
+    """The report's plots as PNG bytes. A plot that fails is left out, with a note, rather
+    than losing the whole report."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    makers: dict[str, Callable] = {}
+    draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    var_names = list(var_names)
+    if method in ("nuts", "hmc"):
+        makers["rank"] = lambda: az.plot_rank(idata, var_names=var_names)
+    if draws > 1:
+        makers["posterior"] = lambda: az.plot_posterior(idata, var_names=var_names, hdi_prob=0.94)
+    if "posterior_predictive" in idata.groups():
+        flatten = [d for d in idata.observed_data[next(iter(idata.observed_data.data_vars))].dims[:1]]
+        makers["posterior_predictive"] = lambda: az.plot_ppc(idata, num_pp_samples=min(100, draws), flatten=flatten)
+    if "optimization" in idata.groups():
+        def loss_curve():
+            figure, axis = plt.subplots(figsize=(6, 3.5))
+            loss = idata.optimization["loss"].values
+            axis.plot(loss, lw=0.5, color="0.6", label="loss per step")
+            window = max(1, len(loss) // 100)
+            smoothed = np.convolve(loss, np.ones(window) / window, mode="valid")
+            axis.plot(np.arange(window - 1, len(loss)), smoothed, color="C0", label=f"mean of {window} steps")
+            low, high = np.percentile(loss[len(loss) // 10 :], [0, 99]) if len(loss) > 10 else (loss.min(), loss.max())
+            axis.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+            axis.set_xlabel("step")
+            axis.set_ylabel("negative ELBO" if method == "svi" else "negative log posterior")
+            axis.legend()
+            return figure
+        makers["loss"] = loss_curve
+    if spec is not None and spec.plots is not None:
+        makers["model"] = lambda: spec.plots(idata)
+
+    pngs: dict[str, bytes] = {}
+    for name, make in makers.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = make()
+        except Exception as exc:  # a plot must not take the report down; say what broke
+            pngs[f"{name}.failed"] = f"{type(exc).__name__}: {exc}".encode()
+            plt.close("all")
+            continue
+        named = result if isinstance(result, dict) else {name: result}
+        for figure_name, figure in named.items():
+            if not hasattr(figure, "savefig"):
+                figure = np.asarray(figure).ravel()[0].get_figure()
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+            pngs[figure_name] = buffer.getvalue()
+        plt.close("all")
+    return pngs
+
+
+def _section_record(section: Section) -> dict:
+    table = None
+    if section.table is not None:
+        table = json.loads(section.table.to_json(orient="split"))
+    return {"title": section.title, "text": section.text, "table": table}
+
+
+def _section_from_record(record: dict) -> Section:
+    table = record.get("table")
+    if table is not None:
+        table = pd.DataFrame(table["data"], index=table["index"], columns=table["columns"])
+    return Section(record["title"], record["text"], table)
+
+
+def build_report(
+    idata,
+    config: dict,
+    spec: ModelSpec | None = None,
+    sections: Sequence[Section] = (),
+    extra_metrics: Mapping | None = None,
+) -> Report:
+    method = config["method"]
+    assessment = diagnostics.assess(idata, method, config.get("settings"))
+    summary, units = summary_table(idata, spec, config)
+    metrics = {"predictive": checks.predictive_metrics(idata), **(extra_metrics or {})}
+    if sections:
+        metrics["sections"] = [_section_record(section) for section in sections]
+    var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
+    figures = figures_for(idata, spec, method, var_names)
+    return Report(config, assessment, summary, units, metrics, figures, tuple(sections))
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+def _format(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return "nan"
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
+    headers = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for label, row in frame.iterrows():
+        cells = ([str(label)] if index else []) + [_format(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _checks_frame(assessment) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"check": v.check, "status": v.status, "value": v.value, "threshold": v.threshold, "reason": v.reason}
+         for v in assessment.verdicts]
+    )
+
+
+def _title(config: dict) -> str:
+    data = (config.get("data") or {}).get("source", "data")
+    return f"{config['model']['name']} on {data} ({config['method'].upper()})"
+
+
+def _metrics_lines(metrics: dict) -> list[str]:
+    predictive = metrics.get("predictive", {})
+    lines = []
+    if "lppd" in predictive:
+        lines.append(f"- log pointwise predictive density (in sample): {predictive['lppd']:.2f} nats "
+                     f"({predictive['lppd_per_point']:.3f} per point, {predictive['num_points']} points)")
+    loo = predictive.get("loo", {})
+    if loo.get("available", True) and "elpd_loo" in loo:
+        lines.append(f"- PSIS-LOO elpd: {loo['elpd_loo']:.2f} (SE {loo['se']:.2f}), effective parameters p_loo {loo['p_loo']:.1f}")
+        if loo["pareto_k_bad"]:
+            points = ", ".join(f"{p['point']} (k={p['k']:.2f})" for p in loo["pareto_k_bad"][:10])
+            lines.append(f"- Pareto k > 0.7 (LOO unreliable) at points: {points}")
+        else:
+            lines.append(f"- every Pareto k <= 0.7 (largest {loo['pareto_k_max']:.2f}): LOO is reliable")
+    elif loo:
+        lines.append(f"- LOO not computed: {loo.get('reason')}")
+    waic = predictive.get("waic")
+    if waic:
+        lines.append(f"- WAIC elpd: {waic['elpd_waic']:.2f} (SE {waic['se']:.2f})")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    a = report.assessment
+    out = [f"# probgen report: {_title(report.config)}", "",
+           f"## Verdict: {a.overall.upper()}", "", a.summary, "",
+           markdown_table(_checks_frame(a), index=False), "",
+           "## Posterior summary", "", f"Units: {report.summary_units}.", "",
+           markdown_table(report.summary), "",
+           "## Predictive fit", "", *_metrics_lines(report.metrics), ""]
+    for section in report.sections:
+        out += [f"## {section.title}", "", section.text, ""]
+        if section.table is not None:
+            out += [markdown_table(section.table), ""]
+    out += ["## Plots", ""]
+    for name in report.figures:
+        if name.endswith(".failed"):
+            out.append(f"- plot '{name[:-7]}' could not be drawn: {report.figures[name].decode()}")
+        else:
+            out.append(f"![{name}](plots/{name}.png)")
+    out += ["", "## Configuration", "", "```json", json.dumps(report.config, indent=2), "```", ""]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:last-child{text-align:left}.verdict{font-size:1.4em;padding:0.4em 0.8em;border-radius:6px;display:inline-block;color:#fff}
+.trusted{background:#2e7d32}.suspect{background:#ef8f00}.failed{background:#c62828}
+.pass{color:#2e7d32}.warn{color:#ef8f00;font-weight:bold}.fail{color:#c62828;font-weight:bold}.skip{color:#777}
+img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:0.85em}
+"""
+
+
+def render_html(report: Report) -> str:
+    a = report.assessment
+    esc = html.escape
+    checks_rows = "".join(
+        f"<tr><td>{esc(v.check)}</td><td class='{v.status}'>{v.status}</td><td>{esc(_format(v.value))}</td>"
+        f"<td>{esc(v.threshold)}</td><td>{esc(v.reason)}</td></tr>"
+        for v in a.verdicts
+    )
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>probgen: {esc(_title(report.config))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>probgen report: {esc(_title(report.config))}</h1>",
+        f"<h2>Verdict</h2><div class='verdict {a.overall}'>{a.overall.upper()}</div><p>{esc(a.summary)}</p>",
+        "<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>reason</th></tr>",
+        checks_rows, "</table>",
+        f"<h2>Posterior summary</h2><p>Units: {esc(report.summary_units)}.</p>",
+        report.summary.to_html(float_format=lambda v: f"{v:.4g}", border=0),
+        "<h2>Predictive fit</h2><ul>",
+        *(f"<li>{esc(line[2:])}</li>" for line in _metrics_lines(report.metrics)), "</ul>",
+    ]
+    for section in report.sections:
+        parts.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
+        if section.table is not None:
+            parts.append(section.table.to_html(float_format=lambda v: f"{v:.4g}", border=0))
+    parts.append("<h2>Plots</h2>")
+    for name, content in report.figures.items():
+        if name.endswith(".failed"):
+            parts.append(f"<p>Plot '{esc(name[:-7])}' could not be drawn: {esc(content.decode())}</p>")
+        else:
+            encoded = base64.b64encode(content).decode()
+            parts.append(f"<h3>{esc(name.replace('_', ' '))}</h3><img alt='{esc(name)}' src='data:image/png;base64,{encoded}'>")
+    parts.append(f"<h2>Configuration</h2><pre>{esc(json.dumps(report.config, indent=2))}</pre></body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing (atomically)
+# --------------------------------------------------------------------------------------------
+def check_destination(out: Path, overwrite: bool) -> None:
+    """Fail before any work if `out` cannot be written."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise RunFolderError(f"output folder '{out}' already exists (use --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"output path '{out}' exists and is not a folder")
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_json(path: Path, content) -> None:
+    path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
+
+
+def _write_report_files(folder: Path, report: Report) -> None:
+    write_json(folder / "config.json", report.config)
+    report.summary.to_csv(folder / "summary.csv")
+    write_json(folder / "diagnostics.json", report.assessment.as_dict())
+    write_json(folder / "metrics.json", report.metrics)
+    plots = folder / "plots"
+    if plots.exists():
+        shutil.rmtree(plots)
+    plots.mkdir()
+    for name, content in report.figures.items():
+        if not name.endswith(".failed"):
+            (plots / f"{name}.png").write_bytes(content)
+    (folder / "report.md").write_text(render_markdown(report))
+    (folder / "report.html").write_text(render_html(report))
+
+
+def atomic_folder(out: Path, fill: Callable[[Path], None], overwrite: bool) -> Path:
+    """Create folder `out` by `fill(temporary_folder)` and a rename: all or nothing.
+
+    On any exception, KeyboardInterrupt included, the temporary folder is removed and `out`
+    is left as it was.
+    """
+    out = Path(out)
+    check_destination(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        fill(temporary)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(temporary, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return out
+
+
+def write_run(fit, out, overwrite: bool = False, sections: Sequence[Section] = (), extra_metrics: Mapping | None = None) -> Path:
+    """Write a `Fit` as a run folder with its report. Returns the folder's path."""
+    report = build_report(fit.idata, fit.config(), fit.spec, sections, extra_metrics)
+
+    def fill(folder: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit.idata.to_netcdf(str(folder / "posterior.nc"))
+        _write_report_files(folder, report)
+
+    return atomic_folder(Path(out), fill, overwrite)
+
+
+def load_run(run_dir) -> tuple[az.InferenceData, dict]:
+    """InferenceData and config of a run folder, with errors that name what is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder '{run_dir}' does not exist")
+    for name in ("config.json", "posterior.nc"):
+        if not (run_dir / name).is_file():
+            raise RunFolderError(f"'{run_dir}' is not a probgen run folder: {name} is missing")
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{run_dir / 'config.json'} is not valid JSON: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = az.from_netcdf(str(run_dir / "posterior.nc"))
+        idata.load()
+    return idata, config
+
+
+def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
+    """Recompute diagnostics and rewrite summary, metrics, plots and report of a run folder.
+
+    Sections added by an analysis script (such as a model comparison) are kept: they are
+    stored in metrics.json under "sections".
+    """
+    run_dir = Path(run_dir)
+    idata, config = load_run(run_dir)
+    previous = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    extra = {k: v for k, v in previous.items() if k not in ("predictive", "sections")}
+    sections = [_section_from_record(record) for record in previous.get("sections", [])]
+    report = build_report(idata, config, spec, sections, extra_metrics=extra)
+
+    def fill(folder: Path) -> None:
+        for name in ("posterior.nc",):
+            shutil.copy2(run_dir / name, folder / name)
+        _write_report_files(folder, report)
+
+    return atomic_folder(run_dir, fill, overwrite=True)
