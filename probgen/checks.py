@@ -62,29 +62,51 @@ def predictive_metrics(idata: az.InferenceData) -> dict:
     return metrics
 
 
-def compare(fits: Mapping[str, az.InferenceData], scale: str = "log") -> tuple[pd.DataFrame, str]:
-    """Rank models by PSIS-LOO; return ArviZ's comparison table and a one-paragraph reading.
+def compare(
+    fits: Mapping[str, az.InferenceData],
+    convergence: Mapping[str, str] | None = None,
+    scale: str = "log",
+) -> tuple[pd.DataFrame, str]:
+    """Rank models by PSIS-LOO; return ArviZ's comparison table and a plain-words reading.
 
-    The reading prefers the top model only when its elpd lead over the runner-up exceeds
-    twice the standard error of the difference (a lead within that is noise at this N).
+    convergence: optional name -> overall verdict ("trusted", "suspect", "failed"). A model
+    whose fit failed its convergence checks stays in the table (with a "convergence" column)
+    but cannot be preferred: its LOO figures describe the sampler's trouble, not the model.
+    The reading prefers the top usable model only when its elpd lead over the usable
+    runner-up exceeds twice the standard error of the difference.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = az.compare(dict(fits), ic="loo", scale=scale)
-    names = list(table.index)
+    if convergence is not None:
+        table["convergence"] = [convergence[name] for name in table.index]
+    failed = [name for name in table.index if convergence and convergence[name] == "failed"]
+    usable = [name for name in table.index if name not in failed]
+    if not usable:
+        return table, "Every fit failed its convergence checks: no model can be preferred."
+    reading = ""
+    if failed:
+        reading = (f"The fits of {', '.join(failed)} failed their convergence checks, so their LOO figures are not "
+                   f"usable and they are left out of the choice. Among {', '.join(usable)}: ")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranked = az.compare({name: fits[name] for name in usable}, ic="loo", scale=scale)
+    else:
+        ranked = table
+    names = list(ranked.index)
     best = names[0]
     if len(names) == 1:
-        return table, f"Only one model: {best}."
+        return table, reading + f"only {best} remains, so it is the one to use."
     runner_up = names[1]
-    difference = float(table.loc[runner_up, "elpd_diff"])
-    se = float(table.loc[runner_up, "dse"])
-    bad = [n for n in names if bool(table.loc[n, "warning"])]
+    difference = float(ranked.loc[runner_up, "elpd_diff"])
+    se = float(ranked.loc[runner_up, "dse"])
     if difference > 2 * se:
-        reading = (f"LOO prefers {best}: its expected log predictive density beats {runner_up} by "
-                   f"{difference:.1f} nats (SE of the difference {se:.1f}).")
+        reading += (f"LOO prefers {best}: its expected log predictive density beats {runner_up} by "
+                    f"{difference:.1f} nats (SE of the difference {se:.1f}).")
     else:
-        reading = (f"{best} ranks first, but its lead over {runner_up} ({difference:.1f} nats, SE {se:.1f}) "
-                   "is within two standard errors: LOO cannot tell them apart; prefer the simpler one.")
+        reading += (f"{best} ranks first, but its lead over {runner_up} ({difference:.1f} nats, SE {se:.1f}) "
+                    "is within two standard errors: LOO cannot tell them apart; prefer the simpler one.")
+    bad = [n for n in usable if bool(table.loc[n, "warning"])]
     if bad:
         reading += f" Pareto k above 0.7 for some points in {', '.join(bad)}: their LOO estimates are less reliable."
     return table, reading

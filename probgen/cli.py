@@ -7,7 +7,6 @@ Ctrl-C exits with status 130 and leaves no half-written run folder.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -31,17 +30,6 @@ METHOD_FLAGS = {
 }
 
 
-def _setup_devices() -> None:
-    """Expose the CPU cores as JAX devices so that chains can run in parallel on a CPU.
-
-    Must run before JAX starts; it changes nothing on GPU or TPU backends.
-    """
-    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        import numpyro
-
-        numpyro.set_host_device_count(max(1, os.cpu_count() or 1))
-
-
 SWITCHES = {"--quiet", "--overwrite", "--standardize", "--help", "-h"}
 
 
@@ -59,6 +47,19 @@ def _model_argument(argv: list[str]) -> str | None:
             continue
         return token
     return None
+
+
+def _chains_argument(argv: list[str]) -> int:
+    """The value of --chains if given and valid (4 otherwise), read before JAX starts."""
+    for index, token in enumerate(argv):
+        value = token.split("=", 1)[1] if token.startswith("--chains=") else (
+            argv[index + 1] if token == "--chains" and index + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                return 4
+    return 4
 
 
 def build_parser(model_spec=None) -> argparse.ArgumentParser:
@@ -209,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         model_reference = _model_argument(argv)
         spec = None
         if model_reference is not None:
-            _setup_devices()
+            from probgen.devices import expose_cpu_devices
+
+            expose_cpu_devices(_chains_argument(argv))
             from probgen.spec import load_spec
 
             spec = load_spec(model_reference)
