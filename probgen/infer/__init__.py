@@ -96,10 +96,8 @@ def fit(
             sampler, inputs, inference_key, settings["max_tree_depth"] if method == "nuts" else None
         )
     elif method == "svi":
-        samples, optimization, (model, guide, params) = svi.fit_svi(spec, inputs, settings, inference_key, progress)
-        if settings["guide"] == "normal":
-            flat = {k: v[0] for k, v in samples.items()}
-            log_weights = svi.importance_log_weights(model, guide, params, dict(inputs.observed), flat)
+        samples, optimization, log_weights = svi.fit_svi(spec, inputs, settings, inference_key, progress)
+        if log_weights is not None:
             sample_stats = {"log_importance_weight": log_weights[None]}
     else:
         samples, optimization = map_method.fit_map(spec, inputs, settings, inference_key, progress)

@@ -75,14 +75,32 @@ def versions() -> dict[str, str]:
     return found
 
 
-def model_sites(model, observed: Mapping[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
-    """One trace of `model(**observed)`: names of its latent sample sites, and its observed
-    sample sites as name -> observed value."""
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
-    samples = [site for site in trace.values() if site["type"] == "sample"]
-    latent = [site["name"] for site in samples if not site["is_observed"]]
-    observed_values = {site["name"]: np.asarray(site["value"]) for site in samples if site["is_observed"]}
-    return latent, observed_values
+@dataclasses.dataclass(frozen=True)
+class ModelStructure:
+    """What one trace of a model shows: latent site names and supports, observed values."""
+
+    latent: tuple[str, ...]
+    supports: dict
+    observed: dict[str, np.ndarray]
+
+
+def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
+    """Trace `model(**observed)` once, as one compiled program.
+
+    Compiling the trace costs one XLA compilation; running it eagerly would compile every
+    primitive on its own, which takes seconds on a cold start.
+    """
+    found = {}
+
+    def run(observed):
+        trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
+        samples = [site for site in trace.values() if site["type"] == "sample"]
+        found["latent"] = tuple(site["name"] for site in samples if not site["is_observed"])
+        found["supports"] = {site["name"]: site["fn"].support for site in samples if not site["is_observed"]}
+        return {site["name"]: site["value"] for site in samples if site["is_observed"]}
+
+    values = jax.jit(run)(dict(observed))
+    return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()})
 
 
 def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key):
@@ -127,8 +145,9 @@ def build_inference_data(
     """
     model = inputs.bound_model(spec.model)
     # Deterministic sites are recomputed below from the (post-processed) latent draws.
-    latent, observed = model_sites(model, inputs.observed)
-    samples = {k: np.asarray(v) for k, v in samples.items() if k in latent}
+    structure = model_structure(model, inputs.observed)
+    observed = structure.observed
+    samples = {k: np.asarray(v) for k, v in samples.items() if k in structure.latent}
     if spec.postprocess is not None:
         samples = {k: np.asarray(v) for k, v in spec.postprocess(samples, inputs).items()}
     chains, draws = next(iter(samples.values())).shape[:2]

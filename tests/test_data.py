@@ -1,0 +1,86 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from probgen import data
+from probgen.errors import DataError
+
+
+def test_bundled_faithful_loads_with_default_columns():
+    dataset = data.load("faithful")
+    assert dataset.columns == ["eruptions", "waiting"]
+    assert dataset.frame.shape == (272, 2)
+    assert dataset.frame.dtypes.tolist() == [np.float64, np.float64]
+    assert len(dataset.sha256) == 64
+
+
+@pytest.mark.parametrize("name", data.bundled_names())
+def test_every_bundled_set_loads_offline(name):
+    dataset = data.load(name)
+    assert len(dataset.frame) > 0
+    assert np.isfinite(dataset.frame.to_numpy()).all()
+
+
+def test_column_selection_as_string_and_list(tmp_path):
+    assert data.load("faithful", columns="waiting").columns == ["waiting"]
+    assert data.load("iris", columns=["Petal.Length", "Petal.Width"]).frame.shape == (150, 2)
+
+
+def test_standardisation_is_recorded_and_invertible():
+    raw = data.load("faithful")
+    standardised = data.load("faithful", standardize=True)
+    values = standardised.frame.to_numpy()
+    np.testing.assert_allclose(values.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(values.std(axis=0), 1, atol=1e-12)
+    np.testing.assert_allclose(standardised.to_original_units(values), raw.frame.to_numpy(), rtol=1e-12)
+    assert standardised.sha256 == raw.sha256  # the hash is of the raw values
+    assert set(standardised.config()["standardization"]) == {"eruptions", "waiting"}
+
+
+def test_csv_and_parquet_read_the_same(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.5], "b": [4, 5, 6]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet")
+    from_csv = data.load(str(tmp_path / "d.csv"))
+    from_parquet = data.load(str(tmp_path / "d.parquet"))
+    pd.testing.assert_frame_equal(from_csv.frame, from_parquet.frame)
+
+
+def write(tmp_path, text, name="d.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "content, columns, message",
+    [
+        (None, None, "does not exist"),
+        ("", None, "is empty"),
+        ("a,b\n", None, "has a header but no rows"),
+        ("a,b\n1,2\n", "a,c", "column 'c' not in data file"),
+        ("a,b\n1,2\n3,x\n", None, "column 'b' in data file '.*' is not numeric: value 'x' at row 2"),
+        ("a,b\n1,\n3,4\nNaN,5\n", None, r"2 missing \(NaN\) values \(column 'a' row 3; column 'b' row 1\)"),
+        ("a,b\n1,inf\n3,4\n", None, r"1 infinite value \(column 'b' row 1\)"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path, content, columns, message):
+    path = str(tmp_path / "missing.csv") if content is None else write(tmp_path, content)
+    with pytest.raises(DataError, match=message):
+        data.load(path, columns=columns)
+
+
+def test_unknown_dataset_lists_the_bundled_ones():
+    with pytest.raises(DataError, match="unknown data set 'faithfull'.*faithful"):
+        data.load("faithfull")
+
+
+def test_nan_rows_are_never_dropped_from_frames():
+    frame = pd.DataFrame({"x": [1.0, np.nan, 3.0]})
+    with pytest.raises(DataError, match="1 missing"):
+        data.from_frame(frame)
+
+
+def test_constant_column_cannot_be_standardised(tmp_path):
+    with pytest.raises(DataError, match="column 'a' .* is constant"):
+        data.load(write(tmp_path, "a,b\n1,2\n1,3\n"), standardize=True)

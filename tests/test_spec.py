@@ -1,0 +1,60 @@
+import pytest
+
+from probgen.errors import ModelError
+from probgen.spec import ModelSpec, builtin_model_names, load_spec
+
+
+def test_builtin_gmm_is_found():
+    assert "gmm" in builtin_model_names()
+    spec = load_spec("gmm")
+    assert spec.name == "gmm" and spec.options
+
+
+def test_unknown_model_name_lists_builtins():
+    with pytest.raises(ModelError, match="unknown model 'gmmm'.*gmm"):
+        load_spec("gmmm")
+
+
+def test_user_file_with_spec(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "import numpyro, numpyro.distributions as dist\n"
+        "from probgen import ModelSpec\n"
+        "def normal(x=None, num_points=1):\n"
+        "    mu = numpyro.sample('mu', dist.Normal(0, 10))\n"
+        "    with numpyro.plate('n', num_points):\n"
+        "        numpyro.sample('x', dist.Normal(mu, 1), obs=x)\n"
+        "SPEC = ModelSpec(name='mine', model=normal)\n"
+    )
+    spec = load_spec(str(path))
+    assert isinstance(spec, ModelSpec) and spec.name == "mine"
+
+
+def test_user_file_with_model_function(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text("def model(x=None, num_points=1):\n    pass\n")
+    assert load_spec(str(path)).name == "plain"
+
+
+def test_user_file_without_spec_or_model(tmp_path):
+    path = tmp_path / "empty_model.py"
+    path.write_text("x = 1\n")
+    with pytest.raises(ModelError, match="defines neither SPEC .* nor a function named 'model'"):
+        load_spec(str(path))
+
+
+def test_missing_model_file():
+    with pytest.raises(ModelError, match="model file 'nowhere/m.py' does not exist"):
+        load_spec("nowhere/m.py")
+
+
+def test_model_file_that_fails_to_import(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import not_a_module_anywhere\n")
+    with pytest.raises(ModelError, match="failed to import: ModuleNotFoundError"):
+        load_spec(str(path))
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(ModelError, match="no option 'components'"):
+        load_spec("gmm").resolve_options({"components": 3})
