@@ -106,6 +106,10 @@ class ModelSpec:
                data layer's standardisation for the summary table.
     plots:     optional (idata) -> {name: matplotlib Figure}, model-specific plots.
     summary_vars: posterior variables for the summary table (default: all latent sites).
+    init:      optional (inputs, rng_key, num_chains) -> {latent site: (num_chains, ...)
+               constrained values}: a starting point per chain for MCMC (the first one for
+               SVI). Without it, chains start at NumPyro's uniform(-2, 2) in unconstrained
+               space, which is poor for parameters in data units and for multimodal models.
     description: one line for `probgen models`.
     """
 
@@ -119,6 +123,7 @@ class ModelSpec:
     to_original_units: Callable | None = None
     plots: Callable | None = None
     summary_vars: tuple[str, ...] | None = None
+    init: Callable | None = None
     description: str = ""
 
     def __post_init__(self):

@@ -42,7 +42,7 @@ def resolve_settings(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     unknown = [k for k in given if k not in settings]
     if unknown:
         raise InferenceError(
-            f"method '{method}' has no setting {', '.join(map(repr, unknown))} "
+            f"method '{method}' has no setting {', '.join(repr(k) for k in unknown)} "
             f"(settings: {', '.join(settings)})"
         )
     settings.update({k: v for k, v in given.items() if v is not None})
@@ -86,14 +86,15 @@ def fit(
     dataset = _as_dataset(data, columns, standardize)
     resolved_options = spec.resolve_options(options)
     inputs = spec.prepare(dataset.frame, resolved_options)
-    inference_key, results_key = jax.random.split(jax.random.PRNGKey(seed))
+    inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
 
     start = time.perf_counter()
     sample_stats = optimization = None
     if method in ("nuts", "hmc"):
         sampler = mcmc.make_sampler(spec, inputs, method, settings, progress)
+        starts = mcmc.unconstrained_starts(spec, inputs, init_key, settings["chains"])
         samples, sample_stats = mcmc.run_sampler(
-            sampler, inputs, inference_key, settings["max_tree_depth"] if method == "nuts" else None
+            sampler, inputs, inference_key, settings["max_tree_depth"] if method == "nuts" else None, starts
         )
     elif method == "svi":
         samples, optimization, log_weights = svi.fit_svi(spec, inputs, settings, inference_key, progress)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import HMC, MCMC, NUTS
 
 from probgen.errors import InferenceError
+from probgen.infer.results import model_structure
 from probgen.spec import ModelInputs, ModelSpec
 
 DEFAULTS = {
@@ -67,9 +70,23 @@ def make_sampler(spec: ModelSpec, inputs: ModelInputs, method: str, settings: di
     )
 
 
-def run_sampler(sampler: MCMC, inputs: ModelInputs, rng_key, max_tree_depth: int | None) -> tuple[dict, dict]:
+def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chains: int) -> dict | None:
+    """The spec's per-chain starting points in the sampler's unconstrained space, or None."""
+    if spec.init is None:
+        return None
+    structure = model_structure(inputs.bound_model(spec.model), inputs.observed)
+    starts = spec.init(inputs, rng_key, num_chains)
+    unconstrained = {
+        name: np.asarray(biject_to(structure.supports[name]).inv(jnp.asarray(value)))
+        for name, value in starts.items()
+    }
+    return {k: v[0] for k, v in unconstrained.items()} if num_chains == 1 else unconstrained
+
+
+def run_sampler(sampler: MCMC, inputs: ModelInputs, rng_key, max_tree_depth: int | None,
+                init_params: dict | None = None) -> tuple[dict, dict]:
     """Run `sampler`; return latent draws and sample stats, both with (chain, draw) axes."""
-    sampler.run(rng_key, extra_fields=EXTRA_FIELDS, **inputs.observed)
+    sampler.run(rng_key, extra_fields=EXTRA_FIELDS, init_params=init_params, **inputs.observed)
     samples = {k: np.asarray(v) for k, v in sampler.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in sampler.get_extra_fields(group_by_chain=True).items()}
     stats = {

@@ -140,7 +140,12 @@ def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     model = inputs.bound_model(spec.model)
     observed = dict(inputs.observed)
     init_key, train_key, draw_key = jax.random.split(rng_key, 3)
-    init = None if settings["guide"] == "spec" else prior_median_init(model, observed, init_key)
+    if settings["guide"] == "spec":
+        init = None
+    elif spec.init is not None:
+        init = init_to_value(values={k: v[0] for k, v in spec.init(inputs, init_key, 1).items()})
+    else:
+        init = prior_median_init(model, observed, init_key)
     guide = make_guide(spec, model, settings["guide"], init)
     if settings["learning_rate"] <= 0:
         raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")

@@ -1,0 +1,93 @@
+"""Verdicts on InferenceData built to have known defects."""
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from probgen import diagnostics
+
+
+def make_idata(posterior, diverging=None, energy=None, depth_hits=None, seed=0):
+    rng = np.random.default_rng(seed)
+    chains, draws = next(iter(posterior.values())).shape[:2]
+    stats = {
+        "diverging": np.zeros((chains, draws), bool) if diverging is None else diverging,
+        "energy": rng.normal(size=(chains, draws)) if energy is None else energy,
+    }
+    if depth_hits is not None:
+        stats["reached_max_tree_depth"] = depth_hits
+    return az.from_dict(posterior=posterior, sample_stats=stats)
+
+
+def iid(chains=4, draws=1000, seed=0, shape=()):
+    return np.random.default_rng(seed).normal(size=(chains, draws) + shape)
+
+
+def statuses(assessment):
+    return {v.check: v.status for v in assessment.verdicts}
+
+
+def test_well_mixed_chains_are_trusted():
+    assessment = diagnostics.assess(make_idata({"mu": iid(), "sigma": iid(seed=1, shape=(3,))}), "hmc")
+    assert assessment.overall == "trusted", assessment.summary
+
+
+def test_a_chain_stuck_elsewhere_fails_r_hat_and_is_named():
+    mu = iid()
+    mu[3] += 1.0
+    assessment = diagnostics.assess(make_idata({"mu": mu, "other": iid(seed=2)}), "hmc")
+    r_hat = next(v for v in assessment.verdicts if v.check == "r_hat")
+    assert r_hat.status == "fail" and r_hat.value > 1.05
+    assert "mu" in r_hat.reason
+    assert assessment.overall == "failed"
+
+
+def test_autocorrelated_chains_fail_ess():
+    rng = np.random.default_rng(3)
+    x = np.zeros((4, 1000))
+    for t in range(1, 1000):  # AR(1) with rho = 0.99: ESS about 1000 * 0.01 / 1.99 = 5 per chain
+        x[:, t] = 0.99 * x[:, t - 1] + rng.normal(size=4) * np.sqrt(1 - 0.99**2)
+    assessment = diagnostics.assess(make_idata({"mu": x}), "hmc")
+    assert statuses(assessment)["ess_bulk"] == "fail"
+
+
+def test_divergences_fail_with_counts_per_chain():
+    diverging = np.zeros((4, 1000), bool)
+    diverging[1, :3] = True
+    assessment = diagnostics.assess(make_idata({"mu": iid()}, diverging=diverging), "hmc")
+    verdict = next(v for v in assessment.verdicts if v.check == "divergences")
+    assert verdict.status == "fail" and verdict.value == 3
+    assert "per chain: 0, 3, 0, 0" in verdict.reason
+
+
+def test_low_bfmi_warns():
+    energy = np.cumsum(np.random.default_rng(4).normal(size=(4, 1000)), axis=1)  # a random walk
+    assessment = diagnostics.assess(make_idata({"mu": iid()}, energy=energy), "hmc")
+    assert statuses(assessment)["bfmi"] == "warn"
+    assert assessment.overall == "suspect"
+
+
+def test_tree_depth_saturation_warns():
+    hits = np.zeros((4, 1000), bool)
+    hits[:, :50] = True
+    assessment = diagnostics.assess(make_idata({"mu": iid()}, depth_hits=hits), "nuts", {"max_tree_depth": 10})
+    assert statuses(assessment)["tree_depth"] == "warn"
+
+
+def test_constant_elements_are_ignored_not_failed():
+    # The first row of a 2x2 correlation Cholesky factor is (1, 0) in every draw.
+    chol = np.zeros((4, 1000, 2, 2))
+    chol[..., 0, 0] = 1.0
+    varying = np.tanh(iid(seed=5)) * 0.5
+    chol[..., 1, 0] = varying
+    chol[..., 1, 1] = np.sqrt(1 - varying**2)
+    assessment = diagnostics.assess(make_idata({"corr_cholesky": chol}), "hmc")
+    assert assessment.overall == "trusted", assessment.summary
+
+
+def test_unconverged_optimisation_fails():
+    idata = az.from_dict(posterior={"mu": iid(chains=1, draws=100)})
+    idata.add_groups(optimization=xr.Dataset({"loss": ("step", np.linspace(10, 1, 500))}))
+    assessment = diagnostics.assess(idata, "map", {"converged": False})
+    assert assessment.overall == "failed" and "had not converged" in assessment.summary
+    assert diagnostics.assess(idata, "map", {"converged": True}).overall == "trusted"
