@@ -7,6 +7,7 @@ Ctrl-C exits with status 130 and leaves no half-written run folder.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -231,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("probgen: interrupted; no run folder was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Leave at once: XLA's worker threads may still be running the interrupted computation,
+        # and the interpreter's normal teardown races with them (seen as a segfault at exit).
+        # Nothing is left to clean up: run folders are only created, atomically, after the fit.
+        os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""The CLI as a user runs it: a subprocess, real files, exit codes and messages."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_cli
+
+QUICK = ["--chains", "2", "--warmup", "150", "--draws", "150", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def csv_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal([0, 0], 0.5, size=(60, 2)), rng.normal([3, 2], 0.5, size=(60, 2))])
+    path = tmp_path_factory.mktemp("data") / "points.csv"
+    pd.DataFrame(x, columns=["u", "v"]).assign(label="x").to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted_run(csv_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--out", out, *QUICK)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_fit_writes_a_run_folder_and_says_the_verdict(fitted_run):
+    out, result = fitted_run
+    assert (out / "report.html").is_file() and (out / "posterior.nc").is_file()
+    verdict = json.loads((out / "diagnostics.json").read_text())["overall"]
+    assert result.stdout.startswith(verdict.upper())
+    assert "run folder:" in result.stdout
+
+
+def test_sample_draws_new_rows_in_the_data_columns(fitted_run, tmp_path):
+    out, _ = fitted_run
+    target = tmp_path / "new.csv"
+    result = run_cli("sample", out, "-n", "500", "--out", target, "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(target)
+    assert list(table.columns) == ["u", "v"] and len(table) == 500
+    # Half the data sit at (0, 0) and half at (3, 2): the predictive mean is near (1.5, 1).
+    assert np.allclose(table.mean().to_numpy(), [1.5, 1.0], atol=0.3)
+    again = run_cli("sample", out, "-n", "500", "--out", target, "--seed", "3")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_report_rebuilds_from_the_folder(fitted_run):
+    out, _ = fitted_run
+    (out / "report.html").unlink()
+    result = run_cli("report", out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.html").is_file()
+
+
+def test_models_datasets_and_help():
+    models = run_cli("models")
+    assert models.returncode == 0 and "gmm:" in models.stdout and "--num-components" in models.stdout
+    datasets = run_cli("datasets")
+    assert datasets.returncode == 0 and "faithful:" in datasets.stdout
+    help_text = run_cli("fit", "gmm", "--help")
+    assert help_text.returncode == 0 and "--num-components" in help_text.stdout and "--method" in help_text.stdout
+
+
+def bad_inputs(tmp_path, csv_file):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with_nan = tmp_path / "nan.csv"
+    with_nan.write_text("u,v\n1,2\nnan,3\n4,inf\n5,6\n")
+    no_spec = tmp_path / "no_spec.py"
+    no_spec.write_text("value = 1\n")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    return {
+        "missing file": (["--data", tmp_path / "nope.csv"], "does not exist"),
+        "empty file": (["--data", empty], "is empty"),
+        "missing column": (["--data", csv_file, "--columns", "u,w"], "column 'w' not in"),
+        "non-numeric column": (["--data", csv_file], "column 'label' in .* is not numeric"),
+        "nan and inf": (["--data", with_nan], r"1 missing \(NaN\) value .*row 2.* and 1 infinite value"),
+        "K < 1": (["--data", csv_file, "--columns", "u,v", "--num-components", "0"], "--num-components must be an integer >= 1"),
+        "K > N": (["--data", csv_file, "--columns", "u,v", "--num-components", "500"], "more than the number of data points"),
+        "unknown data set": (["--data", "faithfull"], "unknown data set 'faithfull'"),
+        "existing output": (["--data", "faithful", "--out", existing], "already exists"),
+        "setting of another method": (["--data", "faithful", "--steps", "10"], "--steps does not apply to --method nuts"),
+    }, no_spec
+
+
+@pytest.mark.parametrize("case", ["missing file", "empty file", "missing column", "non-numeric column", "nan and inf",
+                                  "K < 1", "K > N", "unknown data set", "existing output", "setting of another method"])
+def test_bad_input_is_one_line_exit_2_and_no_folder(case, tmp_path, csv_file):
+    cases, _ = bad_inputs(tmp_path, csv_file)
+    arguments, message = cases[case]
+    out = tmp_path / "out"
+    if "--out" not in arguments:
+        arguments = [*arguments, "--out", out]
+    result = run_cli("fit", "gmm", *arguments, "--quiet")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("probgen: error:"), result.stderr
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("model, message", [("gmmm", "unknown model 'gmmm'"),
+                                            ("no_spec.py", "defines neither SPEC .* nor a function named 'model'")])
+def test_bad_model_is_exit_2(model, message, tmp_path, csv_file):
+    _, no_spec = bad_inputs(tmp_path, csv_file)
+    reference = str(no_spec) if model.endswith(".py") else model
+    result = run_cli("fit", reference, "--data", "faithful", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    import re
+
+    assert re.search(message, result.stderr) and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_leaves_no_run_folder(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "probgen.cli", "fit", "gmm", "--data", "faithful", "--out", str(out),
+         "--draws", "100000", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    time.sleep(12)  # well into compilation or sampling
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted; no run folder was written" in stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,90 @@
+"""The run folder: every file DESIGN.md lists, written all-or-nothing, rebuildable."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from probgen import report
+from probgen.errors import RunFolderError
+
+
+@pytest.fixture(scope="module")
+def run_folder(faithful_fit, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "faithful"
+    section = report.Section("Extra", "A section added by an analysis.", pd.DataFrame({"a": [1.0]}, index=["row"]))
+    return report.write_run(faithful_fit, out, sections=[section])
+
+
+def test_run_folder_holds_every_file(run_folder):
+    for name in report.RUN_FILES:
+        assert (run_folder / name).is_file(), name
+    plots = {p.stem for p in (run_folder / "plots").glob("*.png")}
+    assert {"rank", "posterior", "posterior_predictive", "components"} <= plots
+
+
+def test_config_records_seed_versions_data_and_settings(run_folder):
+    config = json.loads((run_folder / "config.json").read_text())
+    assert config["seed"] == 0 and config["method"] == "nuts"
+    assert {"jax", "numpyro", "arviz"} <= set(config["versions"])
+    assert config["data"]["source"] == "faithful" and len(config["data"]["sha256"]) == 64
+    assert config["settings"]["chains"] == 4 and config["model"]["options"]["num_components"] == 2
+
+
+def test_report_puts_the_verdict_first_and_is_self_contained(run_folder):
+    html = (run_folder / "report.html").read_text()
+    assert html.index("Verdict") < html.index("Posterior summary") < html.index("Plots") < html.index("Configuration")
+    assert "TRUSTED" in html
+    sources = re.findall(r"src='([^']*)'", html) + re.findall(r'src="([^"]*)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in html and "https://" not in html
+    markdown = (run_folder / "report.md").read_text()
+    assert markdown.startswith("# probgen report") and "## Verdict: TRUSTED" in markdown
+    summary = pd.read_csv(run_folder / "summary.csv", index_col=0)
+    assert {"mean", "sd", "ess_bulk", "ess_tail", "r_hat"} <= set(summary.columns)
+    diagnostics = json.loads((run_folder / "diagnostics.json").read_text())
+    assert diagnostics["overall"] == "trusted" and {c["check"] for c in diagnostics["checks"]} >= {"r_hat", "divergences"}
+
+
+def test_existing_folder_is_refused_unless_overwrite(faithful_fit, run_folder):
+    with pytest.raises(RunFolderError, match="already exists .*--overwrite"):
+        report.write_run(faithful_fit, run_folder)
+
+
+def test_a_failure_while_writing_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+
+    def fill(folder):
+        (folder / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        report.atomic_folder(out, fill, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_atomically(tmp_path):
+    out = tmp_path / "run"
+    report.atomic_folder(out, lambda f: (f / "a.txt").write_text("old"), overwrite=False)
+    report.atomic_folder(out, lambda f: (f / "b.txt").write_text("new"), overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_rebuild_recomputes_and_keeps_sections(run_folder):
+    from probgen.spec import load_spec
+
+    (run_folder / "report.md").unlink()
+    report.rebuild_report(run_folder, load_spec("gmm"))
+    markdown = (run_folder / "report.md").read_text()
+    assert "## Extra" in markdown and "A section added by an analysis." in markdown
+    assert (run_folder / "plots" / "components.png").is_file()
+
+
+def test_load_run_names_what_is_missing(tmp_path):
+    with pytest.raises(RunFolderError, match="does not exist"):
+        report.load_run(tmp_path / "nope")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RunFolderError, match="posterior.nc is missing"):
+        report.load_run(tmp_path)
