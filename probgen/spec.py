@@ -56,8 +56,15 @@ class ModelInputs:
     dims: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def bound_model(self, model: Callable) -> Callable:
-        """The model with `kwargs` bound; call it with `**observed` (or observed=None)."""
-        return functools.partial(model, **self.kwargs)
+        """The model with `kwargs` bound; call it with `**observed` (or observed=None).
+
+        Returns the same object for the same model, so that compiled programs keyed on it
+        (NumPyro's kernels, probgen's results builder) are compiled once per fit, not per call.
+        """
+        bound = self.__dict__.setdefault("_bound_models", {})
+        if model not in bound:
+            bound[model] = functools.partial(model, **self.kwargs)
+        return bound[model]
 
     @property
     def num_points(self) -> int:

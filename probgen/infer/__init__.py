@@ -18,7 +18,7 @@ from probgen import data as data_module
 from probgen.errors import InferenceError
 from probgen.infer import map as map_method
 from probgen.infer import mcmc, svi
-from probgen.infer.results import Fit, build_inference_data, versions
+from probgen.infer.results import Fit, build_inference_data, model_structure, versions
 from probgen.spec import ModelSpec, load_spec
 
 __all__ = ["fit", "Fit", "METHODS", "default_settings", "versions"]
@@ -89,15 +89,16 @@ def fit(
     inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
 
     start = time.perf_counter()
+    structure = model_structure(inputs.bound_model(spec.model), inputs.observed)
     sample_stats = optimization = None
     if method in ("nuts", "hmc"):
         sampler = mcmc.make_sampler(spec, inputs, method, settings, progress)
-        starts = mcmc.unconstrained_starts(spec, inputs, init_key, settings["chains"])
+        starts = mcmc.unconstrained_starts(spec, inputs, init_key, settings["chains"], structure)
         samples, sample_stats = mcmc.run_sampler(
             sampler, inputs, inference_key, settings["max_tree_depth"] if method == "nuts" else None, starts
         )
     elif method == "svi":
-        samples, optimization, log_weights = svi.fit_svi(spec, inputs, settings, inference_key, progress)
+        samples, optimization, log_weights = svi.fit_svi(spec, inputs, settings, inference_key, progress, structure)
         if log_weights is not None:
             sample_stats = {"log_importance_weight": log_weights[None]}
     else:
@@ -106,7 +107,7 @@ def fit(
 
     start = time.perf_counter()
     idata = build_inference_data(
-        spec, inputs, samples, results_key, sample_stats=sample_stats, optimization=optimization
+        spec, inputs, samples, results_key, sample_stats=sample_stats, optimization=optimization, structure=structure
     )
     return Fit(
         idata=idata,

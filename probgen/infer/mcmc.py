@@ -9,7 +9,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import HMC, MCMC, NUTS
 
 from probgen.errors import InferenceError
-from probgen.infer.results import model_structure
+from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
 
 DEFAULTS = {
@@ -70,11 +70,11 @@ def make_sampler(spec: ModelSpec, inputs: ModelInputs, method: str, settings: di
     )
 
 
-def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chains: int) -> dict | None:
+def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chains: int,
+                         structure: ModelStructure) -> dict | None:
     """The spec's per-chain starting points in the sampler's unconstrained space, or None."""
     if spec.init is None:
         return None
-    structure = model_structure(inputs.bound_model(spec.model), inputs.observed)
     starts = spec.init(inputs, rng_key, num_chains)
     unconstrained = {
         name: np.asarray(biject_to(structure.supports[name]).inv(jnp.asarray(value)))

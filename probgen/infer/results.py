@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import platform
 import warnings
 from typing import Any, Mapping
@@ -103,21 +104,21 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
     return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()})
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_and_score(model, rng_key, flat_samples, observed):
+    unobserved = {name: None for name in observed}
+    predicted = Predictive(model, posterior_samples=flat_samples, parallel=True)(rng_key, **unobserved)
+    pointwise = log_likelihood(model, flat_samples, parallel=True, **observed)
+    return predicted, pointwise
+
+
 def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key):
     """Posterior predictive draws (and deterministic sites) and pointwise log-likelihoods.
 
-    One compiled program for both: an eager `Predictive` would compile each primitive on its
-    own, which costs seconds on a cold start.
+    One compiled program for both, compiled once per model object: an eager `Predictive`
+    would compile each primitive on its own, which costs seconds on a cold start.
     """
-
-    @jax.jit
-    def run(rng_key, flat_samples, observed):
-        unobserved = {name: None for name in observed}
-        predicted = Predictive(model, posterior_samples=flat_samples, parallel=True)(rng_key, **unobserved)
-        pointwise = log_likelihood(model, flat_samples, parallel=True, **observed)
-        return predicted, pointwise
-
-    predicted, pointwise = run(rng_key, flat_samples, dict(observed))
+    predicted, pointwise = _predict_and_score(model, rng_key, flat_samples, dict(observed))
     return (
         {k: np.asarray(v) for k, v in predicted.items()},
         {k: np.asarray(v) for k, v in pointwise.items()},
@@ -137,6 +138,7 @@ def build_inference_data(
     *,
     sample_stats: Mapping[str, Any] | None = None,
     optimization: Mapping[str, Any] | None = None,
+    structure: ModelStructure | None = None,
 ) -> az.InferenceData:
     """InferenceData from latent draws `samples` (name -> (chain, draw, ...) array).
 
@@ -145,7 +147,7 @@ def build_inference_data(
     """
     model = inputs.bound_model(spec.model)
     # Deterministic sites are recomputed below from the (post-processed) latent draws.
-    structure = model_structure(model, inputs.observed)
+    structure = structure or model_structure(model, inputs.observed)
     observed = structure.observed
     samples = {k: np.asarray(v) for k, v in samples.items() if k in structure.latent}
     if spec.postprocess is not None:

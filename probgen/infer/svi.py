@@ -13,7 +13,7 @@ from numpyro.infer.util import log_density
 from tqdm.auto import tqdm
 
 from probgen.errors import InferenceError
-from probgen.infer.results import model_structure
+from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
 
 DEFAULTS = {
@@ -35,7 +35,7 @@ GUIDES = {
 }
 
 
-def prior_median_init(model, observed: dict, rng_key, num_samples: int = 15):
+def prior_median_init(model, observed: dict, rng_key, structure: ModelStructure, num_samples: int = 15):
     """An init strategy at the prior median of each latent site, computed in one compiled
     program (NumPyro's `init_to_median` draws eagerly, which costs seconds of compilation).
 
@@ -44,8 +44,6 @@ def prior_median_init(model, observed: dict, rng_key, num_samples: int = 15):
     mixtures, in a poor local optimum. Where an element-wise median falls outside a site's
     support (a correlation Cholesky factor, say), the first prior draw is used instead.
     """
-    structure = model_structure(model, observed)
-
     @jax.jit
     def draws(key):
         samples = Predictive(model, num_samples=num_samples, return_sites=list(structure.latent))(
@@ -134,7 +132,7 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
     return state, np.concatenate(losses), done
 
 
-def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool):
+def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool, structure: ModelStructure):
     """SVI; returns (latent draws with (1, draws) leading axes, optimization record,
     log importance weights log p(x, theta) - log q(theta) of the draws, or None)."""
     model = inputs.bound_model(spec.model)
@@ -145,7 +143,7 @@ def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     elif spec.init is not None:
         init = init_to_value(values={k: v[0] for k, v in spec.init(inputs, init_key, 1).items()})
     else:
-        init = prior_median_init(model, observed, init_key)
+        init = prior_median_init(model, observed, init_key, structure)
     guide = make_guide(spec, model, settings["guide"], init)
     if settings["learning_rate"] <= 0:
         raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")
