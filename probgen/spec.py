@@ -74,7 +74,8 @@ class ModelInputs:
 
 
 def _default_prepare(model: Callable) -> Callable:
-    """Prepare for a bare `model(x, ...)`: the selected columns as `x`, shape (N, D) float32."""
+    """Prepare for a bare `model(x, ...)`: the selected columns as `x`, shape (N, D) float32,
+    and `num_points` = N and `num_dims` = D for a model that takes them."""
     parameters = inspect.signature(model).parameters
 
     def prepare(frame: pd.DataFrame, options: Mapping[str, Any]) -> ModelInputs:
@@ -84,7 +85,8 @@ def _default_prepare(model: Callable) -> Callable:
                 "'x' (an (N, D) array), or its file must define SPEC = ModelSpec(...)"
             )
         x = frame.to_numpy(dtype=np.float32)
-        kwargs = {"num_points": x.shape[0]} if "num_points" in parameters else {}
+        sizes = {"num_points": x.shape[0], "num_dims": x.shape[1]}
+        kwargs = {name: size for name, size in sizes.items() if name in parameters}
         return ModelInputs(
             kwargs=kwargs,
             observed={"x": x},

@@ -61,6 +61,21 @@ def test_report_rebuilds_from_the_folder(fitted_run):
     assert (out / "report.html").is_file()
 
 
+def test_a_users_model_file_fits_like_a_builtin(tmp_path):
+    """The model of the README's tour, in the user's own file."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    source = re.search(r"```python\n(# my_model.py\n.*?)```", readme, re.S).group(1)
+    (tmp_path / "my_model.py").write_text(source)
+    out = tmp_path / "run"
+    result = run_cli("fit", tmp_path / "my_model.py", "--data", "faithful", "--out", out, *QUICK)
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    # The posterior mean of mu is the column mean to well within a posterior sd (sd/sqrt(272)).
+    assert abs(summary.loc["mu[0]", "mean"] - 3.4878) < 0.05 and abs(summary.loc["mu[1]", "mean"] - 70.897) < 1.0
+
+
 def test_models_datasets_and_help():
     models = run_cli("models")
     assert models.returncode == 0 and "gmm:" in models.stdout and "--num-components" in models.stdout
