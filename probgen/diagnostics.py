@@ -117,7 +117,7 @@ def check_r_hat(idata) -> Verdict:
                    f"the chains disagree about {where}: R-hat {worst:.3f}; run longer or reparameterise")
 
 
-def check_ess(idata, method: str) -> list[Verdict]:
+def check_ess(idata) -> list[Verdict]:
     varying = _varying_elements(idata)
     chains = idata.posterior.sizes["chain"]
     needed = THRESHOLDS["ess_per_chain"] * chains
@@ -218,7 +218,7 @@ def assess(idata: az.InferenceData, method: str, settings: dict | None = None) -
     """Run the checks that apply to `method` ("nuts", "hmc", "svi", "map")."""
     settings = settings or {}
     if method in ("nuts", "hmc"):
-        verdicts = [check_r_hat(idata), *check_ess(idata, method), check_divergences(idata), check_bfmi(idata)]
+        verdicts = [check_r_hat(idata), *check_ess(idata), check_divergences(idata), check_bfmi(idata)]
         if method == "nuts":
             verdicts.append(check_tree_depth(idata, settings.get("max_tree_depth")))
     elif method == "svi":

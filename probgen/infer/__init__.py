@@ -11,7 +11,6 @@ import time
 from typing import Any, Mapping
 
 import jax
-import numpy as np
 import pandas as pd
 
 from probgen import data as data_module
@@ -114,23 +113,10 @@ def fit(
         spec=spec,
         inputs=inputs,
         method=method,
-        settings=_jsonable(settings),
+        settings=settings,
         seed=int(seed),
-        options=_jsonable(resolved_options),
+        options=resolved_options,
         model_reference=reference,
         dataset=dataset,
         timings={"inference": inference_seconds, "results": time.perf_counter() - start},
     )
-
-
-def _jsonable(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in mapping.items():
-        if isinstance(value, (np.integer,)):
-            value = int(value)
-        elif isinstance(value, (np.floating,)):
-            value = float(value)
-        elif isinstance(value, (np.bool_,)):
-            value = bool(value)
-        out[key] = value
-    return out

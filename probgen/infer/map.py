@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from numpyro import optim
-from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample
+from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample, init_to_value
 
 from probgen.errors import InferenceError
 from probgen.infer.svi import optimize
@@ -22,7 +22,7 @@ DEFAULTS = {
     "check_every": 250,
     "window": 500,
     "rtol": 1e-7,
-    "restarts": 4,  # independent random starts; the best log posterior wins (mixtures are multimodal)
+    "restarts": 4,  # independent starts; the best log posterior wins (mixtures are multimodal)
 }
 
 
@@ -33,9 +33,15 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
         raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")
     if settings["restarts"] < 1:
         raise InferenceError(f"restarts must be >= 1, got {settings['restarts']}")
+    restarts = int(settings["restarts"])
+    init_key, run_key = jax.random.split(rng_key)
+    # Each restart starts at the spec's own starting point for it (a k-means++ clustering for
+    # mixtures) where the spec has one, otherwise at a draw from the prior.
+    starts = spec.init(inputs, init_key, restarts) if spec.init is not None else None
     best = None
-    for restart, key in enumerate(jax.random.split(rng_key, int(settings["restarts"]))):
-        guide = autoguide.AutoDelta(model, init_loc_fn=init_to_sample)
+    for restart, key in enumerate(jax.random.split(run_key, restarts)):
+        init = init_to_sample if starts is None else init_to_value(values={k: v[restart] for k, v in starts.items()})
+        guide = autoguide.AutoDelta(model, init_loc_fn=init)
         svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO())
         label = f"MAP {restart + 1}/{settings['restarts']}"
         state, losses, done = optimize(svi, key, dict(inputs.observed), settings, progress, label)
