@@ -158,7 +158,7 @@ def check_divergences(idata) -> Verdict:
 
 def check_bfmi(idata) -> Verdict:
     threshold = f">= {THRESHOLDS['bfmi']} in every chain"
-    if "energy" not in idata.sample_stats:
+    if "sample_stats" not in idata.groups() or "energy" not in idata.sample_stats:
         return Verdict("bfmi", "skip", None, threshold, "no energy recorded")
     bfmi = np.asarray(az.bfmi(idata))
     worst = float(np.min(bfmi))
@@ -172,7 +172,7 @@ def check_bfmi(idata) -> Verdict:
 def check_tree_depth(idata, max_tree_depth: int | None) -> Verdict:
     limit = THRESHOLDS["tree_depth_saturation"]
     threshold = f"<= {limit:.0%} of draws at the maximum depth"
-    if "reached_max_tree_depth" not in idata.sample_stats:
+    if "sample_stats" not in idata.groups() or "reached_max_tree_depth" not in idata.sample_stats:
         return Verdict("tree_depth", "skip", None, threshold, "not a NUTS run")
     fraction = float(idata.sample_stats["reached_max_tree_depth"].values.mean())
     if fraction <= limit:
@@ -197,7 +197,7 @@ def check_optimization(idata, settings: dict, what: str) -> Verdict:
 def check_pareto_k(idata) -> Verdict:
     warn, fail = THRESHOLDS["pareto_k_warn"], THRESHOLDS["pareto_k_fail"]
     threshold = f"<= {warn} (warn up to {fail})"
-    if "log_importance_weight" not in idata.sample_stats:
+    if "sample_stats" not in idata.groups() or "log_importance_weight" not in idata.sample_stats:
         return Verdict("pareto_k", "skip", None, threshold,
                        "importance weights not computed for this guide; the VI fit is not checked against the exact posterior")
     log_weights = idata.sample_stats["log_importance_weight"].values.reshape(-1)
