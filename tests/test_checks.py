@@ -1,0 +1,84 @@
+"""Two-sample tests: the statistic against a direct computation, the size under the null
+(uniform p-values: rejection rate at 5% within a binomial tolerance), and power under shifts."""
+
+import numpy as np
+import pytest
+
+from probgen import checks
+
+
+def direct_unbiased_mmd2(x, y, h):
+    def k(a, b):
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * h * h))
+
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    n, m = len(x), len(y)
+    return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def test_mmd_statistic_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), rng.normal(0.3, 1, size=(55, 3))
+    result = checks.mmd_test(x, y, num_permutations=50, bandwidth=1.7)
+    assert result.statistic == pytest.approx(direct_unbiased_mmd2(x, y, 1.7), rel=1e-5, abs=1e-7)
+
+
+def rejection_rate(test, replications, n, seed, **kwargs):
+    rng = np.random.default_rng(seed)
+    rejected = 0
+    for r in range(replications):
+        x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+        rejected += test(x, y, **kwargs).p_value < 0.05
+    return rejected / replications
+
+
+@pytest.mark.parametrize("test, replications, kwargs", [
+    (checks.mmd_test, 200, {"num_permutations": 200}),
+    (checks.ks_test, 400, {}),
+    (checks.welch_t_test, 400, {}),
+    (lambda x, y: checks.chi_square_test(x[:, :1], y[:, :1]), 400, {}),
+])
+def test_size_under_the_null_is_five_percent(test, replications, kwargs):
+    rate = rejection_rate(test, replications, 60, seed=1, **kwargs)
+    # Under the null each replication rejects with probability 0.05 (KS with Holm: at most
+    # 0.05); 3 binomial sds around 0.05 is [0.004, 0.096] for 200 and [0.017, 0.083] for 400.
+    sd = np.sqrt(0.05 * 0.95 / replications)
+    assert rate <= 0.05 + 3 * sd
+    if test is not checks.ks_test:  # Holm makes KS conservative
+        assert rate >= 0.05 - 3 * sd
+
+
+def test_every_test_rejects_a_shift():
+    rng = np.random.default_rng(2)
+    # 500 points a sample: enough for the least powerful of them (chi-square on 10 bins).
+    x, y = rng.normal(size=(500, 2)), rng.normal(0.5, 1, size=(500, 2))
+    for result in (checks.mmd_test(x, y), checks.ks_test(x, y), checks.welch_t_test(x, y),
+                   checks.chi_square_test(x[:, :1], y[:, :1])):
+        assert result.p_value < 0.01, result
+        assert "differ" in result.reading
+
+
+def test_mmd_sees_a_change_of_spread_that_a_t_test_cannot():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(300, 1)), rng.normal(0, 2, size=(300, 1))
+    assert checks.mmd_test(x, y).p_value < 0.01
+    assert checks.welch_t_test(x, y).p_value > 0.01
+
+
+def test_chi_square_on_categories():
+    x = np.repeat([0, 1, 2], [50, 30, 20]).astype(float)
+    y = np.repeat([0, 1, 2], [20, 30, 50]).astype(float)
+    result = checks.chi_square_test(x, y)
+    assert result.details["degrees_of_freedom"] == 2 and result.p_value < 1e-4
+
+
+def test_holm_adjustment():
+    np.testing.assert_allclose(checks.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+
+
+def test_bad_samples_are_named():
+    with pytest.raises(ValueError, match="same d"):
+        checks.mmd_test(np.zeros((5, 2)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="second sample has 1 NaN"):
+        checks.ks_test(np.zeros((5, 1)), np.array([[0.0], [np.nan], [1.0]]))
