@@ -110,6 +110,14 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
 
+    compare = commands.add_parser("compare", help="rank fitted models by PSIS-LOO",
+                                  description="Rank the models of two or more run folders (fitted to the same data) by "
+                                              "PSIS-LOO, with elpd differences and their standard errors, each run's "
+                                              "convergence verdict, and the points whose Pareto k exceeds 0.7.")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", metavar="DIR", help="also write comparison.html/.md/.csv/.json to this folder")
+    compare.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+
     commands.add_parser("models", help="list the built-in models and their options")
     commands.add_parser("datasets", help="list the bundled data sets")
     return parser
@@ -183,6 +191,26 @@ def _sample(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from probgen import report
+
+    if args.out:
+        report.check_destination(Path(args.out), args.overwrite)
+    comparison = report.compare_runs(args.run_dirs)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print(comparison.table.to_string())
+    print()
+    print(comparison.reading)
+    for line in report.pareto_lines(comparison):
+        print(line)
+    if args.out:
+        folder = report.write_comparison(comparison, args.out, overwrite=args.overwrite)
+        print(f"comparison report: {folder / 'comparison.html'}")
+    return 0
+
+
 def _models() -> int:
     from probgen.spec import builtin_model_names, load_spec
 
@@ -224,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "models":
             return _models()
         return _datasets()

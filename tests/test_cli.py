@@ -153,3 +153,28 @@ def test_ctrl_c_leaves_no_run_folder(tmp_path):
     assert process.returncode == 130, stderr
     assert "interrupted; no run folder was written" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_ranks_runs_and_writes_a_report(fitted_run, csv_file, tmp_path):
+    out, _ = fitted_run
+    one = tmp_path / "one"
+    single = run_cli("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--num-components", "1", "--out", one, *QUICK)
+    assert single.returncode == 0, single.stderr
+    result = run_cli("compare", one, out, "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    # Two well-separated clusters: the two-component run must win by far more than 2 SE.
+    assert f"LOO prefers {out.name}" in result.stdout
+    assert "elpd_diff" in result.stdout and "convergence" in result.stdout
+    for name in ("comparison.html", "comparison.md", "comparison.csv", "comparison.json"):
+        assert (tmp_path / "cmp" / name).is_file()
+    refused = run_cli("compare", out)
+    assert refused.returncode == 2 and "at least two run folders" in refused.stderr
+
+
+def test_pareto_k_warnings_name_the_points():
+    import pandas as pd
+
+    from probgen.report import Comparison, pareto_lines
+
+    comparison = Comparison(pd.DataFrame(), "", {"a": [{"point": 17, "k": 0.93}], "b": []}, {})
+    assert pareto_lines(comparison) == ["a: Pareto k > 0.7 at points 17 (k=0.93): LOO is unreliable there"]
