@@ -278,3 +278,130 @@ def two_sample_tests(generated, real, seed: int = 0, num_permutations: int = 500
     """MMD, per-dimension KS and Welch's t on row means: generated against real data."""
     return [mmd_test(generated, real, num_permutations, seed), ks_test(generated, real, names=names),
             welch_t_test(generated, real)]
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior (and prior) predictive checks
+# --------------------------------------------------------------------------------------------
+DEFAULT_STATISTICS = {
+    "mean": lambda values: values.mean(axis=-2),
+    "sd": lambda values: values.std(axis=-2),
+    "min": lambda values: values.min(axis=-2),
+    "max": lambda values: values.max(axis=-2),
+}
+
+
+@dataclasses.dataclass
+class PredictiveCheck:
+    """Test statistics of the observed data against their predictive distribution.
+
+    table: one row per (variable, statistic, column) with the observed value, the predictive
+    mean and 94% interval, the posterior predictive p-value P(T(y_rep) >= T(y)) and a reading.
+    replicated: (variable, statistic, column) -> the statistic of each replicated data set.
+    """
+
+    table: pd.DataFrame
+    replicated: dict
+
+
+def _observations_by_column(values: np.ndarray, leading: int) -> np.ndarray:
+    """(leading..., N, rest...) -> (leading..., N, D) with D = prod(rest) (1 for scalars)."""
+    shape = values.shape
+    return values.reshape(shape[: leading + 1] + (-1,))
+
+
+def predictive_check(idata, group: str = "posterior_predictive", statistics: Mapping | None = None,
+                     max_draws: int = 1000, seed: int = 0) -> PredictiveCheck:
+    """Posterior (group="posterior_predictive") or prior ("prior_predictive") predictive check.
+
+    statistics: name -> function of an (..., N, D) array returning (..., D) (one value per
+    column) or (...,); defaults to mean, sd, min and max per column. At most `max_draws`
+    replicated data sets are used (chosen at random with `seed`).
+    A p-value below 0.025 or above 0.975 flags a statistic the model does not reproduce.
+    """
+    statistics = dict(statistics or DEFAULT_STATISTICS)
+    predictive = getattr(idata, group)
+    rows, replicated = [], {}
+    rng = np.random.default_rng(seed)
+    for name in predictive.data_vars:
+        draws = predictive[name].values
+        draws = draws.reshape((-1,) + draws.shape[2:])
+        if len(draws) > max_draws:
+            draws = draws[rng.choice(len(draws), max_draws, replace=False)]
+        observed = _observations_by_column(idata.observed_data[name].values, 0)
+        draws = _observations_by_column(draws, 1)
+        dims = idata.observed_data[name].dims
+        columns = (list(idata.observed_data[name][dims[1]].values) if len(dims) == 2 else [name]) if observed.shape[1] > 1 or len(dims) == 2 else [name]
+        for statistic, function in statistics.items():
+            observed_value = np.atleast_1d(np.asarray(function(observed), dtype=float))
+            replicated_values = np.asarray(function(draws), dtype=float).reshape(len(draws), -1)
+            labels = columns if replicated_values.shape[1] == len(columns) else [f"{name}"]
+            for j, column in enumerate(labels):
+                series = replicated_values[:, j]
+                p_value = float(np.mean(series >= observed_value[j]))
+                extreme = p_value < 0.025 or p_value > 0.975
+                reading = (f"the model rarely reproduces the observed {statistic} of {column} (p = {p_value:.3f})"
+                           if extreme else f"the observed {statistic} of {column} is typical of the model (p = {p_value:.2f})")
+                rows.append({"variable": name, "statistic": statistic, "column": str(column),
+                             "observed": float(observed_value[j]), "predictive_mean": float(series.mean()),
+                             "predictive_3%": float(np.quantile(series, 0.03)), "predictive_97%": float(np.quantile(series, 0.97)),
+                             "p_value": p_value, "reading": reading})
+                replicated[(name, statistic, str(column))] = series
+    return PredictiveCheck(pd.DataFrame(rows), replicated)
+
+
+def generated_rows(idata, num_rows: int, seed: int = 0, variable: str | None = None) -> np.ndarray:
+    """`num_rows` rows of the posterior predictive, each row from a random draw and position:
+    a sample of new data from the fitted model, shaped (num_rows, D)."""
+    predictive = idata.posterior_predictive
+    name = variable or next(iter(predictive.data_vars))
+    draws = predictive[name].values
+    draws = draws.reshape((-1,) + draws.shape[2:])
+    draws = _observations_by_column(draws, 1)
+    rng = np.random.default_rng(seed)
+    which_draw = rng.integers(draws.shape[0], size=num_rows)
+    which_row = rng.integers(draws.shape[1], size=num_rows)
+    return draws[which_draw, which_row]
+
+
+MAX_TWO_SAMPLE_ROWS = 2000
+
+
+def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500) -> dict:
+    """Two-sample tests and a k-NN KL estimate between data generated by the fitted model and
+    the observed data (the same number of rows).
+
+    These data were used to fit the model, so a test that rejects says the model cannot
+    reproduce them; a test that does not reject is weaker evidence than on held-out data.
+    Above 2,000 rows, a random 2,000 observed rows are compared (recorded as "subsampled").
+    """
+    from probgen import metrics
+
+    name = next(iter(idata.posterior_predictive.data_vars))
+    observed = _observations_by_column(idata.observed_data[name].values, 0)
+    rng = np.random.default_rng(seed)
+    subsampled = len(observed) > MAX_TWO_SAMPLE_ROWS
+    if subsampled:  # the MMD kernel matrix grows as rows squared
+        observed = observed[rng.choice(len(observed), MAX_TWO_SAMPLE_ROWS, replace=False)]
+    generated = generated_rows(idata, len(observed), seed, name)
+    columns = None
+    dims = idata.observed_data[name].dims
+    if len(dims) == 2:
+        columns = [str(c) for c in idata.observed_data[name][dims[1]].values]
+    tests = two_sample_tests(generated, observed, seed=seed, num_permutations=num_permutations, names=columns)
+    out = {"variable": name, "rows": int(len(observed)), "subsampled": subsampled, "tests": [t.as_dict() for t in tests]}
+    tied = [columns[j] if columns else str(j) for j in range(observed.shape[1])
+            if len(np.unique(observed[:, j])) < 0.5 * len(observed)]
+    try:
+        kl = metrics.kl_knn(observed, generated)
+        caveat = "; biased upwards in more than 2 dimensions" if observed.shape[1] > 2 else ""
+        if tied:
+            caveat += (f"; {', '.join(tied)} take{'s' if len(tied) == 1 else ''} few distinct values, and their ties "
+                       "bias k-NN estimates upwards")
+        out["kl_observed_to_generated"] = {
+            **kl.as_dict(),
+            "reading": f"KL(observed || generated) = {kl.value:.3f} nats (SE {kl.standard_error:.3f}, k-NN{caveat})",
+        }
+    except ValueError as exc:  # ties in discrete data
+        out["kl_observed_to_generated"] = {"value": None, "reading": f"k-NN KL not computed: {exc}"}
+    return out

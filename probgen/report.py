@@ -165,11 +165,49 @@ def build_report(
     assessment = diagnostics.assess(idata, method, config.get("settings"))
     summary, units = summary_table(idata, spec, config)
     metrics = {"predictive": checks.predictive_metrics(idata), **(extra_metrics or {})}
+    predictive_check = None
+    draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    if "posterior_predictive" in idata.groups() and draws >= 100:
+        predictive_check = checks.predictive_check(idata, seed=int(config.get("seed", 0)))
+        metrics["fit_quality"] = {
+            "predictive_check": predictive_check.table.to_dict("records"),
+            "generated_vs_observed": checks.generated_vs_observed(idata, seed=int(config.get("seed", 0))),
+        }
     if sections:
         metrics["sections"] = [_section_record(section) for section in sections]
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
     figures = figures_for(idata, spec, method, var_names)
+    if predictive_check is not None:
+        figures["predictive_statistics"] = predictive_statistics_figure(predictive_check)
     return Report(config, assessment, summary, units, metrics, figures, tuple(sections))
+
+
+def predictive_statistics_figure(check) -> bytes:
+    """Histograms of each test statistic over replicated data, the observed value marked."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    items = list(check.replicated.items())
+    columns = min(4, len(items))
+    rows = -(-len(items) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False)
+    observed = {(r["variable"], r["statistic"], r["column"]): (r["observed"], r["p_value"]) for r in check.table.to_dict("records")}
+    for axis, ((variable, statistic, column), series) in zip(axes.ravel(), items):
+        value, p_value = observed[(variable, statistic, column)]
+        axis.hist(series, bins=40, color="0.75")
+        axis.axvline(value, color="C3" if p_value < 0.025 or p_value > 0.975 else "black", lw=2)
+        axis.set_title(f"{statistic}({column})  p = {p_value:.2f}", fontsize=9)
+        axis.set_yticks([])
+    for axis in axes.ravel()[len(items):]:
+        axis.set_visible(False)
+    figure.suptitle("Test statistics of replicated data (histogram) and of the observed data (line)", fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,6 +264,31 @@ def _metrics_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
+    quality = metrics.get("fit_quality")
+    if not quality:
+        return [], None
+    table = pd.DataFrame(quality["predictive_check"])
+    lines = [row["reading"] for row in quality["predictive_check"]
+             if row["p_value"] < 0.025 or row["p_value"] > 0.975]
+    if not lines:
+        lines = ["every test statistic of the observed data is typical of the model (all p-values in [0.025, 0.975])"]
+    generated = quality["generated_vs_observed"]
+    lines += [test["reading"] for test in generated["tests"]]
+    lines.append(generated["kl_observed_to_generated"]["reading"])
+    lines.append("These are the data the model was fitted to: a rejection means the model cannot reproduce "
+                 "them; no rejection is weaker evidence than the same tests on held-out data.")
+    shown = table[["variable", "statistic", "column", "observed", "predictive_mean", "predictive_3%", "predictive_97%", "p_value"]]
+    return lines, shown
+
+
+def _fit_quality_markdown(metrics: dict) -> list[str]:
+    lines, table = _fit_quality_lines(metrics)
+    if not lines:
+        return []
+    return ["## Fit quality", "", *[f"- {line}" for line in lines], "", markdown_table(table, index=False), ""]
+
+
 def render_markdown(report: Report) -> str:
     a = report.assessment
     out = [f"# probgen report: {_title(report.config)}", "",
@@ -234,6 +297,7 @@ def render_markdown(report: Report) -> str:
            "## Posterior summary", "", f"Units: {report.summary_units}.", "",
            markdown_table(report.summary), "",
            "## Predictive fit", "", *_metrics_lines(report.metrics), ""]
+    out += _fit_quality_markdown(report.metrics)
     for section in report.sections:
         out += [f"## {section.title}", "", section.text, ""]
         if section.table is not None:
@@ -278,6 +342,10 @@ def render_html(report: Report) -> str:
         "<h2>Predictive fit</h2><ul>",
         *(f"<li>{esc(line[2:])}</li>" for line in _metrics_lines(report.metrics)), "</ul>",
     ]
+    quality_lines, quality_table = _fit_quality_lines(report.metrics)
+    if quality_lines:
+        parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>",
+                  quality_table.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=False)]
     for section in report.sections:
         parts.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
         if section.table is not None:

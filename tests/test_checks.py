@@ -82,3 +82,43 @@ def test_bad_samples_are_named():
         checks.mmd_test(np.zeros((5, 2)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="second sample has 1 NaN"):
         checks.ks_test(np.zeros((5, 1)), np.array([[0.0], [np.nan], [1.0]]))
+
+
+def synthetic_idata(observed, replicated):
+    import arviz as az
+
+    return az.from_dict(posterior={"mu": np.zeros((1, len(replicated)))},
+                        posterior_predictive={"x": replicated[None]}, observed_data={"x": observed})
+
+
+def test_predictive_check_p_values_are_typical_for_the_right_model_and_extreme_for_a_wrong_one():
+    rng = np.random.default_rng(4)
+    observed = rng.normal(size=200)
+    right = synthetic_idata(observed, rng.normal(size=(1000, 200)))
+    table = checks.predictive_check(right).table.set_index("statistic")
+    # The observed data come from the replicating distribution, so every p-value is uniform;
+    # with a fixed seed these four are all inside [0.025, 0.975].
+    assert table["p_value"].between(0.025, 0.975).all(), table
+    np.testing.assert_allclose(table.loc["sd", "observed"], observed.std())
+    too_narrow = synthetic_idata(observed, rng.normal(0, 0.5, size=(1000, 200)))
+    table = checks.predictive_check(too_narrow).table.set_index("statistic")
+    assert table.loc["sd", "p_value"] == 0.0 and "rarely reproduces the observed sd" in table.loc["sd", "reading"]
+
+
+def test_user_statistics_are_checked_too():
+    rng = np.random.default_rng(5)
+    idata = synthetic_idata(rng.normal(size=100), rng.normal(size=(500, 100)))
+    table = checks.predictive_check(idata, statistics={"fraction_positive": lambda v: (v > 0).mean(axis=-2)}).table
+    assert list(table["statistic"]) == ["fraction_positive"]
+
+
+def test_generated_data_from_a_one_component_fit_of_old_faithful_are_told_apart(faithful_fit):
+    from probgen.infer import fit
+
+    one = fit("gmm", "faithful", "nuts", options={"num_components": 1}, seed=0, progress=False,
+              chains=2, warmup=300, draws=300)
+    wrong = {t["test"]: t["p_value"] for t in checks.generated_vs_observed(one.idata)["tests"]}
+    right = {t["test"]: t["p_value"] for t in checks.generated_vs_observed(faithful_fit.idata)["tests"]}
+    # A single Gaussian cannot make the two clusters of Old Faithful; two components can.
+    assert wrong["MMD"] < 0.01 and wrong["KS"] < 0.01
+    assert right["MMD"] > 0.05 and right["KS"] > 0.05

@@ -21,7 +21,7 @@ def test_run_folder_holds_every_file(run_folder):
     for name in report.RUN_FILES:
         assert (run_folder / name).is_file(), name
     plots = {p.stem for p in (run_folder / "plots").glob("*.png")}
-    assert {"rank", "posterior", "posterior_predictive", "components"} <= plots
+    assert {"rank", "posterior", "posterior_predictive", "components", "predictive_statistics"} <= plots
 
 
 def test_config_records_seed_versions_data_and_settings(run_folder):
@@ -41,6 +41,9 @@ def test_report_puts_the_verdict_first_and_is_self_contained(run_folder):
     assert "http://" not in html and "https://" not in html
     markdown = (run_folder / "report.md").read_text()
     assert markdown.startswith("# probgen report") and "## Verdict: TRUSTED" in markdown
+    assert "## Fit quality" in markdown and "MMD permutation test" in markdown
+    quality = json.loads((run_folder / "metrics.json").read_text())["fit_quality"]
+    assert {row["statistic"] for row in quality["predictive_check"]} == {"mean", "sd", "min", "max"}
     summary = pd.read_csv(run_folder / "summary.csv", index_col=0)
     assert {"mean", "sd", "ess_bulk", "ess_tail", "r_hat"} <= set(summary.columns)
     diagnostics = json.loads((run_folder / "diagnostics.json").read_text())
