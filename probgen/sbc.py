@@ -195,7 +195,7 @@ def run_sbc(
     that address). settings: the method's settings (chains, warmup, draws, ...).
     """
     from probgen.infer import _as_dataset, resolve_settings
-    from probgen.spec import ModelSpec, load_spec
+    from probgen.spec import load_spec
 
     if simulations < 1 or num_draws < 1:
         raise InferenceError(f"simulations and num_draws must be >= 1, got {simulations} and {num_draws}")
