@@ -142,11 +142,9 @@ def _fit(args, spec) -> int:
     result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
                  columns=args.columns, standardize=args.standardize, **given)
     result.model_reference = args.model
-    folder = report.write_run(result, out, overwrite=args.overwrite)
-    import json
-
-    verdict = json.loads((folder / "diagnostics.json").read_text())
-    print(f"{verdict['overall'].upper()}: {verdict['summary']}")
+    built = report.build_report(result.idata, result.config(), result.spec)
+    folder = report.save_run(result, built, out, overwrite=args.overwrite)
+    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
     print(f"run folder: {folder}  (open {folder / 'report.html'})")
     return 0
 

@@ -432,7 +432,11 @@ def atomic_folder(out: Path, fill: Callable[[Path], None], overwrite: bool) -> P
 
 def write_run(fit, out, overwrite: bool = False, sections: Sequence[Section] = (), extra_metrics: Mapping | None = None) -> Path:
     """Write a `Fit` as a run folder with its report. Returns the folder's path."""
-    report = build_report(fit.idata, fit.config(), fit.spec, sections, extra_metrics)
+    return save_run(fit, build_report(fit.idata, fit.config(), fit.spec, sections, extra_metrics), out, overwrite)
+
+
+def save_run(fit, report: Report, out, overwrite: bool = False) -> Path:
+    """Write a `Fit` and its already built `Report` as a run folder, atomically."""
 
     def fill(folder: Path) -> None:
         with warnings.catch_warnings():
