@@ -133,9 +133,7 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
         for figure_name, figure in named.items():
             if not hasattr(figure, "savefig"):
                 figure = np.asarray(figure).ravel()[0].get_figure()
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-            pngs[figure_name] = buffer.getvalue()
+            pngs[figure_name] = figure_png(figure)
         plt.close("all")
     return pngs
 
@@ -204,9 +202,15 @@ def predictive_statistics_figure(check) -> bytes:
         axis.set_visible(False)
     figure.suptitle("Test statistics of replicated data (histogram) and of the observed data (line)", fontsize=10)
     figure.tight_layout()
+    content = figure_png(figure)
+    plt.close(figure)
+    return content
+
+
+def figure_png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes, as every report plot is stored."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import traceback
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -29,6 +30,10 @@ import pandas as pd
 from probgen.errors import InferenceError
 
 UNIFORMITY_BINS = 10
+# Lighter than a single fit's defaults: SBC ranks only need ~100 near-independent draws per fit.
+SBC_DEFAULTS = {"nuts": {"chains": 2, "warmup": 500, "draws": 500},
+                "hmc": {"chains": 2, "warmup": 500, "draws": 500},
+                "svi": {"steps": 5000}}
 
 
 @dataclasses.dataclass
@@ -177,8 +182,13 @@ def _run_chunk(spec_or_reference, frame: pd.DataFrame, options: dict, simulation
                             np.random.default_rng(seed))
             ranks = {}
             for name, true_value in truth.items():
-                less = (thinned[name] < true_value).reshape(num_draws, -1).sum(0)
-                ranks.update(zip(_element_names(name, np.shape(true_value)), less.tolist()))
+                draws = thinned[name].reshape(num_draws, -1)
+                less = (draws < np.ravel(true_value)).sum(0)
+                # elements fixed by construction (the unit diagonal and zero upper triangle of a
+                # correlation Cholesky factor) equal the truth in every draw: they have no rank
+                free = ~(draws == np.ravel(true_value)).all(0)
+                ranks.update((element, rank) for element, rank, keep
+                             in zip(_element_names(name, np.shape(true_value)), less.tolist(), free) if keep)
             out.append({"simulation": index, "ranks": ranks, "divergences": int(divergences)})
         except Exception as exc:  # a failed fit is a finding of SBC: count it, say why, go on
             out.append({"simulation": index, "error": f"{type(exc).__name__}: {exc}",
@@ -220,6 +230,7 @@ def run_sbc(
     simulation_options: Mapping[str, Any] | None = None,
     simulations: int = 200,
     num_draws: int = 99,
+    columns=None,
     seed: int = 0,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -234,19 +245,20 @@ def run_sbc(
     are not fitted. simulation_options: model options that differ when simulating (to test
     a deliberately wrong inference, e.g. a wrong noise scale). workers / scheduler: run the
     chunks on Dask `distributed` (a LocalCluster of `workers` processes, or the scheduler at
-    that address). settings: the method's settings (chains, warmup, draws, ...).
+    that address). settings: the method's settings (chains, warmup, draws, ...); unless given,
+    SBC_DEFAULTS (2 chains x 500 warm-up x 500 draws; SVI 5000 steps).
     """
     from probgen.infer import _as_dataset, resolve_settings
     from probgen.spec import load_spec
 
     if simulations < 1 or num_draws < 1:
         raise InferenceError(f"simulations and num_draws must be >= 1, got {simulations} and {num_draws}")
-    settings = resolve_settings(method, settings)
     if method == "map":
         raise InferenceError("SBC needs a posterior sample; MAP gives a point estimate")
+    settings = resolve_settings(method, {**SBC_DEFAULTS.get(method, {}), **settings})
     reference = spec  # a name or path is loaded again in each worker; a ModelSpec travels pickled
     spec_object = load_spec(spec) if isinstance(spec, str) else spec
-    dataset = _as_dataset(data, None, False)
+    dataset = _as_dataset(data, columns, False)
     spec_object.prepare(dataset.frame, spec_object.resolve_options(options))  # fail fast on bad options
     draws_available = settings["draws"] * settings.get("chains", 1)
     if num_draws > draws_available:
@@ -297,3 +309,145 @@ def _progress(iterable, total, show, label):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=label, disable=not show)
+
+
+# --------------------------------------------------------------------------------------------
+# Plots, report and run folder
+# --------------------------------------------------------------------------------------------
+def _grid(count: int, width: float = 3.2, height: float = 2.4):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    columns = min(4, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for axis in axes.ravel()[count:]:
+        axis.set_visible(False)
+    return figure, axes.ravel()[:count]
+
+
+def figures(result: SBCResult) -> dict[str, bytes]:
+    """Per parameter: the rank histogram with the 99% band of a uniform histogram's bin counts,
+    and the ECDF difference of the scaled ranks from uniform with ArviZ's 95% simultaneous band
+    (Säilynoja et al. 2022): a curve leaving the band anywhere is evidence against calibration."""
+    import arviz as az
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from probgen.report import figure_png
+
+    columns = list(result.ranks.columns)
+    L = result.num_draws
+    edges = np.linspace(-0.5, L + 0.5, UNIFORMITY_BINS + 1)
+    out = {}
+    figure, axes = _grid(len(columns))
+    for axis, column in zip(axes, columns):
+        values = result.ranks[column].dropna().to_numpy()
+        p = np.diff(edges) / (L + 1)
+        low, high = stats.binom.ppf(0.005, len(values), p.mean()), stats.binom.ppf(0.995, len(values), p.mean())
+        axis.axhspan(low, high, color="0.88", zorder=0)
+        axis.axhline(len(values) * p.mean(), color="0.5", lw=1, zorder=1)
+        axis.hist(values, bins=edges, color="C0", alpha=0.8, zorder=2)
+        axis.set_title(f"{column}  p = {result.uniformity.loc[column, 'p_adjusted']:.2g}", fontsize=9)
+        axis.set_xlabel(f"rank of the truth among {L} draws", fontsize=8)
+        axis.set_yticks([])
+    figure.suptitle("SBC rank histograms (grey band: 99% range of a bin under uniform ranks; p Holm-adjusted)",
+                    fontsize=10)
+    figure.tight_layout()
+    out["rank_histograms"] = figure_png(figure)
+    plt.close(figure)
+
+    figure, axes = _grid(len(columns))
+    uniform = stats.uniform(0, 1)
+    for axis, column in zip(axes, columns):
+        scaled = (result.ranks[column].dropna().to_numpy() + 0.5) / (L + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            az.plot_ecdf(scaled, cdf=uniform.cdf, difference=True, confidence_bands=True, ci_prob=0.95,
+                         rvs=uniform.rvs, random_state=0, ax=axis)
+        axis.set_title(column, fontsize=9)
+        axis.set_xlabel("scaled rank", fontsize=8)
+    figure.suptitle("ECDF of the scaled ranks minus the uniform CDF, with 95% simultaneous bands", fontsize=10)
+    figure.tight_layout()
+    out["ecdf_difference"] = figure_png(figure)
+    plt.close(figure)
+    return out
+
+
+def render_markdown(result: SBCResult) -> str:
+    from probgen.report import markdown_table
+
+    s = result.settings
+    lines = [f"# probgen SBC: {s['model']} by {s['method']}", "",
+             f"**{'CALIBRATED' if result.passed else 'MISCALIBRATED'}**: {result.summary()}", "",
+             f"{s['simulations']} simulations ({s['executor']}), each fitted and compared with {result.num_draws} "
+             f"thinned posterior draws; chi-square test of uniform ranks on {UNIFORMITY_BINS} bins per parameter, "
+             f"Holm-adjusted, alpha = {s['alpha']}.", "", markdown_table(result.uniformity), ""]
+    if result.divergences is not None and result.divergences.fillna(0).sum() > 0:
+        hit = int((result.divergences > 0).sum())
+        lines += [f"{hit} simulation(s) had divergent transitions ({int(result.divergences.sum())} in all).", ""]
+    if result.failures:
+        lines += ["## Failed fits", "", *[f"- simulation {f['simulation']}: {f['error']}" for f in result.failures], ""]
+    lines += ["## Plots", "", "![rank histograms](plots/rank_histograms.png)", "",
+              "![ECDF difference](plots/ecdf_difference.png)", ""]
+    return "\n".join(lines)
+
+
+def render_html(result: SBCResult, pngs: Mapping[str, bytes]) -> str:
+    import base64
+    import html
+    import json
+
+    from probgen.report import _CSS, _json_default
+
+    esc = html.escape
+    s = result.settings
+    status = "pass" if result.passed else "fail"
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             f"<title>probgen SBC: {esc(s['model'])}</title><style>{_CSS}</style></head><body>",
+             f"<h1>Simulation-based calibration: {esc(s['model'])} by {esc(s['method'])}</h1>",
+             f"<div class='verdict {status}'>{'CALIBRATED' if result.passed else 'MISCALIBRATED'}</div>",
+             f"<p>{esc(result.summary())}</p>",
+             f"<p>{s['simulations']} simulations ({esc(s['executor'])}), {result.num_draws} thinned posterior draws "
+             f"each; chi-square test of uniform ranks on {UNIFORMITY_BINS} bins, Holm-adjusted, alpha = {s['alpha']}.</p>",
+             result.uniformity.to_html(float_format=lambda v: f"{v:.4g}", border=0)]
+    if result.failures:
+        parts += ["<h2>Failed fits</h2><ul>",
+                  *(f"<li>simulation {f['simulation']}: {esc(f['error'])}</li>" for f in result.failures), "</ul>"]
+    for name, content in pngs.items():
+        parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2>"
+                     f"<img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(content).decode()}'>")
+    parts.append(f"<h2>Configuration</h2><pre>{esc(json.dumps(s, indent=2, default=_json_default))}</pre></body></html>")
+    return "\n".join(parts)
+
+
+def write_sbc(result: SBCResult, out, overwrite: bool = False) -> "Path":
+    """An SBC run folder, written atomically: config.json (settings, seed, versions), ranks.csv
+    (NaN rows are failed simulations), uniformity.csv, sbc.json (verdict, failures,
+    divergences), plots/*.png, report.md and report.html."""
+    from pathlib import Path
+
+    from probgen.infer.results import versions
+    from probgen.report import atomic_folder, write_json
+
+    pngs = figures(result)
+
+    def fill(folder: Path) -> None:
+        write_json(folder / "config.json", {**result.settings, "versions": versions()})
+        table = result.ranks.copy()
+        if result.divergences is not None:
+            table["divergences"] = result.divergences
+        table.to_csv(folder / "ranks.csv")
+        result.uniformity.to_csv(folder / "uniformity.csv")
+        write_json(folder / "sbc.json", {"passed": result.passed, "summary": result.summary(),
+                                         "num_draws": result.num_draws, "failures": result.failures,
+                                         "uniformity": result.uniformity.reset_index().to_dict("records")})
+        (folder / "plots").mkdir()
+        for name, content in pngs.items():
+            (folder / "plots" / f"{name}.png").write_bytes(content)
+        (folder / "report.md").write_text(render_markdown(result))
+        (folder / "report.html").write_text(render_html(result, pngs))
+
+    return atomic_folder(Path(out), fill, overwrite)

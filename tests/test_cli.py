@@ -178,3 +178,32 @@ def test_pareto_k_warnings_name_the_points():
 
     comparison = Comparison(pd.DataFrame(), "", {"a": [{"point": 17, "k": 0.93}], "b": []}, {})
     assert pareto_lines(comparison) == ["a: Pareto k > 0.7 at points 17 (k=0.93): LOO is unreliable there"]
+
+
+def test_sbc_writes_a_folder_and_exits_1_when_miscalibrated(tmp_path):
+    # The conjugate normal-mean model of tests/test_sbc.py, fitted correctly (exit 0) and with
+    # the wrong likelihood sd (exit 1); 150 simulations detect sd 3 against the true 1 (the
+    # API test measures adjusted p = 3e-6 at 200 simulations).
+    design = tmp_path / "design.csv"
+    pd.DataFrame({"x": np.zeros(20)}).to_csv(design, index=False)
+    model = REPO / "tests" / "test_sbc.py"
+    common = ["--data", design, "--simulations", "150", "--num-draws", "49", "--chains", "1", "--warmup", "200",
+              "--draws", "400", "--quiet"]
+    good = run_cli("sbc", model, *common, "--out", tmp_path / "good")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("CALIBRATED")
+    for name in ("report.html", "report.md", "ranks.csv", "uniformity.csv", "sbc.json", "config.json",
+                 "plots/rank_histograms.png", "plots/ecdf_difference.png"):
+        assert (tmp_path / "good" / name).is_file(), name
+    ranks = pd.read_csv(tmp_path / "good" / "ranks.csv")
+    assert len(ranks) == 150 and ranks["mu"].between(0, 49).all()
+    config = json.loads((tmp_path / "good" / "config.json").read_text())
+    assert config["seed"] == 0 and {"jax", "numpyro", "arviz"} <= set(config["versions"])
+
+    bad = run_cli("sbc", model, *common, "--noise-sd", "3", "--simulate-option", "noise_sd=1", "--out", tmp_path / "bad")
+    assert bad.returncode == 1 and bad.stdout.startswith("MISCALIBRATED"), bad.stdout + bad.stderr
+
+    for flags, message in ((["--simulations", "0"], "--simulations"), (["--simulate-option", "noise=1"], "noise_sd"),
+                           (["--method", "map"], "invalid choice")):
+        wrong = run_cli("sbc", model, *common, *flags, "--out", tmp_path / "none")
+        assert wrong.returncode == 2 and message in wrong.stderr and not (tmp_path / "none").exists(), wrong.stderr

@@ -121,14 +121,13 @@ def compiled_refit(spec: ModelSpec, inputs: ModelInputs, method: str, settings: 
     scale.
     """
     from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import initialize_model
+    from numpyro.infer.util import constrain_fn, initialize_model
 
     model = inputs.bound_model(spec.model)
     chains, warmup, draws = settings["chains"], settings["warmup"], settings["draws"]
     template = initialize_model(jax.random.PRNGKey(0), model, model_kwargs=inputs.observed, dynamic_args=True)
     init_kernel, sample_kernel = hmc(potential_fn_gen=template.potential_fn, algo="NUTS" if method == "nuts" else "HMC")
     shapes = {k: jnp.shape(v) for k, v in template.param_info.z.items()}
-    postprocess_gen = template.postprocess_fn
     latent = tuple(structure.latent)
     kernel_options = {"target_accept_prob": settings["target_accept"]}
     if method == "nuts":
@@ -146,8 +145,7 @@ def compiled_refit(spec: ModelSpec, inputs: ModelInputs, method: str, settings: 
 
         state, _ = jax.lax.scan(step, state, None, length=warmup)
         _, (z, diverging) = jax.lax.scan(step, state, None, length=draws)
-        constrain = postprocess_gen(model_kwargs=observed)
-        values = jax.vmap(constrain)(z)
+        values = jax.vmap(lambda draw: constrain_fn(model, (), observed, draw, return_deterministic=False))(z)
         return {k: values[k] for k in latent}, diverging.sum()
 
     @jax.jit
