@@ -83,6 +83,9 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
     fit.add_argument("--standardize", action="store_true",
                      help="fit to standardised columns; the summary is converted back to original units")
+    fit.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
+                     help="keep this fraction of rows (drawn with --seed) out of the fit; the report scores the model "
+                          "on them and compares generated data with them (default 0: fit every row)")
     fit.add_argument("--method", choices=METHODS, default="nuts", help="inference method (default nuts)")
     fit.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same draws (default 0)")
     fit.add_argument("--out", metavar="RUN_DIR", help="run folder to write (default runs/<model>_<data>_<method>)")
@@ -181,7 +184,7 @@ def _fit(args, spec) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
     report.check_destination(out, args.overwrite)
     result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
-                 columns=args.columns, standardize=args.standardize, **given)
+                 columns=args.columns, standardize=args.standardize, holdout=args.holdout, **given)
     result.model_reference = args.model
     built = report.build_report(result.idata, result.config(), result.spec)
     folder = report.save_run(result, built, out, overwrite=args.overwrite)

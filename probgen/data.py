@@ -50,12 +50,14 @@ class Dataset:
     source:  the bundled name or the file path as given.
     sha256:  hash of the selected raw values, recorded in the run config.
     standardization: column -> (loc, scale) applied as (x - loc) / scale, or None.
+    holdout: after `split`, which part this is and how it was drawn, else None.
     """
 
     frame: pd.DataFrame
     source: str
     sha256: str
     standardization: dict[str, tuple[float, float]] | None = None
+    holdout: dict | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -76,7 +78,42 @@ class Dataset:
             "num_rows": int(len(self.frame)),
             "sha256": self.sha256,
             "standardization": self.standardization,
+            **({"holdout": self.holdout} if self.holdout else {}),
         }
+
+    def split(self, fraction: float, seed: int) -> tuple["Dataset", "Dataset"]:
+        """(training part, held-out part): a random `fraction` of the rows held out, drawn with
+        `seed` (the same fraction and seed give the same split). If the data were standardised, both parts are
+        standardised again with the training part's mean and sd, so nothing about the held-out
+        rows leaks into the fit."""
+        rows = len(self.frame)
+        if not 0 < fraction < 1:
+            raise DataError(f"the held-out fraction must be in (0, 1), got {fraction}")
+        held = int(round(fraction * rows))
+        if held < 1 or rows - held < 2:
+            raise DataError(f"holding out {fraction:g} of {self.source}'s {rows} rows leaves {held} held-out and "
+                            f"{rows - held} training rows; need at least 1 and 2")
+        order = np.random.default_rng(seed).permutation(rows)
+        held_index, train_index = np.sort(order[:held]), np.sort(order[held:])
+        raw = pd.DataFrame(self.to_original_units(self.frame.to_numpy()), index=self.frame.index, columns=self.columns)
+        standardization = None
+        if self.standardization:
+            standardization = {}
+            for column in self.columns:
+                train = raw[column].iloc[train_index]
+                loc, scale = float(train.mean()), float(train.std(ddof=0))
+                if not scale > 0:
+                    raise DataError(f"column '{column}' is constant in the training part; it cannot be standardised")
+                standardization[column] = (loc, scale)
+            loc, scale = standardization_arrays(standardization, self.columns)
+            raw = (raw - loc) / scale
+        record = {"fraction": float(fraction), "seed": int(seed), "held_out_rows": int(held),
+                  "training_rows": int(rows - held)}
+        return tuple(
+            dataclasses.replace(self, frame=raw.iloc[index].reset_index(drop=True), standardization=standardization,
+                                holdout={**record, "part": part})
+            for part, index in (("training", train_index), ("held_out", held_index))
+        )
 
 
 def standardization_arrays(standardization: dict, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -167,10 +167,15 @@ def build_report(
     draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     if "posterior_predictive" in idata.groups() and draws >= 100:
         predictive_check = checks.predictive_check(idata, seed=int(config.get("seed", 0)))
+        held_out = "held_out_data" in idata.groups()
         metrics["fit_quality"] = {
             "predictive_check": predictive_check.table.to_dict("records"),
-            "generated_vs_observed": checks.generated_vs_observed(idata, seed=int(config.get("seed", 0))),
+            "generated_vs_observed": checks.generated_vs_observed(
+                idata, seed=int(config.get("seed", 0)), group="held_out_data" if held_out else "observed_data"),
         }
+    scores = checks.held_out_scores(idata)
+    if scores is not None:
+        metrics["held_out"] = scores
     if sections:
         metrics["sections"] = [_section_record(section) for section in sections]
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
@@ -265,6 +270,9 @@ def _metrics_lines(metrics: dict) -> list[str]:
     waic = predictive.get("waic")
     if waic:
         lines.append(f"- WAIC elpd: {waic['elpd_waic']:.2f} (SE {waic['se']:.2f})")
+    held_out = metrics.get("held_out")
+    if held_out:
+        lines.append(f"- held out: {held_out['reading']}")
     return lines
 
 
@@ -278,10 +286,14 @@ def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
     if not lines:
         lines = ["every test statistic of the observed data is typical of the model (all p-values in [0.025, 0.975])"]
     generated = quality["generated_vs_observed"]
+    held_out = generated.get("compared_with") == "held_out_data"
+    if held_out:
+        lines.append(f"Generated data against the {generated['rows']} held-out rows, which the fit did not see:")
     lines += [test["reading"] for test in generated["tests"]]
     lines.append(generated["kl_observed_to_generated"]["reading"])
-    lines.append("These are the data the model was fitted to: a rejection means the model cannot reproduce "
-                 "them; no rejection is weaker evidence than the same tests on held-out data.")
+    if not held_out:
+        lines.append("These are the data the model was fitted to: a rejection means the model cannot reproduce "
+                     "them; no rejection is weaker evidence than the same tests on held-out data (fit with --holdout).")
     shown = table[["variable", "statistic", "column", "observed", "predictive_mean", "predictive_3%", "predictive_97%", "p_value"]]
     return lines, shown
 

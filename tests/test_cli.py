@@ -105,11 +105,13 @@ def bad_inputs(tmp_path, csv_file):
         "unknown data set": (["--data", "faithfull"], "unknown data set 'faithfull'"),
         "existing output": (["--data", "faithful", "--out", existing], "already exists"),
         "setting of another method": (["--data", "faithful", "--steps", "10"], "--steps does not apply to --method nuts"),
+        "holdout out of range": (["--data", "faithful", "--holdout", "1.5"], r"held-out fraction must be in \(0, 1\), got 1.5"),
     }, no_spec
 
 
 @pytest.mark.parametrize("case", ["missing file", "empty file", "missing column", "non-numeric column", "nan and inf",
-                                  "K < 1", "K > N", "unknown data set", "existing output", "setting of another method"])
+                                  "K < 1", "K > N", "unknown data set", "existing output", "setting of another method",
+                                  "holdout out of range"])
 def test_bad_input_is_one_line_exit_2_and_no_folder(case, tmp_path, csv_file):
     cases, _ = bad_inputs(tmp_path, csv_file)
     arguments, message = cases[case]

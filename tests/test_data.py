@@ -84,3 +84,25 @@ def test_nan_rows_are_never_dropped_from_frames():
 def test_constant_column_cannot_be_standardised(tmp_path):
     with pytest.raises(DataError, match="column 'a' .* is constant"):
         data.load(write(tmp_path, "a,b\n1,2\n1,3\n"), standardize=True)
+
+
+def test_split_is_reproducible_disjoint_and_standardised_by_the_training_rows():
+    from probgen.data import from_frame
+
+    frame = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100.0) ** 2})
+    whole = from_frame(frame, standardize=True)
+    training, held_out = whole.split(0.25, seed=7)
+    again_training, again_held = whole.split(0.25, seed=7)
+    pd.testing.assert_frame_equal(training.frame, again_training.frame)
+    assert len(training.frame) == 75 and len(held_out.frame) == 25
+    original = lambda part: part.to_original_units(part.frame.to_numpy())  # noqa: E731
+    rows = np.concatenate([original(training), original(held_out)])
+    np.testing.assert_allclose(np.sort(rows[:, 0]), frame["a"].to_numpy(), atol=1e-9)  # every row once
+    # standardised with the training rows' own mean and sd: nothing of the held-out rows leaks in
+    np.testing.assert_allclose(training.frame.mean().to_numpy(), 0, atol=1e-12)
+    np.testing.assert_allclose(training.frame.std(ddof=0).to_numpy(), 1, atol=1e-12)
+    assert training.standardization == held_out.standardization != whole.standardization
+    with pytest.raises(DataError, match="held-out fraction"):
+        whole.split(1.0, seed=0)
+    with pytest.raises(DataError, match="leaves 0 held-out"):
+        from_frame(frame.iloc[:3]).split(0.1, seed=0)

@@ -139,8 +139,13 @@ def build_inference_data(
     sample_stats: Mapping[str, Any] | None = None,
     optimization: Mapping[str, Any] | None = None,
     structure: ModelStructure | None = None,
+    held_out: ModelInputs | None = None,
 ) -> az.InferenceData:
     """InferenceData from latent draws `samples` (name -> (chain, draw, ...) array).
+
+    held_out: inputs prepared from rows kept out of the fit; their values become the
+    `held_out_data` group and their pointwise log-likelihood under each draw the
+    `held_out_log_likelihood` group.
 
     Runs the spec's `postprocess` (e.g. relabelling) first, so that every group, the
     posterior predictive included, sees the same, identified draws.
@@ -188,6 +193,17 @@ def build_inference_data(
             dims={k: v for k, v in ll_dims.items() if v is not None},
         )
         idata.extend(ll_idata)
+        if held_out is not None:
+            key = jax.random.fold_in(rng_key, 1)
+            held_model = held_out.bound_model(spec.model)
+            _, held_pointwise = predictions_and_log_likelihood(held_model, flat, held_out.observed, key)
+            held_dims = {name: _leading_dims(held_out.dims, name, value.ndim - 1)
+                         for name, value in held_pointwise.items()}
+            held_ll = az.from_dict(log_likelihood={name: by_chain(value) for name, value in held_pointwise.items()},
+                                   coords=dict(held_out.coords), dims={k: v for k, v in held_dims.items() if v is not None})
+            held_data = az.from_dict(observed_data={name: np.asarray(held_out.observed[name]) for name in held_pointwise},
+                                     coords=dict(held_out.coords), dims=dict(held_out.dims))
+            idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood, held_out_data=held_data.observed_data)
         if optimization:
             idata.add_groups(
                 optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
