@@ -340,8 +340,13 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
                 series = replicated_values[:, j]
                 p_value = float(np.mean(series >= observed_value[j]))
                 extreme = p_value < 0.025 or p_value > 0.975
-                reading = (f"the model rarely reproduces the observed {statistic} of {column} (p = {p_value:.3f})"
-                           if extreme else f"the observed {statistic} of {column} is typical of the model (p = {p_value:.2f})")
+                if group == "prior_predictive":
+                    reading = (f"the prior rarely predicts data with the observed {statistic} of {column} "
+                               f"(p = {p_value:.3f}): the prior and the data disagree" if extreme else
+                               f"the observed {statistic} of {column} is within what the prior predicts (p = {p_value:.2f})")
+                else:
+                    reading = (f"the model rarely reproduces the observed {statistic} of {column} (p = {p_value:.3f})"
+                               if extreme else f"the observed {statistic} of {column} is typical of the model (p = {p_value:.2f})")
                 rows.append({"variable": name, "statistic": statistic, "column": str(column),
                              "observed": float(observed_value[j]), "predictive_mean": float(series.mean()),
                              "predictive_3%": float(np.quantile(series, 0.03)), "predictive_97%": float(np.quantile(series, 0.97)),

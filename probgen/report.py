@@ -173,6 +173,10 @@ def build_report(
             "generated_vs_observed": checks.generated_vs_observed(
                 idata, seed=int(config.get("seed", 0)), group="held_out_data" if held_out else "observed_data"),
         }
+    prior_check = None
+    if "prior_predictive" in idata.groups() and "observed_data" in idata.groups():
+        prior_check = checks.predictive_check(idata, "prior_predictive", seed=int(config.get("seed", 0)))
+        metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
     scores = checks.held_out_scores(idata)
     if scores is not None:
         metrics["held_out"] = scores
@@ -182,10 +186,15 @@ def build_report(
     figures = figures_for(idata, spec, method, var_names)
     if predictive_check is not None:
         figures["predictive_statistics"] = predictive_statistics_figure(predictive_check)
+    if prior_check is not None:
+        figures["prior_predictive_statistics"] = predictive_statistics_figure(
+            prior_check, "Test statistics of data drawn from the prior predictive (histogram) and of the observed data (line)")
     return Report(config, assessment, summary, units, metrics, figures, tuple(sections))
 
 
-def predictive_statistics_figure(check) -> bytes:
+def predictive_statistics_figure(
+    check, title: str = "Test statistics of replicated data (histogram) and of the observed data (line)",
+) -> bytes:
     """Histograms of each test statistic over replicated data, the observed value marked."""
     import matplotlib
 
@@ -205,7 +214,7 @@ def predictive_statistics_figure(check) -> bytes:
         axis.set_yticks([])
     for axis in axes.ravel()[len(items):]:
         axis.set_visible(False)
-    figure.suptitle("Test statistics of replicated data (histogram) and of the observed data (line)", fontsize=10)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     content = figure_png(figure)
     plt.close(figure)
@@ -280,11 +289,21 @@ def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
     quality = metrics.get("fit_quality")
     if not quality:
         return [], None
+    lines = []
+    prior = quality.get("prior_predictive_check")
+    if prior:
+        conflicts = [row["reading"] for row in prior if row["p_value"] < 0.025 or row["p_value"] > 0.975]
+        lines += ["Prior predictive: " + line for line in conflicts] or [
+            "Prior predictive: every test statistic of the observed data is within what the prior predicts "
+            "(all p-values in [0.025, 0.975])"]
+    if "predictive_check" not in quality:
+        return lines, None
     table = pd.DataFrame(quality["predictive_check"])
-    lines = [row["reading"] for row in quality["predictive_check"]
-             if row["p_value"] < 0.025 or row["p_value"] > 0.975]
-    if not lines:
-        lines = ["every test statistic of the observed data is typical of the model (all p-values in [0.025, 0.975])"]
+    flagged = [row["reading"] for row in quality["predictive_check"]
+               if row["p_value"] < 0.025 or row["p_value"] > 0.975]
+    lines += ["Posterior predictive: " + line for line in flagged] or [
+        "Posterior predictive: every test statistic of the observed data is typical of the model "
+        "(all p-values in [0.025, 0.975])"]
     generated = quality["generated_vs_observed"]
     held_out = generated.get("compared_with") == "held_out_data"
     if held_out:
@@ -302,7 +321,8 @@ def _fit_quality_markdown(metrics: dict) -> list[str]:
     lines, table = _fit_quality_lines(metrics)
     if not lines:
         return []
-    return ["## Fit quality", "", *[f"- {line}" for line in lines], "", markdown_table(table, index=False), ""]
+    return ["## Fit quality", "", *[f"- {line}" for line in lines], "",
+            *([markdown_table(table, index=False), ""] if table is not None else [])]
 
 
 def render_markdown(report: Report) -> str:
@@ -360,8 +380,9 @@ def render_html(report: Report) -> str:
     ]
     quality_lines, quality_table = _fit_quality_lines(report.metrics)
     if quality_lines:
-        parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>",
-                  quality_table.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=False)]
+        parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>"]
+        if quality_table is not None:
+            parts.append(quality_table.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=False))
     for section in report.sections:
         parts.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
         if section.table is not None:

@@ -112,6 +112,20 @@ def _predict_and_score(model, rng_key, flat_samples, observed):
     return predicted, pointwise
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _prior_draws(model, rng_key, unobserved, num_draws):
+    return Predictive(model, num_samples=num_draws)(rng_key, **unobserved)
+
+
+PRIOR_DRAWS = 500
+
+
+def prior_and_prior_predictive(model, observed: dict, rng_key, num_draws: int = PRIOR_DRAWS):
+    """Draws of every site from the prior (latent, deterministic and data), one compiled program."""
+    drawn = _prior_draws(model, rng_key, {name: None for name in observed}, num_draws)
+    return {k: np.asarray(v) for k, v in drawn.items()}
+
+
 def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key):
     """Posterior predictive draws (and deterministic sites) and pointwise log-likelihoods.
 
@@ -140,9 +154,12 @@ def build_inference_data(
     optimization: Mapping[str, Any] | None = None,
     structure: ModelStructure | None = None,
     held_out: ModelInputs | None = None,
+    prior_draws: int = PRIOR_DRAWS,
 ) -> az.InferenceData:
     """InferenceData from latent draws `samples` (name -> (chain, draw, ...) array).
 
+    prior_draws: draws from the prior for the `prior` and `prior_predictive` groups (the prior
+    predictive check of the report); 0 for none.
     held_out: inputs prepared from rows kept out of the fit; their values become the
     `held_out_data` group and their pointwise log-likelihood under each draw the
     `held_out_log_likelihood` group.
@@ -193,6 +210,15 @@ def build_inference_data(
             dims={k: v for k, v in ll_dims.items() if v is not None},
         )
         idata.extend(ll_idata)
+        if prior_draws:
+            drawn = prior_and_prior_predictive(model, inputs.observed, jax.random.fold_in(rng_key, 2), prior_draws)
+            prior_idata = az.from_dict(
+                prior={k: v[None] for k, v in drawn.items() if k not in observed},
+                prior_predictive={k: v[None] for k, v in drawn.items() if k in observed},
+                coords=dict(inputs.coords),
+                dims=dict(inputs.dims),
+            )
+            idata.extend(prior_idata)
         if held_out is not None:
             key = jax.random.fold_in(rng_key, 1)
             held_model = held_out.bound_model(spec.model)

@@ -130,3 +130,22 @@ def test_held_out_rows_are_scored_against_the_exact_posterior_predictive(frame):
     assert scores["cross_entropy_bits"] == pytest.approx(scores["cross_entropy_nats"] / np.log(2))
     assert result.config()["data"]["holdout"] == {"fraction": 0.2, "seed": 3, "held_out_rows": 10,
                                                   "training_rows": 40, "part": "training"}
+
+
+def test_prior_predictive_follows_the_prior_and_flags_a_prior_data_conflict(frame):
+    from probgen import checks
+
+    result = fit(SPEC, frame, "map", seed=4, progress=False)  # the prior groups come with any method
+    prior_mu = result.idata.prior["mu"].values.ravel()
+    prior_x = result.idata.prior_predictive["x"].values
+    assert prior_x.shape == (1, 500, 50) and prior_mu.shape == (500,)
+    # mu ~ N(0, 10): the sd of 500 draws is within 4 standard errors (10 / sqrt(2 * 500) each)
+    assert abs(prior_mu.std() - PRIOR_SD) < 4 * PRIOR_SD / np.sqrt(1000)
+    # each replicated data set is mu_s + N(0, 1) noise around its own draw of mu
+    np.testing.assert_allclose(prior_x.mean(-1).ravel(), prior_mu, atol=4 / np.sqrt(50))
+    typical = checks.predictive_check(result.idata, "prior_predictive").table.set_index("statistic")
+    assert typical["p_value"].between(0.025, 0.975).all(), typical  # data near 2, prior sd 10
+    far = fit(SPEC, frame.assign(x=frame["x"] + 100.0), "map", seed=4, progress=False)
+    conflict = checks.predictive_check(far.idata, "prior_predictive").table.set_index("statistic")
+    # a mean of 102 is 10 prior sd out: no prior draw reaches it
+    assert conflict.loc["mean", "p_value"] == 0.0 and "the prior and the data disagree" in conflict.loc["mean", "reading"]
