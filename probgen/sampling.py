@@ -37,6 +37,9 @@ def posterior_predictive_table(run_dir, num_rows: int, seed: int = 0) -> pd.Data
         raise ModelError(f"model '{spec.name}' has no simulator (ModelSpec.simulate), so it cannot draw new data")
     values = np.asarray(spec.simulate(jax.random.PRNGKey(seed), posterior_parameters(idata), num_rows))
     columns = config["data"]["columns"]
+    observed = idata.observed_data[next(iter(idata.observed_data.data_vars))]
+    if "feature" in observed.dims and observed.sizes["feature"] == values.shape[-1]:
+        columns = [str(c) for c in observed["feature"].values]  # e.g. without an HMM's sequence column
     standardization = config["data"].get("standardization")
     if standardization:
         loc, scale = standardization_arrays(standardization, columns)

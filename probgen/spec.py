@@ -119,6 +119,9 @@ class ModelSpec:
                constrained values}: a starting point per chain for MCMC (the first one for
                SVI). Without it, chains start at NumPyro's uniform(-2, 2) in unconstrained
                space, which is poor for parameters in data units and for multimodal models.
+    derived:   optional (flat posterior draws {site: (draw, ...)}, inputs, rng_key) ->
+               {group name: xarray.Dataset}: extra InferenceData groups computed from the
+               posterior after the fit (the HMM's state decoding).
     description: one line for `probgen models`.
     """
 
@@ -133,6 +136,7 @@ class ModelSpec:
     plots: Callable | None = None
     summary_vars: tuple[str, ...] | None = None
     init: Callable | None = None
+    derived: Callable | None = None
     description: str = ""
 
     def __post_init__(self):

@@ -230,6 +230,9 @@ def build_inference_data(
             held_data = az.from_dict(observed_data={name: np.asarray(held_out.observed[name]) for name in held_pointwise},
                                      coords=dict(held_out.coords), dims=dict(held_out.dims))
             idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood, held_out_data=held_data.observed_data)
+        if spec.derived is not None:
+            every_site = {k: np.asarray(v).reshape((chains * draws,) + np.shape(v)[2:]) for k, v in posterior.items()}
+            idata.add_groups(spec.derived(every_site, inputs, jax.random.fold_in(rng_key, 3)))
         if optimization:
             idata.add_groups(
                 optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
