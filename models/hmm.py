@@ -394,7 +394,7 @@ def split_sequences(frame: pd.DataFrame, sequence_column: str) -> tuple[list[np.
         raise ModelError("no value columns: the data hold only the sequence column")
     short = [(i, len(g)) for i, g in zip(ids, groups) if len(g) < 2]
     if short:
-        listed = ", ".join(f"{i!r} ({n} row{'s' if n != 1 else ''})" for i, n in short[:5])
+        listed = ", ".join(f"{i} ({n} row{'s' if n != 1 else ''})" for i, n in short[:5])
         raise ModelError(f"sequence{'s' if len(short) > 1 else ''} {listed} too short: an HMM needs at least 2 steps "
                          "per sequence")
     return groups, ids, [str(c) for c in columns]
@@ -435,7 +435,7 @@ def prepare(frame, options) -> ModelInputs:
             num_categories = given or int(column.max()) + 1
             unknown = np.flatnonzero(column >= num_categories)
             if len(unknown):
-                raise ModelError(f"unknown category label(s) {sorted(set(column[unknown].astype(int)))[:10]} in column "
+                raise ModelError(f"unknown category label(s) {sorted({int(v) for v in column[unknown]})[:10]} in column "
                                  f"'{columns[0]}' (rows {_rows(unknown)}): with --num-categories {num_categories} "
                                  f"the codes must be 0..{num_categories - 1}")
             if num_categories < 2:

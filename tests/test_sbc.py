@@ -71,7 +71,6 @@ def test_svi_is_calibrated_on_a_gaussian_posterior():
 
 def test_dask_workers_give_the_in_process_ranks():
     # The same seeds give the same simulations and the same fits wherever they run.
-    pytest.importorskip("distributed")
     reference = str(pathlib.Path(__file__).resolve())  # workers load the spec from this file
     spread = run_sbc(reference, DESIGN, "nuts", simulations=24, seed=3, workers=2, **SETTINGS)
     local = run_sbc(reference, DESIGN, "nuts", simulations=24, seed=3, **SETTINGS)
