@@ -624,7 +624,9 @@ def decode(samples: dict, inputs: ModelInputs, rng_key) -> dict:
     sampled = np.where(mask, np.asarray(sampled), -1)
     coords = {"sequence": inputs.coords["sequence"], "time": inputs.coords["time"], "state": inputs.coords["state"],
               "path_draw": marginal_index[path_positions]}
-    return {"decoding": xr.Dataset(
+    observed_mask = xr.Dataset({"x_mask": (("sequence", "time"), mask)},
+                               coords={"sequence": inputs.coords["sequence"], "time": inputs.coords["time"]})
+    return {"observed_data": observed_mask, "decoding": xr.Dataset(
         {
             "state_probability": (("sequence", "time", "state"), probabilities),
             "viterbi_path": (("sequence", "time"), at_mean.astype(np.int32)),

@@ -304,10 +304,29 @@ class PredictiveCheck:
     replicated: dict
 
 
-def _observations_by_column(values: np.ndarray, leading: int) -> np.ndarray:
-    """(leading..., N, rest...) -> (leading..., N, D) with D = prod(rest) (1 for scalars)."""
+def _observations_by_column(values: np.ndarray, leading: int, layout: tuple = (False, None)) -> np.ndarray:
+    """(leading..., N, rest...) -> (leading..., N, D) with D = prod(rest) (1 for scalars).
+
+    layout (from `_layout`): for a variable whose last dimension is "feature" and that has more
+    (sequence, time, feature), every position before the features is a row; and with a mask,
+    only the real rows are kept (padding of sequences of unequal length is not data)."""
+    feature_last, mask = layout
     shape = values.shape
+    if feature_last:
+        values = values.reshape(shape[:leading] + (-1, shape[-1]))
+        return values if mask is None else values[(slice(None),) * leading + (mask,)]
     return values.reshape(shape[: leading + 1] + (-1,))
+
+
+def _layout(idata, name: str, group: str = "observed_data") -> tuple:
+    """How the rows of observed variable `name` are laid out: (feature_last, mask of real rows).
+    A model with padded observations puts `<name>_mask` (True = real) beside them in the group."""
+    variable = idata[group][name]
+    feature_last = variable.ndim > 2 and variable.dims[-1] == "feature"
+    mask = None
+    if feature_last and f"{name}_mask" in idata[group]:
+        mask = np.asarray(idata[group][f"{name}_mask"].values, bool).ravel()
+    return feature_last, mask
 
 
 def predictive_check(idata, group: str = "posterior_predictive", statistics: Mapping | None = None,
@@ -328,10 +347,14 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
         draws = draws.reshape((-1,) + draws.shape[2:])
         if len(draws) > max_draws:
             draws = draws[rng.choice(len(draws), max_draws, replace=False)]
-        observed = _observations_by_column(idata.observed_data[name].values, 0)
-        draws = _observations_by_column(draws, 1)
+        layout = _layout(idata, name)
+        observed = _observations_by_column(idata.observed_data[name].values, 0, layout)
+        draws = _observations_by_column(draws, 1, layout)
         dims = idata.observed_data[name].dims
-        columns = (list(idata.observed_data[name][dims[1]].values) if len(dims) == 2 else [name]) if observed.shape[1] > 1 or len(dims) == 2 else [name]
+        if layout[0]:
+            columns = list(idata.observed_data[name][dims[-1]].values)
+        else:
+            columns = (list(idata.observed_data[name][dims[1]].values) if len(dims) == 2 else [name]) if observed.shape[1] > 1 or len(dims) == 2 else [name]
         for statistic, function in statistics.items():
             observed_value = np.atleast_1d(np.asarray(function(observed), dtype=float))
             replicated_values = np.asarray(function(draws), dtype=float).reshape(len(draws), -1)
@@ -362,7 +385,7 @@ def generated_rows(idata, num_rows: int, seed: int = 0, variable: str | None = N
     name = variable or next(iter(predictive.data_vars))
     draws = predictive[name].values
     draws = draws.reshape((-1,) + draws.shape[2:])
-    draws = _observations_by_column(draws, 1)
+    draws = _observations_by_column(draws, 1, _layout(idata, name))
     rng = np.random.default_rng(seed)
     which_draw = rng.integers(draws.shape[0], size=num_rows)
     which_row = rng.integers(draws.shape[1], size=num_rows)
@@ -384,7 +407,7 @@ def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, gro
     from probgen import metrics
 
     name = next(iter(idata.posterior_predictive.data_vars))
-    observed = _observations_by_column(idata[group][name].values, 0)
+    observed = _observations_by_column(idata[group][name].values, 0, _layout(idata, name, group))
     rng = np.random.default_rng(seed)
     subsampled = len(observed) > MAX_TWO_SAMPLE_ROWS
     if subsampled:  # the MMD kernel matrix grows as rows squared
@@ -392,8 +415,8 @@ def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, gro
     generated = generated_rows(idata, len(observed), seed, name)
     columns = None
     dims = idata[group][name].dims
-    if len(dims) == 2:
-        columns = [str(c) for c in idata[group][name][dims[1]].values]
+    if len(dims) == 2 or _layout(idata, name, group)[0]:
+        columns = [str(c) for c in idata[group][name][dims[-1]].values]
     tests = two_sample_tests(generated, observed, seed=seed, num_permutations=num_permutations, names=columns)
     out = {"variable": name, "rows": int(len(observed)), "subsampled": subsampled, "compared_with": group,
            "tests": [t.as_dict() for t in tests]}

@@ -232,7 +232,11 @@ def build_inference_data(
             idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood, held_out_data=held_data.observed_data)
         if spec.derived is not None:
             every_site = {k: np.asarray(v).reshape((chains * draws,) + np.shape(v)[2:]) for k, v in posterior.items()}
-            idata.add_groups(spec.derived(every_site, inputs, jax.random.fold_in(rng_key, 3)))
+            for group, dataset in spec.derived(every_site, inputs, jax.random.fold_in(rng_key, 3)).items():
+                if group in idata.groups():  # e.g. a mask of real rows beside padded observations
+                    setattr(idata, group, xr.merge([getattr(idata, group), dataset]))
+                else:
+                    idata.add_groups({group: dataset})
         if optimization:
             idata.add_groups(
                 optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
