@@ -1,6 +1,7 @@
 """The CLI as a user runs it: a subprocess, real files, exit codes and messages."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -143,16 +144,32 @@ def test_bad_model_is_exit_2(model, message, tmp_path, csv_file):
 
 
 def test_ctrl_c_leaves_no_run_folder(tmp_path):
+    import threading
+
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "probgen.cli", "fit", "gmm", "--data", "faithful", "--out", str(out),
-         "--draws", "100000", "--quiet"],
+         "--draws", "10000000", "--chains", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    time.sleep(12)  # well into compilation or sampling
+    seen = []  # stderr as it comes: NumPyro's progress bar says when sampling has begun
+
+    def read():
+        while chunk := process.stderr.read(1):
+            seen.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300  # a loaded machine may take long to import and compile
+    while "sample" not in "".join(seen) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "sample" in "".join(seen), "".join(seen)[-2000:]
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    process.wait(timeout=120)
+    reader.join(timeout=10)
+    stderr = "".join(seen)
+    assert process.returncode == 130, stderr[-2000:]
     assert "interrupted; no run folder was written" in stderr
     assert list(tmp_path.iterdir()) == []
 
