@@ -153,7 +153,7 @@ def test_ctrl_c_leaves_no_run_folder(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    seen = []  # stderr as it comes: NumPyro's progress bar says when sampling has begun
+    seen = []  # stderr as it comes (no progress bar: under CI, and with no terminal, it is off)
 
     def read():
         while chunk := process.stderr.read(1):
@@ -161,10 +161,10 @@ def test_ctrl_c_leaves_no_run_folder(tmp_path):
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 300  # a loaded machine may take long to import and compile
-    while "sample" not in "".join(seen) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert "sample" in "".join(seen), "".join(seen)[-2000:]
+    # 10 million draws cannot finish first; 25 s is past start-up and into compilation or
+    # sampling even on a slow machine, and the run folder is only ever written at the end
+    time.sleep(25)
+    assert process.poll() is None, "".join(seen)[-2000:]
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
     reader.join(timeout=10)

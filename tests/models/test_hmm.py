@@ -170,6 +170,7 @@ def test_bad_input_is_named(frame, options, message):
         hmm.prepare(frame, hmm.SPEC.resolve_options(options))
 
 
+@pytest.mark.slow  # 45 s on 2 cores: keeps the default suite within CI's 20 minutes
 def test_nuts_recovers_simulated_parameters_and_decodes_the_states():
     from probgen.infer import fit
 
