@@ -321,6 +321,40 @@ def _datasets() -> int:
     return 0
 
 
+INTERRUPTED_MESSAGE = "probgen: interrupted; no run folder was written"
+
+
+def _watch_for_interrupts() -> None:
+    """Make Ctrl-C work while a compiled computation runs.
+
+    Python runs signal handlers only between bytecodes, and a whole sampling run without a
+    progress bar is one XLA call that can take hours. The C-level handler still writes the
+    signal number to a wakeup pipe at once; a helper thread reads it, gives the main thread 2 s
+    to handle the KeyboardInterrupt itself (it does when it is running Python, e.g. while
+    writing a run folder, which it then removes), and otherwise exits with status 130. Run
+    folders are created only at the end, atomically, so an exit during the computation leaves
+    nothing behind."""
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            data = os.read(read_end, 1)
+            if data and data[0] == signal.SIGINT:
+                time.sleep(2.0)
+                print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+                os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, name="probgen-interrupt", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from probgen.errors import ProbgenError
@@ -353,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probgen: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("probgen: interrupted; no run folder was written", file=sys.stderr)
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         # Leave at once: XLA's worker threads may still be running the interrupted computation,
@@ -362,5 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(EXIT_INTERRUPTED)
 
 
+def entry_point() -> int:
+    """The installed `probgen` command (and `python -m probgen.cli`)."""
+    _watch_for_interrupts()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())
