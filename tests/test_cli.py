@@ -152,7 +152,21 @@ def test_ctrl_c_leaves_no_run_folder(tmp_path):
          "--draws", "10000000", "--chains", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # a shell's background job inherits SIGINT ignored (and Python then keeps it ignored);
+        # a user's Ctrl-C reaches a foreground process, so restore the default first
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    try:
+        _interrupt_and_check(process, tmp_path)
+    finally:
+        if process.poll() is None:  # never leave a 10-million-draw run behind
+            process.kill()
+            process.wait()
+
+
+def _interrupt_and_check(process, tmp_path):
+    import threading
+
     seen = []  # stderr as it comes (no progress bar: under CI, and with no terminal, it is off)
 
     def read():
