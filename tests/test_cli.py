@@ -147,14 +147,15 @@ def test_ctrl_c_leaves_no_run_folder(tmp_path):
     import threading
 
     out = tmp_path / "run"
+    arguments = ["fit", "gmm", "--data", "faithful", "--out", str(out), "--draws", "10000000", "--chains", "1"]
+    # A shell's background job inherits SIGINT ignored (and Python then keeps it ignored); a
+    # user's Ctrl-C reaches a foreground process, so the child restores Python's handler first.
+    launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                f"sys.argv = ['probgen'] + {arguments!r}; runpy.run_module('probgen.cli', run_name='__main__')")
     process = subprocess.Popen(
-        [sys.executable, "-m", "probgen.cli", "fit", "gmm", "--data", "faithful", "--out", str(out),
-         "--draws", "10000000", "--chains", "1"],
+        [sys.executable, "-c", launcher],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        # a shell's background job inherits SIGINT ignored (and Python then keeps it ignored);
-        # a user's Ctrl-C reaches a foreground process, so restore the default first
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _interrupt_and_check(process, tmp_path)

@@ -47,7 +47,7 @@ def test_correct_inference_passes(calibrated):
     assert (calibrated.divergences == 0).all()
 
 
-@pytest.mark.parametrize("fitted_sd", [3.0, 1.5])
+@pytest.mark.parametrize("fitted_sd", [3.0, pytest.param(1.5, marks=pytest.mark.slow)])
 def test_wrong_likelihood_variance_fails(fitted_sd):
     # Data simulated with noise sd 1, fitted as if it were 3 (or 1.5): the posterior is too wide
     # and shrunk too far, the ranks pile up in the middle. With 400 simulations the measured
