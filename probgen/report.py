@@ -99,8 +99,11 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
     if draws > 1:
         makers["posterior"] = lambda: az.plot_posterior(idata, var_names=var_names, hdi_prob=0.94)
     if "posterior_predictive" in idata.groups():
-        flatten = [d for d in idata.observed_data[next(iter(idata.observed_data.data_vars))].dims[:1]]
-        makers["posterior_predictive"] = lambda: az.plot_ppc(idata, num_pp_samples=min(100, draws), flatten=flatten)
+        def ppc():
+            rows = checks.rows_view(idata)  # (sequence, time, feature) data: real steps as rows
+            flatten = list(rows.observed_data[next(iter(rows.observed_data.data_vars))].dims[:1])
+            return az.plot_ppc(rows, num_pp_samples=min(100, draws), flatten=flatten)
+        makers["posterior_predictive"] = ppc
     if "optimization" in idata.groups():
         def loss_curve():
             figure, axis = plt.subplots(figsize=(6, 3.5))

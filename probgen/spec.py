@@ -48,12 +48,20 @@ class ModelInputs:
     observed: name -> array of the observed sites. Set to None to draw from the model
               (prior or posterior predictive).
     coords, dims: ArviZ coordinates and dimension names for the InferenceData.
+    masks:    observed name -> bool array over its rows (the dims before "feature"), True for
+              rows that are data: padded sequences mark their padding False, and held-out
+              inputs that carry their training history along mark only the held-out rows.
+              Stored beside the values as `<name>_mask`; the checks and scores skip the rest.
+    labels:   what describes the data without being a model argument (the HMM's time of each
+              step), for derived groups, plots and readings.
     """
 
     kwargs: Mapping[str, Any]
     observed: Mapping[str, Any]
     coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dims: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
+    masks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def bound_model(self, model: Callable) -> Callable:
         """The model with `kwargs` bound; call it with `**observed` (or observed=None).
@@ -122,6 +130,13 @@ class ModelSpec:
     derived:   optional (flat posterior draws {site: (draw, ...)}, inputs, rng_key) ->
                {group name: xarray.Dataset}: extra InferenceData groups computed from the
                posterior after the fit (the HMM's state decoding).
+    time_order: optional options -> sequence column ("" when all rows are one sequence): the
+               rows are time-ordered, so `--holdout F` keeps out the last F of each sequence
+               (a forecast split) instead of rows drawn at random.
+    held_out:  optional (training frame, held-out frame, options) -> ModelInputs for scoring
+               the held-out rows; for time series they carry the training rows before them
+               (masked out, `masks`), so each held-out row is scored given its past. Default:
+               `prepare` of the held-out frame alone.
     description: one line for `probgen models`.
     """
 
@@ -137,6 +152,8 @@ class ModelSpec:
     summary_vars: tuple[str, ...] | None = None
     init: Callable | None = None
     derived: Callable | None = None
+    time_order: Callable | None = None
+    held_out: Callable | None = None
     description: str = ""
 
     def __post_init__(self):

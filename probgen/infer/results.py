@@ -144,6 +144,16 @@ def _leading_dims(dims: Mapping[str, list[str]], name: str, ndim: int) -> list[s
     return None if names is None else list(names)[:ndim]
 
 
+def _with_masks(group: xr.Dataset, inputs: ModelInputs) -> xr.Dataset:
+    """`group` with `<name>_mask` beside each observed variable that `inputs.masks` covers,
+    over the variable's leading (row) dims."""
+    for name, mask in inputs.masks.items():
+        if name in group:
+            mask = np.asarray(mask, bool)
+            group[f"{name}_mask"] = (group[name].dims[: mask.ndim], mask)
+    return group
+
+
 def build_inference_data(
     spec: ModelSpec,
     inputs: ModelInputs,
@@ -229,7 +239,10 @@ def build_inference_data(
                                    coords=dict(held_out.coords), dims={k: v for k, v in held_dims.items() if v is not None})
             held_data = az.from_dict(observed_data={name: np.asarray(held_out.observed[name]) for name in held_pointwise},
                                      coords=dict(held_out.coords), dims=dict(held_out.dims))
-            idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood, held_out_data=held_data.observed_data)
+            idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood,
+                             held_out_data=_with_masks(held_data.observed_data, held_out))
+        if inputs.masks:
+            idata.observed_data = _with_masks(idata.observed_data, inputs)
         if spec.derived is not None:
             every_site = {k: np.asarray(v).reshape((chains * draws,) + np.shape(v)[2:]) for k, v in posterior.items()}
             for group, dataset in spec.derived(every_site, inputs, jax.random.fold_in(rng_key, 3)).items():

@@ -1,0 +1,52 @@
+"""Shared by the studies: fit one model family at several sizes and choose among them by PSIS-LOO.
+
+Not part of the library (the library's pieces are `probgen.infer.fit`, `probgen.diagnostics.assess`,
+`probgen.checks.compare` and `probgen.checks.choose_simplest`); this only strings them together
+the same way for every study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Choice:
+    fits: dict  # name -> probgen Fit
+    verdicts: dict  # name -> diagnostics Assessment
+    table: object  # the comparison table (pandas)
+    reading: str  # the comparison in words
+    chosen: str  # the model the stated rule picks
+    reason: str  # why
+
+    def section(self, title: str, note: str = ""):
+        """The report section: the table, the reading and the choice."""
+        from probgen import report
+
+        text = f"{self.reading} Rule: the simplest model within two standard errors of the best. Chosen: " \
+               f"{self.chosen}, because {self.reason}." + (f" {note}" if note else "")
+        return report.Section(title, text, self.table)
+
+    def metrics(self) -> dict:
+        return {"reading": self.reading, "chosen": self.chosen, "reason": self.reason,
+                "table": self.table.reset_index(names="model").to_dict("records")}
+
+
+def fit_and_choose(model: str, dataset, candidates: dict, *, method: str = "nuts", seed: int = 0,
+                   progress: bool = True, **settings) -> Choice:
+    """candidates: name -> model options, from the simplest to the most complex."""
+    from probgen import checks, diagnostics
+    from probgen.infer import fit
+
+    fits, verdicts = {}, {}
+    for name, options in candidates.items():
+        if progress:
+            print(f"--- {name} ---", flush=True)
+        result = fit(model, dataset, method, options=options, seed=seed, progress=progress, **settings)
+        result.model_reference = model
+        fits[name], verdicts[name] = result, diagnostics.assess(result.idata, method, result.settings)
+    convergence = {name: verdict.overall for name, verdict in verdicts.items()}
+    table, reading = checks.compare({name: f.idata for name, f in fits.items()}, convergence=convergence)
+    table = table[["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "warning", "convergence"]]
+    chosen, reason = checks.choose_simplest({name: f.idata for name, f in fits.items()}, list(candidates), convergence)
+    return Choice(fits, verdicts, table, reading, chosen, reason)
