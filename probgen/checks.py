@@ -22,6 +22,32 @@ def _single_log_likelihood(idata) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
+def without_padding(idata: az.InferenceData) -> az.InferenceData:
+    """`idata` with the padded steps of (sequence, time) observations dropped from its
+    log_likelihood (by `<name>_mask` in observed_data): their log-likelihood is 0 under every
+    draw, which is not a data point, and PSIS reads such a constant as Pareto k = inf. Each
+    such variable's real steps become one `<name>_point` dim. Unmasked data pass through."""
+    if "log_likelihood" not in idata.groups() or "observed_data" not in idata.groups():
+        return idata
+    masked = [name for name in idata.log_likelihood.data_vars if f"{name}_mask" in idata.observed_data]
+    if not masked:
+        return idata
+    import xarray as xr
+
+    variables = {}
+    for name, variable in idata.log_likelihood.data_vars.items():
+        if name in masked:
+            keep = np.asarray(idata.observed_data[f"{name}_mask"].values, bool).ravel()
+            values = variable.values.reshape(variable.shape[:2] + (-1,))[:, :, keep]
+            variable = xr.DataArray(values, dims=("chain", "draw", f"{name}_point"),
+                                    coords={"chain": variable["chain"], "draw": variable["draw"]})
+        variables[name] = variable
+    groups = {"log_likelihood": xr.Dataset(variables), "observed_data": idata.observed_data}
+    if "posterior" in idata.groups():  # ArviZ's LOO reads the chains' relative ESS from it
+        groups["posterior"] = idata.posterior
+    return az.InferenceData(**groups)
+
+
 def predictive_metrics(idata: az.InferenceData) -> dict:
     """Predictive fit of the model to its own data.
 
@@ -32,6 +58,7 @@ def predictive_metrics(idata: az.InferenceData) -> dict:
     """
     if "log_likelihood" not in idata.groups():
         return {"available": False, "reason": "no log_likelihood group"}
+    idata = without_padding(idata)
     var_name = _single_log_likelihood(idata)
     log_lik = idata.log_likelihood[var_name] if var_name else sum(idata.log_likelihood.data_vars.values())
     values = log_lik.values.reshape(log_lik.shape[0] * log_lik.shape[1], -1)
@@ -78,6 +105,7 @@ def compare(
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        fits = {name: without_padding(fit) for name, fit in fits.items()}
         table = az.compare(dict(fits), ic="loo", scale=scale)
     if convergence is not None:
         table["convergence"] = [convergence[name] for name in table.index]
@@ -129,7 +157,7 @@ def choose_simplest(fits: Mapping[str, az.InferenceData], order: Sequence[str],
         return usable[0], f"{usable[0]} is the only candidate whose fit passed its convergence checks"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = az.compare({name: fits[name] for name in usable}, ic="loo")
+        table = az.compare({name: without_padding(fits[name]) for name in usable}, ic="loo")
     best = table.index[0]
     for name in usable:
         gap, se = float(table.loc[name, "elpd_diff"]), float(table.loc[name, "dse"])
@@ -364,7 +392,8 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
     statistics: name -> function of an (..., N, D) array returning (..., D) (one value per
     column) or (...,); defaults to mean, sd, min and max per column. At most `max_draws`
     replicated data sets are used (chosen at random with `seed`).
-    A p-value below 0.025 or above 0.975 flags a statistic the model does not reproduce.
+    The p-value is P(T(replicate) > T(observed)) + P(equal) / 2 (the mid-p, for discrete data);
+    below 0.025 or above 0.975 it flags a statistic the model does not reproduce.
     """
     statistics = dict(statistics or DEFAULT_STATISTICS)
     predictive = getattr(idata, group)
@@ -389,7 +418,9 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
             labels = columns if replicated_values.shape[1] == len(columns) else [f"{name}"]
             for j, column in enumerate(labels):
                 series = replicated_values[:, j]
-                p_value = float(np.mean(series >= observed_value[j]))
+                # mid-p: ties count half, so a discrete statistic that the replicates match
+                # exactly (the min of counts, 0 in every replicate) reads 0.5, not a misfit
+                p_value = float(np.mean(series > observed_value[j]) + 0.5 * np.mean(series == observed_value[j]))
                 extreme = p_value < 0.025 or p_value > 0.975
                 if group == "prior_predictive":
                     reading = (f"the prior rarely predicts data with the observed {statistic} of {column} "
@@ -444,6 +475,25 @@ def generated_rows(idata, num_rows: int, seed: int = 0, variable: str | None = N
 MAX_TWO_SAMPLE_ROWS = 2000
 
 
+def discrete_kl(observed, generated, seed: int = 0, replicates: int = 200):
+    """Plug-in KL(observed frequencies || generated frequencies) for integer data, the
+    generated frequencies smoothed by half a count per value (so a value the model never
+    generated gives a large, finite KL); its standard error by bootstrapping the observed
+    values (`replicates` resamples)."""
+    from probgen import metrics
+
+    observed, generated = np.asarray(observed), np.asarray(generated)
+    support = np.union1d(observed, generated)
+    q = np.searchsorted(support, generated)
+    q = np.bincount(q, minlength=len(support)) + 0.5
+    positions = np.searchsorted(support, observed)
+    value = metrics.kl_discrete(np.bincount(positions, minlength=len(support)), q).value
+    rng = np.random.default_rng(seed)
+    boot = [metrics.kl_discrete(np.bincount(rng.choice(positions, len(positions)), minlength=len(support)), q).value
+            for _ in range(replicates)]
+    return metrics.Estimate(float(value), float(np.std(boot, ddof=1)), "plug-in (frequencies)")
+
+
 def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, group: str = "observed_data") -> dict:
     """Two-sample tests and a k-NN KL estimate between data generated by the fitted model and
     real data (the same number of rows): the rows of `group`, the data the model was fitted
@@ -471,15 +521,27 @@ def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, gro
            "tests": [t.as_dict() for t in tests]}
     tied = [columns[j] if columns else str(j) for j in range(observed.shape[1])
             if len(np.unique(observed[:, j])) < 0.5 * len(observed)]
+    which = "held-out" if group == "held_out_data" else "observed"
+    if observed.shape[1] == 1 and np.all(observed == np.round(observed)):
+        # counts or category codes: k-NN distances are zero at ties, so the plug-in estimate on
+        # the values' frequencies is the one that applies
+        kl = discrete_kl(observed[:, 0], generated_rows(idata, 100 * len(observed), seed + 1, name)[:, 0], seed)
+        out["kl_observed_to_generated"] = {
+            **kl.as_dict(),
+            "reading": f"KL({which} || generated) = {kl.value:.3f} nats (SE {kl.standard_error:.3f}, plug-in on the "
+                       f"values' frequencies: the data are integers)"}
+        return out
     try:
         kl = metrics.kl_knn(observed, generated)
         caveat = "; biased upwards in more than 2 dimensions" if observed.shape[1] > 2 else ""
         if tied:
             caveat += (f"; {', '.join(tied)} take{'s' if len(tied) == 1 else ''} few distinct values, and their ties "
                        "bias k-NN estimates upwards")
+        if not np.isfinite(kl.value):
+            raise ValueError("repeated rows give zero neighbour distances")
         out["kl_observed_to_generated"] = {
             **kl.as_dict(),
-            "reading": f"KL({'held-out' if group == 'held_out_data' else 'observed'} || generated) = {kl.value:.3f} nats (SE {kl.standard_error:.3f}, k-NN{caveat})",
+            "reading": f"KL({which} || generated) = {kl.value:.3f} nats (SE {kl.standard_error:.3f}, k-NN{caveat})",
         }
     except ValueError as exc:  # ties in discrete data
         out["kl_observed_to_generated"] = {"value": None, "reading": f"k-NN KL not computed: {exc}"}

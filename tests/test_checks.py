@@ -122,3 +122,57 @@ def test_generated_data_from_a_one_component_fit_of_old_faithful_are_told_apart(
     # A single Gaussian cannot make the two clusters of Old Faithful; two components can.
     assert wrong["MMD"] < 0.01 and wrong["KS"] < 0.01
     assert right["MMD"] > 0.05 and right["KS"] > 0.05
+
+
+def test_discrete_kl_of_counts_matches_the_exact_value():
+    """Integer data get the plug-in KL on frequencies (k-NN distances vanish at ties). Against
+    the exact KL(Poisson(3) || Poisson(4)) = 3 log(3/4) + 1: the estimate is within 4 bootstrap
+    SE plus the plug-in's first-order bias (support size - 1) / (2 n); the same law gives ~0."""
+    from probgen.checks import discrete_kl
+
+    rng = np.random.default_rng(4)
+    observed = rng.poisson(3.0, size=2000)
+    exact = 3 * np.log(3 / 4) + 1
+    shifted = discrete_kl(observed, rng.poisson(4.0, size=200_000), seed=1)
+    bias = (len(np.unique(observed)) - 1) / (2 * len(observed))
+    assert abs(shifted.value - exact) < 4 * shifted.standard_error + bias, (shifted, exact)
+    same = discrete_kl(observed, rng.poisson(3.0, size=200_000), seed=1)
+    assert 0 <= same.value < 4 * same.standard_error + bias, same
+
+
+def test_predictive_p_value_counts_ties_half():
+    """Counts: every replicate's min is 0 like the data's, which is agreement (mid-p 0.5), not
+    the 'p = 1' misfit a one-sided P(T_rep >= T_obs) reports."""
+    import arviz as az
+
+    rng = np.random.default_rng(2)
+    observed = rng.poisson(2.0, size=(200, 1)).astype(float)
+    replicated = rng.poisson(2.0, size=(1, 300, 200, 1)).astype(float)
+    idata = az.from_dict(observed_data={"x": observed}, posterior_predictive={"x": replicated},
+                         posterior={"mu": rng.normal(size=(1, 300))})
+    table = checks.predictive_check(idata).table
+    row = table[table["statistic"] == "min"].iloc[0]
+    assert observed.min() == 0 and row["p_value"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_padded_steps_are_not_loo_points():
+    """Sequences of unequal length: the padded steps' log-likelihood is 0 under every draw, which
+    PSIS reads as Pareto k = inf; LOO must count only the real steps."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    ll = rng.normal(-1, 0.3, size=(2, 200, 3, 10))
+    mask = np.ones((3, 10), bool)
+    mask[1, 6:] = False
+    ll[:, :, ~mask] = 0.0
+    idata = az.from_dict(posterior={"a": rng.normal(size=(2, 200))}, log_likelihood={"x": ll},
+                         observed_data={"x": np.zeros((3, 10, 1)), "x_mask": mask},
+                         dims={"x": ["sequence", "time", "feature"], "x_mask": ["sequence", "time"]})
+    metrics = checks.predictive_metrics(idata)
+    assert metrics["num_points"] == 26 and not metrics["loo"]["pareto_k_bad"]
+    assert np.isfinite(metrics["loo"]["pareto_k_max"])
+    # the same numbers as LOO on the real steps alone
+    alone = az.loo(az.from_dict(posterior={"a": idata.posterior["a"].values}, log_likelihood={"x": ll[:, :, mask]}))
+    assert metrics["loo"]["elpd_loo"] == pytest.approx(float(alone.elpd_loo))
+    table, _ = checks.compare({"a": idata, "b": idata})
+    assert table.loc["a", "elpd_loo"] == pytest.approx(float(alone.elpd_loo))
