@@ -8,6 +8,7 @@ so the same reports apply; intervals and R-hat do not exist for a point estimate
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro import optim
 from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample, init_to_value
@@ -39,12 +40,21 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     # mixtures) where the spec has one, otherwise at a draw from the prior.
     starts = spec.init(inputs, init_key, restarts) if spec.init is not None else None
     best = None
-    for restart, key in enumerate(jax.random.split(run_key, restarts)):
-        init = init_to_sample if starts is None else init_to_value(values={k: v[restart] for k, v in starts.items()})
-        guide = autoguide.AutoDelta(model, init_loc_fn=init)
+    # With the spec's starts, one guide and one SVI serve every restart (compiled once), each
+    # restart's start going in as the guide's initial parameters. Without them, each restart
+    # needs its own guide: AutoDelta draws its starting point from the prior once, when built.
+    if starts is not None:
+        guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values={k: v[0] for k, v in starts.items()}))
         svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO())
+    for restart, key in enumerate(jax.random.split(run_key, restarts)):
+        init_params = None
+        if starts is None:
+            guide = autoguide.AutoDelta(model, init_loc_fn=init_to_sample)
+            svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO())
+        else:
+            init_params = {f"{k}_auto_loc": jnp.asarray(v[restart]) for k, v in starts.items()}
         label = f"MAP {restart + 1}/{settings['restarts']}"
-        state, losses, done = optimize(svi, key, dict(inputs.observed), settings, progress, label)
+        state, losses, done = optimize(svi, key, dict(inputs.observed), settings, progress, label, init_params)
         final = float(losses[-1])
         if best is None or final < best[0]:
             best = (final, guide, svi.get_params(state), losses, done, restart)

@@ -4,6 +4,8 @@ like MCMC; the loss per step is kept in the `optimization` group."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,16 +91,10 @@ def make_guide(spec: ModelSpec, model, name: str, init_loc_fn=None):
     return GUIDES[name](model) if init_loc_fn is None else GUIDES[name](model, init_loc_fn=init_loc_fn)
 
 
-def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, label: str):
-    """Run `svi` in compiled chunks until the loss converges or `steps` run out.
-
-    Returns (final SVI state, losses per step, whether it converged).
-    """
-    chunk = int(settings["check_every"])
-    max_steps = int(settings["steps"])
-    if max_steps < 1 or chunk < 1:
-        raise InferenceError(f"steps and check_every must be >= 1 (got {max_steps}, {chunk})")
-    state = svi.init(rng_key, **observed)
+@functools.lru_cache(maxsize=16)
+def _chunk_runner(svi: SVI, chunk: int):
+    """`chunk` SVI steps as one compiled program, compiled once per SVI object (so restarts
+    that share it, as MAP's do, compile it once)."""
 
     @jax.jit
     def run_chunk(state, observed):
@@ -107,6 +103,22 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
             return state, loss
 
         return jax.lax.scan(body, state, None, length=chunk)
+
+    return run_chunk
+
+
+def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, label: str, init_params=None):
+    """Run `svi` in compiled chunks until the loss converges or `steps` run out.
+    init_params: starting values of the guide's parameters (NumPyro's `SVI.init`), if any.
+
+    Returns (final SVI state, losses per step, whether it converged).
+    """
+    chunk = int(settings["check_every"])
+    max_steps = int(settings["steps"])
+    if max_steps < 1 or chunk < 1:
+        raise InferenceError(f"steps and check_every must be >= 1 (got {max_steps}, {chunk})")
+    state = svi.init(rng_key, init_params=init_params, **observed)
+    run_chunk = _chunk_runner(svi, chunk)
 
     losses: list[np.ndarray] = []
     done = False
