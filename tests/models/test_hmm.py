@@ -280,3 +280,21 @@ def test_sbc_passes_on_a_small_hmm():
     assert not result.failures
     ranked = set(result.ranks.columns)
     assert {"transition[0, 0]", "transition[1, 1]", "ordered_means[0]", "ordered_means[1]", "scales[0, 0]"} <= ranked
+
+
+def test_simulator_behind_probgen_sample_follows_the_chain():
+    """`SPEC.simulate` (what `probgen sample RUN_DIR` calls): with emissions so narrow that the
+    state can be read off each value, the simulated sequence's transition frequencies match
+    the transition matrix within 4 binomial standard errors."""
+    A = np.array([[0.9, 0.1], [0.3, 0.7]])
+    params = {"init_probs": np.array([[0.5, 0.5]]), "transition": A[None],
+              "means": np.array([[[-10.0], [10.0]]]), "scales": np.array([[[0.01], [0.01]]]),
+              "scale_tril": np.array([[[[0.01]], [[0.01]]]])}
+    values = hmm.SPEC.simulate(jax.random.PRNGKey(0), params, 20_000)
+    assert values.shape == (20_000, 1)
+    states = (values[:, 0] > 0).astype(int)
+    for i in range(2):
+        leaving = states[:-1] == i
+        n = leaving.sum()
+        frequency = np.mean(states[1:][leaving] == 1)
+        assert abs(frequency - A[i, 1]) < 4 * np.sqrt(A[i, 1] * (1 - A[i, 1]) / n), (i, frequency)
