@@ -298,3 +298,21 @@ def test_simulator_behind_probgen_sample_follows_the_chain():
         n = leaving.sum()
         frequency = np.mean(states[1:][leaving] == 1)
         assert abs(frequency - A[i, 1]) < 4 * np.sqrt(A[i, 1] * (1 - A[i, 1]) / n), (i, frequency)
+
+
+@pytest.mark.parametrize("parallel", [False, pytest.param(True, marks=pytest.mark.slow)])  # (T, K, K) = 400 MB
+def test_many_states_stay_stable_and_equal_hmmlearn(parallel):
+    """K = 100 states over T = 10,000 steps (dynamax's stability case), float32, Poisson
+    emissions with close rates so that many states share the probability at every step:
+    both algorithms finite and within 1e-5 relative of hmmlearn's float64 score."""
+    rng = np.random.default_rng(10)
+    K, T = 100, 10_000
+    pi, A = rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K)
+    rates = np.linspace(1.0, 30.0, K)[:, None]
+    model = hmmlearn.PoissonHMM(K)
+    model.startprob_, model.transmat_, model.lambdas_ = pi, A, rates
+    X = rng.poisson(rng.choice(rates[:, 0], size=T))[:, None].astype(np.float64)
+    reference = model.score(X.astype(int))
+    ours = np.asarray(our_loglik("poisson", {"rates": rates}, X, pi, A, parallel), np.float64)
+    assert np.all(np.isfinite(ours))
+    assert ours.sum() == pytest.approx(reference, rel=1e-5)
