@@ -7,7 +7,23 @@ the same way for every study.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+
+
+def study_arguments(description: str, default_out: str, sizes: str, default_max: int) -> argparse.ArgumentParser:
+    """The options every study takes: where to write, seed, the NUTS run, and how many sizes
+    (`--max-<sizes>`: components, states) to compare."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=default_out, help="run folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run folder if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument(f"--max-{sizes}", type=int, default=default_max, help="compare K = 1..this by LOO")
+    return parser
 
 
 @dataclass

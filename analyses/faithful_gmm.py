@@ -10,23 +10,15 @@ comparison.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from probgen.devices import expose_cpu_devices
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/faithful_gmm", help="run folder to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run folder if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--max-components", type=int, default=4, help="compare K = 1..this by LOO")
-    return parser.parse_args(argv)
+    from _loo_choice import study_arguments
+
+    return study_arguments(__doc__.split("\n\n")[0], "runs/faithful_gmm", "components", 4).parse_args(argv)
 
 
 def run(args) -> int:

@@ -11,7 +11,6 @@ report that says where the level shifts and how sure the posterior is of the yea
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from probgen.devices import expose_cpu_devices
@@ -22,16 +21,9 @@ CONTEXT = ("For comparison: Cobb (1978) and the change-point literature since pu
 
 
 def parse_args(argv=None, default_out="runs/nile_hmm"):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=default_out, help="run folder to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run folder if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--max-states", type=int, default=3, help="compare K = 1..this by LOO")
-    return parser.parse_args(argv)
+    from _loo_choice import study_arguments
+
+    return study_arguments(__doc__.split("\n\n")[0], default_out, "states", 3).parse_args(argv)
 
 
 def run_study(args, *, name, data_name, columns, options, units, digits, title, context) -> int:

@@ -23,15 +23,7 @@ expose_cpu_devices(4)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
-
-def timed(function, repeats=1):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from _timing import device, timed  # noqa: E402
 
 
 def overhead(warmup: int, draws: int, repeats: int) -> dict:
@@ -96,7 +88,7 @@ def overhead(warmup: int, draws: int, repeats: int) -> dict:
         "benchmark": "gmm_nuts_overhead",
         "data": "faithful N=272 D=2 K=2 full",
         "chains": 4, "warmup": warmup, "draws": draws, "chain_method": chain_method, "repeats": repeats,
-        "device": str(jax.devices()[0].platform),
+        "device": device(),
         "handwritten_numpyro_s": round(hand_second, 3),
         "probgen_s": round(ours_second, 3),
         "ratio_probgen_over_handwritten": round(ours_second / hand_second, 3),
@@ -133,7 +125,7 @@ def log_likelihood_speed(num_points: int, repeats: int) -> dict:
     return {
         "benchmark": "gmm_log_likelihood",
         "data": f"N={num_points} D={D} K={K} full covariance",
-        "device": str(jax.devices()[0].platform),
+        "device": device(),
         "probgen_jit_s": round(ours_s, 5),
         "sklearn_score_samples_s": round(theirs_s, 5),
         "ratio_probgen_over_sklearn": round(ours_s / theirs_s, 3),

@@ -29,20 +29,7 @@ expose_cpu_devices(4)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
-
-def timed(function, repeats=1):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def device() -> str:
-    first = jax.devices()[0]
-    return f"{first.platform}:{getattr(first, 'device_kind', '')}"
+from _timing import device, timed  # noqa: E402
 
 
 def problem(K: int, T: int, seed: int = 0):
