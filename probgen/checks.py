@@ -548,6 +548,28 @@ def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, gro
     return out
 
 
+def anomaly_auroc(scores, is_anomaly) -> dict:
+    """How well per-example anomaly scores (higher = more anomalous, e.g. -log p(x)) separate
+    the anomalies: the area under the ROC curve (0.5 = chance, 1 = perfect), its standard error
+    (Hanley and McNeil, 1982) and a reading."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, is_anomaly = np.asarray(scores, float), np.asarray(is_anomaly, bool)
+    if is_anomaly.all() or not is_anomaly.any():
+        raise ValueError("AUROC needs both anomalies and normal examples")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} anomaly score(s) are not finite")
+    auc = float(roc_auc_score(is_anomaly, scores))
+    positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    se = float(np.sqrt((auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2))
+                       / (positives * negatives)))
+    reading = (f"AUROC {auc:.3f} (SE {se:.3f}) over {positives} anomalies and {negatives} normal examples: "
+               + ("the scores separate them well" if auc >= 0.9 else "the scores separate them partly" if auc >= 0.7
+                  else "the scores barely separate them"))
+    return {"auroc": auc, "se": se, "anomalies": positives, "normal": negatives, "reading": reading}
+
+
 def held_out_scores(idata) -> dict | None:
     """Predictive scores on the rows kept out of the fit (`metrics.predictive_scores`): log
     predictive density, cross-entropy in nats and bits per row, perplexity, bits per

@@ -279,6 +279,29 @@ def mutual_information_discrete(table) -> Estimate:
 # --------------------------------------------------------------------------------------------
 # Predictive scores
 # --------------------------------------------------------------------------------------------
+def aggregate_posterior_mutual_information(loc, scale, rng_key, num_samples: int = 2000) -> Estimate:
+    """I(x; z) under an amortised Gaussian encoder's aggregate posterior, in nats.
+
+    loc, scale: (N, L) the encoder's q(z | x_n) = Normal(loc_n, diag(scale_n^2)) for N data rows.
+    With q(z) = (1/N) sum_m q(z | x_m), I = E_n E_{z ~ q(z|x_n)} [log q(z | x_n) - log q(z)]
+    (Hoffman and Johnson's "ELBO surgery"); estimated from `num_samples` (n, z) pairs, with the
+    standard error of their mean. It is at most log N, which it approaches when every row's
+    code is told apart from every other's.
+    """
+    loc, scale = jnp.asarray(loc), jnp.asarray(scale)
+    n = loc.shape[0]
+    row_key, noise_key = jax.random.split(rng_key)
+    rows = jax.random.randint(row_key, (num_samples,), 0, n)
+
+    def term(row, key):
+        z = loc[row] + scale[row] * jax.random.normal(key, loc.shape[1:])
+        log_each = jnp.sum(-0.5 * ((z - loc) / scale) ** 2 - jnp.log(scale) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+        return log_each[row] - (jax.nn.logsumexp(log_each) - jnp.log(n))
+
+    terms = jax.lax.map(lambda a: term(*a), (rows, jax.random.split(noise_key, num_samples)), batch_size=256)
+    return _mean_with_error(np.asarray(terms), "Monte Carlo (aggregate posterior)")
+
+
 def predictive_scores(log_likelihood_draws, num_dims: int = 1) -> dict:
     """Held-out predictive scores from pointwise log-likelihoods of posterior draws.
 

@@ -176,3 +176,17 @@ def test_padded_steps_are_not_loo_points():
     assert metrics["loo"]["elpd_loo"] == pytest.approx(float(alone.elpd_loo))
     table, _ = checks.compare({"a": idata, "b": idata})
     assert table.loc["a", "elpd_loo"] == pytest.approx(float(alone.elpd_loo))
+
+
+def test_anomaly_auroc_matches_the_binormal_value():
+    """Scores N(0, 1) for normal examples and N(1, 1) for anomalies: AUROC = Phi(1 / sqrt 2);
+    the estimate is within 4 of its Hanley-McNeil standard errors."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    scores = np.concatenate([rng.normal(0, 1, 800), rng.normal(1, 1, 200)])
+    labels = np.r_[np.zeros(800, bool), np.ones(200, bool)]
+    result = checks.anomaly_auroc(scores, labels)
+    assert abs(result["auroc"] - stats.norm.cdf(1 / np.sqrt(2))) < 4 * result["se"]
+    with pytest.raises(ValueError, match="both anomalies and normal"):
+        checks.anomaly_auroc(scores[:10], np.zeros(10, bool))
