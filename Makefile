@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/gmm.py
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/hmm.py
+	$(BIN)/python benchmarks/vae.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -23,6 +23,7 @@ import math
 import os
 import pickle
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -54,7 +55,8 @@ CHECKPOINT = "checkpoint.pkl"
 @dataclasses.dataclass
 class TrainResult:
     params: dict  # the best parameters (by held-out ELBO)
-    history: dict  # step, train_elbo, heldout_elbo per evaluation (per example, nats)
+    history: dict  # step, train_elbo, heldout_elbo (per example, nats), seconds (wall time of the chunk
+    # of steps and its evaluation; the first includes compiling) per evaluation
     steps_run: int
     stopped_early: bool
     best_step: int
@@ -139,7 +141,8 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
 
     score_heldout = jax.jit(lambda params: evaluate(params, x_heldout, eval_key).mean())
 
-    step, history, best, stale, resumed_from = 0, {"step": [], "train_elbo": [], "heldout_elbo": []}, None, 0, 0
+    step, best, stale, resumed_from = 0, None, 0, 0
+    history = {"step": [], "train_elbo": [], "heldout_elbo": [], "seconds": []}
     if resume is not None:
         leaves, treedef = jax.tree_util.tree_flatten(state)
         if len(resume["state"]) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(resume["state"], leaves)):
@@ -153,6 +156,7 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
     chunks_done = 0
     with tqdm(total=max_steps, initial=step, desc="SVI", disable=not progress, unit="step") as bar:
         while step < max_steps and not stopped_early:
+            started = time.perf_counter()
             state, losses = run_chunk(state, jnp.asarray(step))
             losses = np.asarray(losses)
             if not np.all(np.isfinite(losses)):
@@ -167,6 +171,7 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
             history["step"].append(step)
             history["train_elbo"].append(train_elbo)
             history["heldout_elbo"].append(heldout)
+            history["seconds"].append(time.perf_counter() - started)
             # the best parameters are always kept; only a gain of more than min_delta resets patience
             if best is None or heldout > best[0]:
                 enough = best is None or heldout > best[0] + float(settings["min_delta"])
