@@ -237,10 +237,23 @@ def test_sbc_writes_a_folder_and_exits_1_when_miscalibrated(tmp_path):
     bad = run_cli("sbc", model, *common, "--noise-sd", "3", "--simulate-option", "noise_sd=1", "--out", tmp_path / "bad")
     assert bad.returncode == 1 and bad.stdout.startswith("MISCALIBRATED"), bad.stdout + bad.stderr
 
-    for flags, message in ((["--simulations", "0"], "--simulations"), (["--simulate-option", "noise=1"], "noise_sd"),
-                           (["--method", "map"], "invalid choice")):
-        wrong = run_cli("sbc", model, *common, *flags, "--out", tmp_path / "none")
-        assert wrong.returncode == 2 and message in wrong.stderr and not (tmp_path / "none").exists(), wrong.stderr
+
+@pytest.mark.parametrize("flags, message", [(["--simulations", "0"], "--simulations"),
+                                            (["--simulate-option", "noise=1"], "noise_sd"),
+                                            (["--method", "map"], "invalid choice")])
+def test_sbc_bad_input_exits_2(flags, message, tmp_path, capsys):
+    # in process, through the command's own `main` (argparse's usage errors exit 2 by SystemExit)
+    from probgen import cli
+
+    design = tmp_path / "design.csv"
+    pd.DataFrame({"x": np.zeros(20)}).to_csv(design, index=False)
+    arguments = ["sbc", str(REPO / "tests" / "test_sbc.py"), "--data", str(design), "--quiet", *flags,
+                 "--out", str(tmp_path / "none")]
+    try:
+        status = cli.main(arguments)
+    except SystemExit as exit:
+        status = exit.code
+    assert status == 2 and message in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def hmm_bad_inputs(tmp_path):
