@@ -393,16 +393,17 @@ def split_sequences(frame: pd.DataFrame, sequence_column: str, time_column: str 
     if not columns:
         raise ModelError("no value columns: the data hold only the sequence and time columns")
     if sequence_column:
-        values = frame[sequence_column].to_numpy()
-        rows = [np.flatnonzero(values == i) for i in pd.unique(values)]
+        labels = frame[sequence_column].to_numpy()
+        rows = [np.flatnonzero(labels == i) for i in pd.unique(labels)]
         # ids arrive as floats from the data layer: 2.0 is shown as 2
         ids = [int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
-               for v in (values[r[0]] for r in rows)]
+               for v in (labels[r[0]] for r in rows)]
     else:
         ids, rows = [0], [np.arange(len(frame))]
-    groups = [frame[columns].to_numpy(np.float64)[r] for r in rows]
-    times = [frame[time_column].to_numpy(np.float64)[r] if time_column else np.arange(len(r), dtype=np.float64)
-             for r in rows]
+    values = frame[columns].to_numpy(np.float64)  # converted once, then cut into sequences
+    stamps = frame[time_column].to_numpy(np.float64) if time_column else None
+    groups = [values[r] for r in rows]
+    times = [stamps[r] if time_column else np.arange(len(r), dtype=np.float64) for r in rows]
     short = [(i, len(g)) for i, g in zip(ids, groups) if len(g) < 2]
     if short:
         listed = ", ".join(f"{i} ({n} row{'s' if n != 1 else ''})" for i, n in short[:5])

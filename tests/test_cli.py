@@ -263,6 +263,7 @@ def hmm_bad_inputs(tmp_path):
         "codes.csv": pd.DataFrame({"c": [0, 1, 2, 5, 1]}),
         "short.csv": pd.DataFrame({"v": [0.1, 0.4, 0.3, 0.9], "id": [1, 1, 1, 2]}),
         "header.csv": pd.DataFrame({"v": []}),
+        "backwards.csv": pd.DataFrame({"year": [1990, 1991, 1991, 1992], "v": [0.1, 0.4, 0.3, 0.9]}),
     }
     for name, frame in files.items():
         frame.to_csv(tmp_path / name, index=False)
@@ -279,11 +280,17 @@ def hmm_bad_inputs(tmp_path):
         "empty data": (["--data", tmp_path / "header.csv"], "has a header but no rows"),
         "sequence column missing": (["--data", "nile", "--sequence-column", "river"],
                                     "--sequence-column 'river' is not among the data's columns"),
+        "time not increasing": (["--data", tmp_path / "backwards.csv", "--time-column", "year"],
+                                r"--time-column 'year' must increase within each sequence: row 3 \(1991\) does not "
+                                r"come after row 2 \(1991\)"),
+        "time column missing": (["--data", "nile", "--time-column", "year"],
+                                "--time-column 'year' is not among the data's columns"),
     }
 
 
 @pytest.mark.parametrize("case", ["K < 1", "negative count", "non-integer count", "unknown category",
-                                  "length-1 sequence", "empty data", "sequence column missing"])
+                                  "length-1 sequence", "empty data", "sequence column missing",
+                                  "time not increasing", "time column missing"])
 def test_hmm_bad_input_is_named_with_exit_2(case, tmp_path, capsys):
     # In process (the same `main` the command runs; a subprocess per case would cost CI ~5 s
     # each); the test below checks the exit status of the real command once.

@@ -1,20 +1,16 @@
 """The digits study end to end: the VAE against the two baselines on the same test images."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import run_analysis
 
 
 @pytest.mark.slow  # about 2 min on 2 cores
 def test_vae_beats_the_mixture_and_the_diagonal_gaussian(tmp_path):
     out = tmp_path / "digits"
-    result = subprocess.run([sys.executable, str(REPO / "analyses" / "digits_vae.py"), "--out", str(out), "--quiet"],
-                            capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr
+    run_analysis("digits_vae.py", out, timeout=1800)
     summary = json.loads((out / "metrics.json").read_text())
     table = {row["model"].split(" (")[0]: row for row in summary["comparison"]}
     vae, mixture, diagonal = table["VAE"], table["Gaussian mixture"], table["diagonal Gaussian"]

@@ -1,20 +1,16 @@
 """The `make run` job end to end, as a script: its report must hold what the issue promises."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import run_analysis
 
 
 @pytest.mark.slow
 def test_faithful_analysis_report(tmp_path):
     out = tmp_path / "faithful_gmm"
-    result = subprocess.run([sys.executable, str(REPO / "analyses" / "faithful_gmm.py"), "--out", str(out), "--quiet"],
-                            capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr
+    run_analysis("faithful_gmm.py", out, timeout=1800)
     diagnostics = json.loads((out / "diagnostics.json").read_text())
     checks = {c["check"]: c for c in diagnostics["checks"]}
     assert diagnostics["overall"] == "trusted"

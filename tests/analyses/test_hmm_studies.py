@@ -1,20 +1,15 @@
 """The two HMM studies end to end, as scripts: LOO's choice of K and the regimes they report."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import run_analysis
 
 
 def run_study(script, out):
-    result = subprocess.run([sys.executable, str(REPO / "analyses" / script), "--out", str(out), "--quiet"],
-                            capture_output=True, text=True, timeout=3600)
-    assert result.returncode == 0, result.stderr
-    metrics = json.loads((out / "metrics.json").read_text())
-    return result, metrics
+    result = run_analysis(script, out)
+    return result, json.loads((out / "metrics.json").read_text())
 
 
 @pytest.mark.slow  # about 5 min on 2 cores: three NUTS fits of 4 chains x 2000 iterations
