@@ -26,10 +26,26 @@ METHOD_FLAGS = {
     "--max-tree-depth": ("max_tree_depth", int, "NUTS maximum tree depth (default 10)", ("nuts",)),
     "--chain-method": ("chain_method", str, "auto (default), sequential, parallel or vectorized", ("nuts", "hmc")),
     "--steps": ("steps", int, "maximum optimisation steps (SVI/MAP, default 20000; stops early on convergence)",
-                ("svi", "map")),
-    "--learning-rate": ("learning_rate", float, "Adam learning rate (SVI/MAP, default 0.01)", ("svi", "map")),
+                ("svi", "map", "amortized")),
+    "--learning-rate": ("learning_rate", float, "Adam learning rate (SVI/MAP, default 0.01; VAE 0.001)",
+                        ("svi", "map", "amortized")),
     "--guide": ("guide", str, "SVI guide: normal (mean-field), mvn, lowrank, delta, or spec (the model's own)", ("svi",)),
+    # amortised models (vae): minibatch training with early stopping and checkpoints
+    "--batch-size": ("batch_size", int, "VAE: rows per minibatch (default 128)", ("amortized",)),
+    "--schedule": ("schedule", str, "VAE: learning-rate schedule: constant (default), cosine or warmup_cosine",
+                   ("amortized",)),
+    "--kl-warmup": ("kl_warmup", int, "VAE: steps over which the KL weight rises from 0 to 1 (default 0: none)",
+                    ("amortized",)),
+    "--eval-every": ("eval_every", int, "VAE: steps between validation ELBO evaluations (default 250)", ("amortized",)),
+    "--patience": ("patience", int, "VAE: evaluations without improvement before stopping (default 10)",
+                   ("amortized",)),
+    "--min-delta": ("min_delta", float, "VAE: nats per row that count as an improvement (default 0.01)",
+                    ("amortized",)),
+    "--checkpoint-every": ("checkpoint_every", int, "VAE: steps between checkpoints in the run folder (default 1000)",
+                           ("amortized",)),
 }
+for _flag in ("--draws",):  # the VAE keeps a few draws of each training row's latents from its encoder
+    METHOD_FLAGS[_flag] = METHOD_FLAGS[_flag][:3] + (METHOD_FLAGS[_flag][3] + ("amortized",),)
 
 
 SWITCHES = {"--quiet", "--overwrite", "--standardize", "--help", "-h"}
@@ -86,11 +102,16 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                      help="keep this fraction of rows (drawn with --seed) out of the fit; the report scores the model "
                           "on them and compares generated data with them (default 0: fit every row)")
-    fit.add_argument("--method", choices=METHODS, default="nuts", help="inference method (default nuts)")
-    fit.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same draws (default 0)")
+    fit.add_argument("--method", choices=METHODS, default=None,
+                     help="inference method (default nuts; svi for amortised models such as vae)")
+    fit.add_argument("--seed", type=int, default=None,
+                     help="random seed; the same seed gives the same draws (default 0; with --resume, the run's)")
     fit.add_argument("--out", metavar="RUN_DIR", help="run folder to write (default runs/<model>_<data>_<method>)")
     fit.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.add_argument("--resume", metavar="RUN_DIR",
+                     help="VAE: carry on training from the checkpoint in RUN_DIR (an interrupted or finished run) with "
+                          "the same data, options and settings; --steps may be raised")
     _add_settings_and_options(fit, model_spec)
 
     sbc = commands.add_parser(
@@ -160,17 +181,24 @@ def _add_settings_and_options(parser, model_spec) -> None:
                                help=f"{option.help} (default {option.default})")
 
 
-def _options_and_settings(args) -> tuple[dict, dict]:
+def _options_and_settings(args, spec=None) -> tuple[dict, dict]:
     """The model options and the inference settings given on the command line; a setting that
-    does not apply to --method is an error."""
+    does not apply to --method (or to an amortised model) is an error."""
+    amortized = spec is not None and spec.amortized is not None
+    if args.method is None:
+        args.method = "svi" if amortized else "nuts"
     options = {name[len("option_"):]: value for name, value in vars(args).items() if name.startswith("option_")}
     given = {name[len("setting_"):]: value for name, value in vars(args).items()
              if name.startswith("setting_") and value is not None}
-    applicable = {dest for flag, (dest, _, _, methods) in METHOD_FLAGS.items() if args.method in methods}
+    kind = "amortized" if amortized else args.method
+    applicable = {dest for flag, (dest, _, _, methods) in METHOD_FLAGS.items() if kind in methods}
     not_applicable = sorted(k for k in given if k not in applicable)
     if not_applicable:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_applicable)
-        raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to --method {args.method}")
+        target = f"model '{spec.name}' (amortised SVI)" if amortized else f"--method {args.method}"
+        raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to {target}")
+    if getattr(args, "resume", None) and not amortized:
+        raise_usage(f"--resume applies to amortised models such as vae, not to '{spec.name if spec else args.model}'")
     return options, given
 
 
@@ -178,8 +206,11 @@ def _fit(args, spec) -> int:
     from probgen import report
     from probgen.infer import fit, resolve_settings
 
-    options, given = _options_and_settings(args)
-    resolve_settings(args.method, given)  # fail on bad settings before loading anything heavy
+    options, given = _options_and_settings(args, spec)
+    resolve_settings(args.method, given, spec)  # fail on bad settings before loading anything heavy
+    if spec.amortized is not None:
+        return _fit_amortized(args, spec, options, given)
+    args.seed = 0 if args.seed is None else args.seed
     data_label = Path(args.data).stem if args.data else "data"
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
     report.check_destination(out, args.overwrite)
@@ -191,6 +222,87 @@ def _fit(args, spec) -> int:
     print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
     print(f"run folder: {folder}  (open {folder / 'report.html'})")
     return 0
+
+
+def _fit_amortized(args, spec, options, given) -> int:
+    """`probgen fit vae ...`: the run folder is created first and holds the checkpoints while
+    training runs, so that an interruption loses at most the steps since the last one and
+    `--resume RUN_DIR` carries on from there; the finished run folder replaces it atomically."""
+    global _interrupted_message
+    import shlex
+
+    from probgen import data, report
+    from probgen.infer import amortized, fit, resolve_settings
+
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+    saved = None
+    if args.resume:
+        # what the command line leaves out is taken from the run being resumed
+        saved = report.load_config(args.resume).get("request") or {}
+        options = {name: saved.get("options", {}).get(name) if value is None else value for name, value in options.items()}
+        given = {**{k: v for k, v in saved.get("settings", {}).items() if k != "steps"}, **given}
+        given.setdefault("steps", saved.get("settings", {}).get("steps"))
+        args.holdout = args.holdout or saved.get("holdout", 0.0)
+        args.seed = saved.get("seed", 0) if args.seed is None else args.seed
+        args.columns = args.columns or (saved.get("data") or {}).get("columns")
+    args.seed = 0 if args.seed is None else args.seed
+    dataset = data.load(args.data, columns=args.columns, standardize=args.standardize)
+    settings = resolve_settings(args.method, given, spec)
+    request = amortized.training_request(args.model, dataset, spec.resolve_options(options), settings, args.seed,
+                                         args.holdout)
+    data_label = Path(args.data).stem if args.data else "data"
+    checkpoint = None
+    if args.resume:
+        out = Path(args.resume)
+        checkpoint = amortized.load_checkpoint(out)
+        amortized.check_resume(saved, request, out)
+    else:
+        out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
+        report.check_destination(out, args.overwrite)
+        command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
+        report.start_training_folder(out, request, command, overwrite=args.overwrite)
+    _interrupted_message = (f"probgen: interrupted; training can carry on from the last checkpoint in {out} "
+                            f"(--resume {out})")
+    try:
+        result = fit(spec, dataset, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                     holdout=args.holdout, checkpoint_dir=out, resume=checkpoint, **given)
+    except BaseException:
+        # bad input found while preparing, or Ctrl-C before the first checkpoint: the new
+        # folder holds nothing to resume from, so it goes
+        if not args.resume and not (out / amortized.CHECKPOINT).is_file():
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+            _interrupted_message = INTERRUPTED_MESSAGE
+        raise
+    result.model_reference = args.model
+    _interrupted_message = INTERRUPTED_MESSAGE
+    built = report.build_report(result.idata, result.config(), result.spec)
+    folder = report.save_run(result, built, out, overwrite=True, extra_config={"request": request},
+                             keep_files=(amortized.CHECKPOINT,))
+    if checkpoint is not None:
+        print(f"resumed from the checkpoint at step {checkpoint['step']}")
+    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
+    print(f"run folder: {folder}  (open {folder / 'report.html'})")
+    return 0
+
+
+def _argv_for_resume(args, out: Path) -> list[str]:
+    """The command line that resumes this run: the same command with --resume OUT instead of
+    --out and --overwrite."""
+    argv, skip = [], False
+    for token in args.argv:
+        if skip:
+            skip = False
+            continue
+        if token in ("--out", "--resume"):
+            skip = True
+            continue
+        if token.startswith(("--out=", "--resume=")) or token == "--overwrite":
+            continue
+        argv.append(token)
+    return argv + ["--resume", str(out)]
 
 
 def raise_usage(message: str):
@@ -257,6 +369,9 @@ def _sbc(args, spec) -> int:
     from probgen import report
     from probgen.sbc import run_sbc, write_sbc
 
+    if spec.amortized is not None:
+        raise_usage(f"simulation-based calibration needs posterior draws of global parameters; model '{spec.name}' "
+                    "is fitted by amortised SVI to point estimates of its networks")
     options, given = _options_and_settings(args)
     if args.simulations < 1 or args.num_draws < 1:
         raise_usage(f"--simulations and --num-draws must be >= 1 (got {args.simulations}, {args.num_draws})")
@@ -327,6 +442,7 @@ def _datasets() -> int:
 
 
 INTERRUPTED_MESSAGE = "probgen: interrupted; no run folder was written"
+_interrupted_message = INTERRUPTED_MESSAGE  # what an interruption now means (a VAE's training says where to resume)
 
 
 def _watch_for_interrupts() -> None:
@@ -354,7 +470,7 @@ def _watch_for_interrupts() -> None:
             data = os.read(read_end, 1)
             if data and data[0] == signal.SIGINT:
                 time.sleep(2.0)
-                print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+                print(_interrupted_message, file=sys.stderr, flush=True)
                 os._exit(EXIT_INTERRUPTED)
 
     threading.Thread(target=watch, name="probgen-interrupt", daemon=True).start()
@@ -375,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = load_spec(model_reference)
         args = build_parser(spec).parse_args(argv)
+        args.argv = argv
         if args.command == "fit":
             return _fit(args, spec)
         if args.command == "report":
@@ -392,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probgen: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        print(_interrupted_message, file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         # Leave at once: XLA's worker threads may still be running the interrupted computation,

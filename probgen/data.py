@@ -51,8 +51,9 @@ BUNDLED: dict[str, BundledSet] = {
     "coal": BundledSet("boot", "coal", ("disasters",),
                        "British coal-mining disasters (explosions killing 10 or more) per year, 1851-1962",
                        derive=_counts_per_year),
-    "digits": BundledSet("sklearn", "digits", tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8)),
-                         "handwritten digits, 1,797 images of 8x8 pixels with values 0-16; the label is column 'target'"),
+    "digits": BundledSet("sklearn", "digits", tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8)) + ("target",),
+                         "handwritten digits, 1,797 images of 8x8 pixels with values 0-16, and the digit in column "
+                         "'target' (vae: --label-column target)"),
     "discoveries": BundledSet("datasets", "discoveries", ("value",),
                               "great inventions and scientific discoveries per year, 1860-1959"),
 }

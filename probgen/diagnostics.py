@@ -194,6 +194,19 @@ def check_optimization(idata, settings: dict, what: str) -> Verdict:
                    f"{what} had not converged when it stopped at {steps} steps; raise --steps or the learning rate")
 
 
+def check_training(idata, settings: dict) -> Verdict:
+    """Amortised training (VAE): stopped because the validation ELBO no longer improved
+    (pass), or at the step limit while it still improved (warn: more steps may help)."""
+    threshold = f"validation ELBO no better by {settings.get('min_delta')} nats for {settings.get('patience')} evaluations"
+    steps, best = settings.get("steps_run"), settings.get("best_step")
+    if settings.get("stopped_early"):
+        return Verdict("converged", "pass", steps, threshold,
+                       f"training stopped at step {steps}: the validation ELBO stopped improving (best at step {best})")
+    return Verdict("converged", "warn", steps, threshold,
+                   f"training reached the step limit ({steps}) with the validation ELBO still improving (best at step "
+                   f"{best}); resume with more --steps (probgen fit ... --resume RUN_DIR --steps N)")
+
+
 def check_pareto_k(idata) -> Verdict:
     warn, fail = THRESHOLDS["pareto_k_warn"], THRESHOLDS["pareto_k_fail"]
     threshold = f"<= {warn} (warn up to {fail})"
@@ -221,6 +234,8 @@ def assess(idata: az.InferenceData, method: str, settings: dict | None = None) -
         verdicts = [check_r_hat(idata), *check_ess(idata), check_divergences(idata), check_bfmi(idata)]
         if method == "nuts":
             verdicts.append(check_tree_depth(idata, settings.get("max_tree_depth")))
+    elif method == "svi" and settings.get("amortized"):
+        verdicts = [check_training(idata, settings)]
     elif method == "svi":
         verdicts = [check_optimization(idata, settings, "the ELBO"), check_pareto_k(idata)]
     elif method == "map":
@@ -239,6 +254,9 @@ def assess(idata: az.InferenceData, method: str, settings: dict | None = None) -
         overall = "trusted"
         if method == "map":
             summary = "The optimisation converged. This is a point estimate: it says nothing about uncertainty."
+        elif method == "svi" and settings.get("amortized"):
+            summary = ("Training converged: the validation ELBO stopped improving. The networks are point estimates "
+                       "and the encoder an approximation; judge the model by its held-out bounds below.")
         elif method == "svi":
             checked = any(v.check == "pareto_k" and v.status == "pass" for v in verdicts)
             summary = "The ELBO converged" + (

@@ -26,6 +26,7 @@ prefer Monte Carlo from `log_prob` where a density exists. Nothing here depends 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -288,7 +289,12 @@ def aggregate_posterior_mutual_information(loc, scale, rng_key, num_samples: int
     standard error of their mean. It is at most log N, which it approaches when every row's
     code is told apart from every other's.
     """
-    loc, scale = jnp.asarray(loc), jnp.asarray(scale)
+    terms = _aggregate_posterior_terms(jnp.asarray(loc), jnp.asarray(scale), rng_key, int(num_samples))
+    return _mean_with_error(np.asarray(terms), "Monte Carlo (aggregate posterior)")
+
+
+@functools.partial(jax.jit, static_argnums=3)  # one program: eagerly, each operation compiles on its own
+def _aggregate_posterior_terms(loc, scale, rng_key, num_samples: int):
     n = loc.shape[0]
     row_key, noise_key = jax.random.split(rng_key)
     rows = jax.random.randint(row_key, (num_samples,), 0, n)
@@ -298,8 +304,7 @@ def aggregate_posterior_mutual_information(loc, scale, rng_key, num_samples: int
         log_each = jnp.sum(-0.5 * ((z - loc) / scale) ** 2 - jnp.log(scale) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
         return log_each[row] - (jax.nn.logsumexp(log_each) - jnp.log(n))
 
-    terms = jax.lax.map(lambda a: term(*a), (rows, jax.random.split(noise_key, num_samples)), batch_size=256)
-    return _mean_with_error(np.asarray(terms), "Monte Carlo (aggregate posterior)")
+    return jax.lax.map(lambda a: term(*a), (rows, jax.random.split(noise_key, num_samples)), batch_size=256)
 
 
 def predictive_scores(log_likelihood_draws, num_dims: int = 1) -> dict:

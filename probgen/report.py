@@ -164,6 +164,8 @@ def build_report(
 ) -> Report:
     method = config["method"]
     assessment = diagnostics.assess(idata, method, config.get("settings"))
+    if spec is not None and spec.amortized is not None and "parameters" in idata.groups():
+        return _amortized_report(idata, config, spec, assessment, sections, extra_metrics)
     summary, units = summary_table(idata, spec, config)
     metrics = {"predictive": checks.predictive_metrics(idata), **(extra_metrics or {})}
     predictive_check = None
@@ -193,6 +195,26 @@ def build_report(
         figures["prior_predictive_statistics"] = predictive_statistics_figure(
             prior_check, "Test statistics of data drawn from the prior predictive (histogram) and of the observed data (line)")
     return Report(config, assessment, summary, units, metrics, figures, tuple(sections))
+
+
+def _amortized_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:
+    """The report of an amortised model (VAE): its spec lays out the summary (one row per
+    latent dimension), the sections, metrics and figures; sections given by the caller (an
+    analysis script) follow them."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    summary, model_sections, model_metrics, made = spec.amortized.report(idata, config)
+    metrics = {"predictive": {"available": False, "reason": "amortised model: see the held-out bounds"},
+               **(extra_metrics or {}), **model_metrics}
+    if sections:
+        metrics["sections"] = [_section_record(section) for section in sections]
+    figures = {name: figure_png(figure) for name, figure in made.items()}
+    plt.close("all")
+    units = "nats, per latent dimension, over the held-out rows"
+    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections))
 
 
 def predictive_statistics_figure(
@@ -266,6 +288,8 @@ def _title(config: dict) -> str:
 def _metrics_lines(metrics: dict) -> list[str]:
     predictive = metrics.get("predictive", {})
     lines = []
+    if predictive.get("available") is False:
+        lines.append(f"- in-sample predictive scores (LOO, WAIC) not computed: {predictive.get('reason')}")
     if "lppd" in predictive:
         lines.append(f"- log pointwise predictive density (in sample): {predictive['lppd']:.2f} nats "
                      f"({predictive['lppd_per_point']:.3f} per point, {predictive['num_points']} points)")
@@ -475,16 +499,58 @@ def write_run(fit, out, overwrite: bool = False, sections: Sequence[Section] = (
     return save_run(fit, build_report(fit.idata, fit.config(), fit.spec, sections, extra_metrics), out, overwrite)
 
 
-def save_run(fit, report: Report, out, overwrite: bool = False) -> Path:
-    """Write a `Fit` and its already built `Report` as a run folder, atomically."""
+def save_run(fit, report: Report, out, overwrite: bool = False, extra_config: Mapping | None = None,
+             keep_files: Sequence[str] = ()) -> Path:
+    """Write a `Fit` and its already built `Report` as a run folder, atomically.
+
+    extra_config: added to config.json (e.g. an amortised run's training request).
+    keep_files: files of the folder being replaced that the new one keeps (a training
+    checkpoint, so that a finished run can still be resumed with more steps)."""
+    out = Path(out)
+    if extra_config:
+        report = dataclasses.replace(report, config={**report.config, **extra_config})
 
     def fill(folder: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit.idata.to_netcdf(str(folder / "posterior.nc"))
         _write_report_files(folder, report)
+        for name in keep_files:
+            if (out / name).is_file():
+                shutil.copy2(out / name, folder / name)
+
+    return atomic_folder(out, fill, overwrite)
+
+
+TRAINING_NOTE = "TRAINING.md"
+
+
+def start_training_folder(out, request: dict, resume_command: str, overwrite: bool = False) -> Path:
+    """Create the run folder of an amortised fit (VAE) before training starts, so that its
+    checkpoints have a home that survives an interruption: config.json holds the training
+    request (status "training") and TRAINING.md says how to resume. Written atomically; the
+    finished run folder replaces it, checkpoint kept."""
+
+    def fill(folder: Path) -> None:
+        write_json(folder / "config.json", {"status": "training", "request": request})
+        (folder / TRAINING_NOTE).write_text(
+            "# Training in progress or interrupted\n\nThis folder holds the checkpoints of an unfinished training run. "
+            f"Carry on with:\n\n    {resume_command}\n")
 
     return atomic_folder(Path(out), fill, overwrite)
+
+
+def load_config(run_dir) -> dict:
+    """config.json of a run folder (finished or still training), with errors that name the problem."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise RunFolderError(f"run folder '{run_dir}' does not exist")
+    if not path.is_file():
+        raise RunFolderError(f"'{run_dir}' is not a probgen run folder: config.json is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path} is not valid JSON: {exc}") from None
 
 
 def load_run(run_dir) -> tuple[az.InferenceData, dict]:
@@ -492,6 +558,9 @@ def load_run(run_dir) -> tuple[az.InferenceData, dict]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder '{run_dir}' does not exist")
+    if (run_dir / TRAINING_NOTE).is_file() and not (run_dir / "posterior.nc").is_file():
+        raise RunFolderError(f"'{run_dir}' holds an unfinished training run, with no report yet; carry on with: "
+                             + (run_dir / TRAINING_NOTE).read_text().split("Carry on with:")[-1].strip())
     for name in ("config.json", "posterior.nc"):
         if not (run_dir / name).is_file():
             raise RunFolderError(f"'{run_dir}' is not a probgen run folder: {name} is missing")
@@ -520,8 +589,9 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
     report = build_report(idata, config, spec, sections, extra_metrics=extra)
 
     def fill(folder: Path) -> None:
-        for name in ("posterior.nc",):
-            shutil.copy2(run_dir / name, folder / name)
+        for name in ("posterior.nc", "checkpoint.pkl"):  # the checkpoint of an amortised run, when there is one
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, folder / name)
         _write_report_files(folder, report)
 
     return atomic_folder(run_dir, fill, overwrite=True)

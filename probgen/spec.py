@@ -106,6 +106,36 @@ def _default_prepare(model: Callable) -> Callable:
 
 
 @dataclasses.dataclass(frozen=True)
+class Amortized:
+    """How to fit and judge a model whose per-row latents are inferred by an encoder network
+    (the spec's guide) and whose parameters are network weights (a VAE): minibatch SVI with
+    early stopping on held-out rows, in `probgen.infer.amortized`, instead of posterior draws
+    of global parameters.
+
+    The model and guide take the data as `x` and the keyword arguments `num_points`,
+    `batch_size` (the minibatch of the data plate) and `kl_weight` (KL annealing) on top of
+    `inputs.kwargs`.
+
+    elbo:     (params, x, kwargs, rng_key) -> per-row ELBO (N,) in nats, with kwargs the
+              model's keyword arguments for x: the validation score that early stopping watches.
+    evaluate: (params, {part: ModelInputs}, options, rng_key) -> {group: xarray.Dataset}:
+              per-row scores and whatever the report needs, stored in the InferenceData
+              (parts: "training", "validation", "held_out", and "anomaly" when there is one).
+    report:   (idata, config) -> (summary table, [report Section], metrics dict,
+              {name: matplotlib Figure}): the model's part of the report.
+    preprocess: optional (frame, options, seed) -> (rows to model, anomalous rows or None),
+              applied to the whole table before it is split: transforms that must be drawn
+              once (dequantisation noise), and rows kept out of training altogether and
+              scored as anomalies.
+    """
+
+    elbo: Callable
+    evaluate: Callable
+    report: Callable
+    preprocess: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A model and what probgen needs to fit it, check it and report on it.
 
@@ -137,6 +167,7 @@ class ModelSpec:
                the held-out rows; for time series they carry the training rows before them
                (masked out, `masks`), so each held-out row is scored given its past. Default:
                `prepare` of the held-out frame alone.
+    amortized: optional `Amortized`: the model is fitted by amortised minibatch SVI (VAE).
     description: one line for `probgen models`.
     """
 
@@ -154,6 +185,7 @@ class ModelSpec:
     derived: Callable | None = None
     time_order: Callable | None = None
     held_out: Callable | None = None
+    amortized: Amortized | None = None
     description: str = ""
 
     def __post_init__(self):

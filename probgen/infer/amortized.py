@@ -24,6 +24,7 @@ import os
 import pickle
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -128,7 +129,8 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
     checkpoint_chunks = max(1, math.ceil(int(settings["checkpoint_every"]) / chunk))
     svi = SVI(model, guide, optim.optax_to_numpyro(optax.adam(learning_rate_schedule(settings))), Trace_ELBO())
     init_key, eval_key = jax.random.split(rng_key)
-    state = svi.init(init_key, x_train, **model_kwargs(num_train, batch_size, 1.0))
+    # one compiled program: run eagerly, Flax's initialisation compiles every operation on its own
+    state = jax.jit(lambda key, x: svi.init(key, x, **model_kwargs(num_train, batch_size, 1.0)))(init_key, x_train)
 
     @jax.jit
     def run_chunk(state, first_step):
@@ -152,7 +154,8 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
         step, history, stale = resume["step"], resume["history"], resume["stale"]
         best = (resume["best_value"], resume["best_step"], jax.tree.map(jnp.asarray, resume["best_params"]))
         resumed_from = step
-    stopped_early = False
+    # a run that had already stopped early stays stopped: resuming it reports, it does not train on
+    stopped_early = resume is not None and stale >= int(settings["patience"])
     chunks_done = 0
     with tqdm(total=max_steps, initial=step, desc="SVI", disable=not progress, unit="step") as bar:
         while step < max_steps and not stopped_early:
@@ -192,3 +195,163 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
                 break
     return TrainResult(params=jax.tree.map(np.asarray, best[2]), history=history, steps_run=step,
                        stopped_early=stopped_early, best_step=best[1], resumed_from=resumed_from)
+
+
+# --------------------------------------------------------------------------------------------
+# `probgen.fit` for amortised models: split, train, evaluate, InferenceData
+# --------------------------------------------------------------------------------------------
+FIT_DEFAULTS = {**DEFAULTS, "draws": 20}  # draws: z ~ q(z | x) per training row kept in the posterior group
+DEFAULT_HOLDOUT = 0.2
+
+
+def params_to_dataset(params: dict):
+    """Network parameters as an xarray Dataset (one variable per array, named by its path with
+    dots, e.g. "decoder$params.Dense_0.kernel"), so they travel in posterior.nc."""
+    import xarray as xr
+
+    variables = {}
+    for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = ".".join(str(getattr(part, "key", part)) for part in path)
+        value = np.asarray(value)
+        variables[name] = ([f"{name}_dim_{i}" for i in range(value.ndim)], value)
+    return xr.Dataset(variables)
+
+
+def params_from_dataset(dataset) -> dict:
+    """The nested parameter dict back from `params_to_dataset`'s Dataset."""
+    params: dict = {}
+    for name, variable in dataset.data_vars.items():
+        *parents, leaf = str(name).split(".")
+        node = params
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = np.asarray(variable.values)
+    return params
+
+
+def _split_parts(spec, dataset, options: dict, holdout: float, seed: int):
+    """{part: Dataset}: training, validation (early stopping) and held_out (scored) rows, and
+    anomaly rows (never trained on) when the spec's `preprocess` sets some apart. `holdout` of the normal rows are
+    kept out, half for validation and half for scoring."""
+    import dataclasses as dc
+
+    parts = {}
+    if spec.amortized.preprocess is not None:
+        normal, anomalies = spec.amortized.preprocess(dataset.frame, options, seed)
+        if anomalies is not None:
+            parts["anomaly"] = dc.replace(dataset, frame=anomalies.reset_index(drop=True))
+        dataset = dc.replace(dataset, frame=normal.reset_index(drop=True))
+    spec.prepare(dataset.frame, options)  # bad values are named by their row in the whole table, before any split
+    training, kept_out = dataset.split(holdout, seed)
+    if len(kept_out.frame) < 2:
+        raise InferenceError(f"--holdout {holdout:g} keeps {len(kept_out.frame)} row(s) out; a VAE needs at least 2 "
+                             "(half to stop training early, half to score)")
+    validation, held_out = kept_out.split(0.5, seed + 1) if len(kept_out.frame) >= 3 else (kept_out, kept_out)
+    parts.update(training=training, validation=validation, held_out=held_out)
+    return parts
+
+
+def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress: bool = True,
+                  checkpoint_dir=None, resume: dict | None = None, reference: str | None = None):
+    """Fit an amortised model (`spec.amortized`, e.g. the VAE) and return a `Fit`.
+
+    The rows are split with `seed` into training, validation and held-out parts (see
+    `_split_parts`); training stops early on the validation ELBO; `spec.amortized.evaluate`
+    scores the parts. The InferenceData holds: posterior (`draws` draws of each training row's
+    latents from the encoder), observed_data (training rows), validation_data, held_out_data
+    (and anomaly_data), the network `parameters`, the evaluation groups and an `optimization`
+    group (training and validation ELBO per evaluation).
+    """
+    import arviz as az
+    import xarray as xr
+    from numpyro import handlers
+
+    from probgen.infer.results import Fit
+
+    holdout = float(holdout) or DEFAULT_HOLDOUT
+    parts = _split_parts(spec, dataset, options, holdout, seed)
+    inputs = {part: spec.prepare(data.frame, options) for part, data in parts.items()}
+    train_inputs = inputs["training"]
+    train_key, evaluate_key, draw_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+
+    def model_kwargs(num_points, batch_size=None, kl_weight=1.0):
+        return {**train_inputs.kwargs, "num_points": num_points, "batch_size": batch_size, "kl_weight": kl_weight}
+
+    def evaluate(params, x, key):
+        return spec.amortized.elbo(params, x, {**train_inputs.kwargs, "num_points": x.shape[0]}, key)
+
+    started = time.perf_counter()
+    trained = train(spec.model, spec.guide, model_kwargs, train_inputs.observed["x"], inputs["validation"].observed["x"],
+                    settings, train_key, evaluate, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    training_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    groups = spec.amortized.evaluate(trained.params, inputs, options, evaluate_key)
+
+    # draws of each training row's latents from the fitted encoder: the posterior group
+    x = jnp.asarray(train_inputs.observed["x"])
+    guide = handlers.substitute(spec.guide, data=trained.params)
+
+    def one(key):
+        trace = handlers.trace(handlers.seed(guide, key)).get_trace(x, **model_kwargs(x.shape[0]))
+        return {name: site["value"] for name, site in trace.items()
+                if site["type"] == "sample" and not site["is_observed"]}
+
+    draws = jax.jit(lambda keys: jax.lax.map(one, keys))(jax.random.split(draw_key, int(settings["draws"])))
+    posterior = {name: np.asarray(value)[None] for name, value in draws.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(posterior=posterior, observed_data=dict(train_inputs.observed),
+                             coords=dict(train_inputs.coords), dims=dict(train_inputs.dims))
+    extra = {"parameters": params_to_dataset(trained.params)}
+    for part, group in (("validation", "validation_data"), ("held_out", "held_out_data"), ("anomaly", "anomaly_data")):
+        if part in inputs:
+            part_inputs = inputs[part]
+            extra[group] = xr.Dataset({name: (part_inputs.dims.get(name, ["obs_id", "feature"]), np.asarray(value))
+                                       for name, value in part_inputs.observed.items()},
+                                      coords={k: v for k, v in part_inputs.coords.items() if k != "obs_id"})
+            for name, value in part_inputs.labels.items():
+                extra[group][name] = ("obs_id", np.asarray(value))
+    for name, value in train_inputs.labels.items():
+        idata.observed_data[name] = ("obs_id", np.asarray(value))
+    history = trained.history
+    extra["optimization"] = xr.Dataset(
+        {name: ("evaluation", np.asarray(history[name], float)) for name in ("train_elbo", "heldout_elbo", "seconds")},
+        coords={"evaluation": np.arange(len(history["step"])), "step": ("evaluation", np.asarray(history["step"]))},
+        attrs={"steps_run": trained.steps_run, "best_step": trained.best_step, "stopped_early": int(trained.stopped_early),
+               "resumed_from": trained.resumed_from})
+    extra.update(groups)
+    idata.add_groups(extra)
+    record = {**settings, "holdout": holdout, "amortized": True, "steps_run": trained.steps_run,
+              "best_step": trained.best_step, "stopped_early": trained.stopped_early,
+              "resumed_from": trained.resumed_from, "converged": trained.stopped_early}
+    return Fit(idata=idata, spec=spec, inputs=train_inputs, method="svi", settings=record, seed=int(seed),
+               options=options, model_reference=reference or spec.name, dataset=parts["training"],
+               timings={"inference": training_seconds, "results": time.perf_counter() - started})
+
+
+def training_request(reference: str, dataset, options: dict, settings: dict, seed: int, holdout: float) -> dict:
+    """What a training run was asked to do, as recorded in its folder: a run resumes only
+    under the same request (the step limit aside, which may be raised to train on)."""
+    return {"model": reference, "data": {"source": dataset.source, "columns": list(dataset.columns),
+                                         "sha256": dataset.sha256},
+            "options": dict(options), "settings": {k: v for k, v in settings.items()}, "seed": int(seed),
+            "holdout": float(holdout) or DEFAULT_HOLDOUT}
+
+
+def check_resume(saved: dict, request: dict, folder) -> None:
+    """InferenceError listing every way `request` differs from the `saved` one of `folder`."""
+    differences = []
+    for key in ("model", "seed", "holdout"):
+        if saved.get(key) != request[key]:
+            differences.append(f"{key} {saved.get(key)!r} there, {request[key]!r} now")
+    if (saved.get("data") or {}).get("sha256") != request["data"]["sha256"]:
+        differences.append(f"data {(saved.get('data') or {}).get('source')!r} there, {request['data']['source']!r} now "
+                           "(different values)")
+    for group in ("options", "settings"):
+        before, now = saved.get(group) or {}, request[group]
+        for name in sorted(set(before) | set(now)):
+            if name != "steps" and before.get(name) != now.get(name):
+                differences.append(f"{group[:-1]} {name} {before.get(name)!r} there, {now.get(name)!r} now")
+    if differences:
+        raise InferenceError(f"cannot resume '{folder}': this command differs from the run that wrote it: "
+                             + "; ".join(differences) + " (only --steps may change)")

@@ -131,9 +131,9 @@ def test_training_improves_the_heldout_elbo_and_resuming_gives_the_same_paramete
 
 
 @pytest.mark.parametrize("likelihood, values, message", [
-    ("bernoulli", [[0.0, 1.0], [0.5, 1.0]], r"values 0 or 1 .*0\.5 at row 2, column 1"),
-    ("continuous_bernoulli", [[0.0, 1.2]], r"in \[0, 1\].*1\.2 at row 1, column 2"),
-    ("beta", [[0.5, 0.0]], r"strictly inside \(0, 1\).*0\.0 at row 1, column 2"),
+    ("bernoulli", [[0.0, 1.0], [0.5, 1.0]], r"values 0 or 1 .*0\.5 in column 1, row 2"),
+    ("continuous_bernoulli", [[0.0, 1.2]], r"in \[0, 1\].*1\.2 in column 2, row 1"),
+    ("beta", [[0.5, 0.0]], r"strictly inside \(0, 1\).*0 in column 2, row 1"),
 ])
 def test_values_outside_the_likelihood_support_are_named(likelihood, values, message):
     with pytest.raises(ModelError, match=message):
