@@ -1,31 +1,37 @@
 """Handwritten digits: does a VAE model them better than a Gaussian mixture and a diagonal Gaussian?
 
-scikit-learn's 1,797 digit images (8x8, values 0-16) are split once with the seed into 1,200
-training, 300 validation (early stopping) and 297 test images, and dequantised to (0, 1) as
-(v + u) / 17 with u ~ Uniform(0, 1) (Theis et al., 2016), so that every model is a density on
-the same continuous values. Fitted on the training images:
-- a VAE (Beta likelihood by default) by minibatch SVI, stopped on the validation ELBO;
+scikit-learn's 1,797 digit images (8x8, values 0-16) are dequantised to (0, 1) as (v + u) / 17
+with u ~ Uniform(0, 1) drawn with the seed (Theis et al., 2016), so that every model is a
+density on the same continuous values, and split with the seed into 1,200 training, 299
+validation (early stopping) and 298 test images (`probgen fit vae`'s split with --holdout
+0.3322). Fitted on the training images:
+- a VAE (Beta likelihood) by minibatch SVI, stopped on the validation ELBO (`probgen.fit`);
 - a Gaussian mixture (K = 5, full covariance) and a diagonal Gaussian (K = 1), both by MAP
-  with `probgen.fit`.
-Each is scored on the test images in nats per image (the VAE by its importance-weighted bound
-with K = 1,000 samples, a lower bound on its log-likelihood) and in bits per dimension of the
-discrete pixels (adding the log 17 per pixel of the dequantisation, a bound on log P(v)).
-The run folder also holds the VAE's information terms (KL per latent dimension, aggregate-
-posterior mutual information), its training history and plots.
+  with `probgen.fit`, on the same dequantised training images.
+Each is scored on the same test images in nats per image (the VAE by its importance-weighted
+bound with K = 1,000 samples, a lower bound on its log-likelihood) and in bits per dimension of
+the discrete pixels (adding the log 17 per pixel of the dequantisation, a bound on log P(v)).
+
+Anomaly detection: a second VAE and mixture are trained without one digit (--anomaly-digit,
+default 0); each scores the test images of the other digits and every image of the left-out
+one by its negative log-likelihood, and the AUROC says how well that separates them.
+
+The run folder is the main VAE's (`probgen fit vae` report: bounds, active units, mutual
+information, generated-vs-held-out tests, reconstructions, prior samples, interpolations, the
+latent map) with the comparison and the anomaly study as extra sections.
 
     python analyses/digits_vae.py --out runs/digits_vae [--overwrite] [--quiet]
-
-In progress (issue 5): `probgen fit vae` with checkpoints and the full report come next.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 
 import numpy as np
+
+HOLDOUT = 597 / 1797  # 1,200 training images; the 597 kept out are halved into validation and test
 
 
 def parse_args(argv=None):
@@ -40,169 +46,122 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20000, help="most SVI steps (early stopping ends sooner)")
     parser.add_argument("--iwae-samples", type=int, default=1000)
     parser.add_argument("--components", type=int, default=5, help="Gaussian mixture baseline: components")
+    parser.add_argument("--anomaly-digit", type=int, default=0, help="digit left out of training for the anomaly study")
     return parser.parse_args(argv)
 
 
-def split_and_dequantise(values: np.ndarray, seed: int):
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(values))
-    x = ((values + rng.random(values.shape)) / 17.0).astype(np.float32)
-    return x[order[:1200]], x[order[1200:1500]], x[order[1500:]], order
+def _per_image(values) -> tuple[float, float]:
+    values = np.asarray(values, float)
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
 def run(args) -> int:
-    import jax
     import jax.numpy as jnp
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    from probgen import data, metrics, report
+    from probgen import checks, data, report
     from probgen.errors import ProbgenError
-    from probgen.infer import amortized, fit
-    from probgen.infer.results import versions
-    from probgen.models import vae
+    from probgen.infer import fit
     from probgen.models.gmm import mixture_log_likelihood
+
+    options = {"likelihood": args.likelihood, "latent_dim": args.latent_dim, "hidden": args.hidden,
+               "transform": "dequantize", "pixel_levels": 17, "label_column": "target", "image_shape": "8x8",
+               "iwae_samples": args.iwae_samples}
+    settings = {"steps": args.steps, "batch_size": 100, "learning_rate": 1e-3, "kl_warmup": 2000, "eval_every": 500,
+                "patience": 6}
+    progress = not args.quiet
+    mixtures = {f"Gaussian mixture (K = {args.components}, full)": {"num_components": args.components,
+                                                                    "covariance": "full"},
+                "diagonal Gaussian": {"num_components": 1, "covariance": "diagonal"}}
+
+    def baselines(train_x, which=None) -> dict:
+        """{name: parameters at the MAP} of the baselines on the training images."""
+        frame = pd.DataFrame(train_x, columns=[f"p{i}" for i in range(train_x.shape[1])])
+        fitted = {}
+        for name, mixture in mixtures.items():
+            if which is not None and name != which:
+                continue
+            point = fit("gmm", frame, "map", options=mixture, seed=args.seed, progress=progress).idata.posterior
+            fitted[name] = tuple(jnp.asarray(point[v].values[0, 0]) for v in ("weights", "means", "scale_tril"))
+        return fitted
+
+    def log_likelihood(parameters, x) -> np.ndarray:
+        return np.asarray(mixture_log_likelihood(jnp.asarray(x), *parameters))
 
     try:
         report.check_destination(args.out, args.overwrite)
-        digits = data.load("digits", columns=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)] + ["target"])
-        values, labels = digits.frame.drop(columns="target").to_numpy(), digits.frame["target"].to_numpy().astype(int)
-        train_x, valid_x, test_x, order = split_and_dequantise(values, args.seed)
-        test_labels = labels[order[1500:]]
-        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-        architecture = vae.Architecture(num_dims=64, latent_dim=args.latent_dim, hidden=hidden,
-                                        likelihood=args.likelihood)
-        for name, part in (("training", train_x), ("validation", valid_x), ("test", test_x)):
-            vae.check_values(part, args.likelihood, f"the {name} images")
+        digits = data.load("digits")
+        main = fit("vae", digits, "svi", options=options, seed=args.seed, holdout=HOLDOUT, progress=progress,
+                   **settings)
+        train_x, test_x = main.idata.observed_data["x"].values, main.idata.held_out_data["x"].values
+        fitted = baselines(train_x)
 
-        def kwargs(num_points, batch_size=None, kl_weight=1.0):
-            return architecture.kwargs(num_points, batch_size, kl_weight)
-
-        def evaluate(params, x, key):
-            return vae.elbo_per_example(params, x, architecture, key)
-
-        key = jax.random.PRNGKey(args.seed)
-        settings = {"steps": args.steps, "batch_size": 100, "learning_rate": 1e-3, "kl_warmup": 2000,
-                    "eval_every": 500, "patience": 6}
-        trained = amortized.train(vae.vae_model, vae.vae_guide, kwargs, train_x, valid_x, settings, key, evaluate,
-                                  progress=not args.quiet)
-        params = trained.params
-        iwae = np.asarray(vae.iwae_per_example(params, jnp.asarray(test_x), architecture, jax.random.fold_in(key, 1),
-                                               args.iwae_samples))
-        elbo = np.asarray(vae.elbo_per_example(params, jnp.asarray(test_x), architecture, jax.random.fold_in(key, 2), 10))
-        frame = pd.DataFrame(train_x, columns=[f"p{i}" for i in range(64)])
-        baselines = {}
-        for name, options in ((f"Gaussian mixture (K = {args.components}, full)",
-                               {"num_components": args.components, "covariance": "full"}),
-                              ("diagonal Gaussian", {"num_components": 1, "covariance": "diagonal"})):
-            result = fit("gmm", frame, "map", options=options, seed=args.seed, progress=not args.quiet)
-            point = result.idata.posterior
-            baselines[name] = np.asarray(mixture_log_likelihood(
-                jnp.asarray(test_x), jnp.asarray(point["weights"].values[0, 0]),
-                jnp.asarray(point["means"].values[0, 0]), jnp.asarray(point["scale_tril"].values[0, 0])))
-    except (ProbgenError, ValueError) as exc:
+        # anomaly study: the same VAE and the mixture, trained without one digit
+        anomaly = fit("vae", digits, "svi", options={**options, "anomaly_label": args.anomaly_digit}, seed=args.seed,
+                      holdout=HOLDOUT, progress=progress, **settings)
+        mixture_name = next(iter(mixtures))
+        anomaly_mixture = baselines(anomaly.idata.observed_data["x"].values, mixture_name)[mixture_name]
+    except ProbgenError as exc:
         print(f"digits_vae: error: {exc}", file=sys.stderr)
         return 2
 
+    # ---- held-out log-likelihood: the three models on the same test images ----------------------
     def row(name, per_image, kind):
-        mean, se = float(per_image.mean()), float(per_image.std(ddof=1) / math.sqrt(len(per_image)))
+        mean, se = _per_image(per_image)
         bits = (-mean + 64 * math.log(17)) / (64 * math.log(2))
-        return {"model": name, "log_likelihood_nats_per_image": mean, "se": se,
-                "bits_per_pixel_discrete": bits, "estimate": kind}
+        return {"model": name, "log_likelihood_nats_per_image": mean, "se": se, "bits_per_pixel_discrete": bits,
+                "estimate": kind}
 
+    iwae = main.idata.held_out_scores["iwae"].values
     table = pd.DataFrame([row(f"VAE ({args.likelihood}, latent {args.latent_dim})", iwae,
                               f"IWAE bound, K = {args.iwae_samples}")]
-                         + [row(name, values, "exact (MAP parameters)") for name, values in baselines.items()])
+                         + [row(name, log_likelihood(parameters, test_x), "exact (MAP parameters)")
+                            for name, parameters in fitted.items()])
     table = table.sort_values("log_likelihood_nats_per_image", ascending=False).reset_index(drop=True)
-    best = table.iloc[0]["model"]
     vae_row = table[table["model"].str.startswith("VAE")].iloc[0]
-    beats = all(vae_row["log_likelihood_nats_per_image"] - r["log_likelihood_nats_per_image"] > 2 * math.hypot(vae_row["se"], r["se"])
-                for _, r in table.iterrows() if not r["model"].startswith("VAE"))
+    others = table[~table["model"].str.startswith("VAE")]
+    beats = all(vae_row["log_likelihood_nats_per_image"] - r["log_likelihood_nats_per_image"]
+                > 2 * math.hypot(vae_row["se"], r["se"]) for _, r in others.iterrows())
     verdict = (f"The VAE beats both baselines on the {len(test_x)} test images by more than two standard errors "
                "(its figure is a lower bound, so the true margin is at least this)." if beats else
-               f"The VAE does not beat both baselines clearly: the best is {best}.")
-    kl = np.asarray(vae.kl_per_dimension(params, jnp.asarray(test_x), architecture))
-    loc, scale = vae.encode(params, jnp.asarray(test_x), architecture)
-    information = metrics.aggregate_posterior_mutual_information(loc, scale, jax.random.fold_in(key, 3), 4000)
-    summary = {
-        "comparison": table.to_dict("records"), "verdict": verdict,
-        "vae": {"test_elbo_nats_per_image": float(elbo.mean()), "test_iwae_nats_per_image": float(iwae.mean()),
-                "steps_run": trained.steps_run, "best_step": trained.best_step, "stopped_early": trained.stopped_early,
-                "kl_per_latent_dimension": kl.tolist(), "active_units": int((kl > 0.01).sum()),
-                "mutual_information_nats": information.value, "mutual_information_se": information.standard_error,
-                "mutual_information_upper_limit_log_n": math.log(len(test_x))},
-    }
+               f"The VAE does not beat both baselines clearly: the best is {table.iloc[0]['model']}. A VAE's bound can "
+               "lose to a mixture when training stopped early, the decoder is too small, or the bound is loose.")
+    comparison = report.Section(
+        "Comparison with simpler generative models",
+        f"{verdict} Every model was fitted to the same {len(train_x)} dequantised training images and scored on the "
+        f"same {len(test_x)} test images; higher is better. Bits per pixel are of the original integer pixels "
+        "(nats plus 64 log 17, in bits, per 64 pixels).",
+        table.set_index("model"))
 
-    def figures() -> dict:
-        out = {}
-        figure, axes = plt.subplots(2, 10, figsize=(10, 2.2))
-        means = np.asarray(vae.decode_mean(params, loc[:10], architecture))
-        for i in range(10):
-            axes[0, i].imshow(test_x[i].reshape(8, 8), cmap="gray_r")
-            axes[1, i].imshow(means[i].reshape(8, 8), cmap="gray_r")
-        for axis in axes.ravel():
-            axis.axis("off")
-        figure.suptitle("test images (top) and their reconstructions E[x | z = encoder mean] (bottom)")
-        out["reconstructions"] = figure
-        figure, axes = plt.subplots(4, 10, figsize=(10, 4.2))
-        samples = np.asarray(vae.sample_images(params, architecture, jax.random.fold_in(key, 4), 40))
-        for axis, image in zip(axes.ravel(), samples):
-            axis.imshow(image.reshape(8, 8), cmap="gray_r")
-            axis.axis("off")
-        figure.suptitle("new images: z ~ N(0, I), then E[x | z]")
-        out["prior_samples"] = figure
-        figure, axis = plt.subplots(figsize=(5, 4.5))
-        shown = np.asarray(loc)[:, np.argsort(kl)[::-1][:2]]
-        points = axis.scatter(shown[:, 0], shown[:, 1], c=test_labels, cmap="tab10", s=10)
-        figure.colorbar(points, label="digit")
-        axis.set_xlabel("most active latent dimension")
-        axis.set_ylabel("second most active")
-        axis.set_title("encoder means of the test images")
-        out["latent_map"] = figure
-        figure, axis = plt.subplots(figsize=(6, 3.5))
-        axis.plot(trained.history["step"], trained.history["train_elbo"], label="training (minibatch, KL annealed)")
-        axis.plot(trained.history["step"], trained.history["heldout_elbo"], label="validation")
-        axis.set_xlabel("step")
-        axis.set_ylabel("ELBO per image (nats)")
-        axis.legend()
-        out["elbo"] = figure
-        return {name: report.figure_png(f) for name, f in out.items()}
+    # ---- anomaly detection: the left-out digit against the other digits' test images ------------
+    normal_x, odd_x = anomaly.idata.held_out_data["x"].values, anomaly.idata.anomaly_data["x"].values
+    is_odd = np.concatenate([np.zeros(len(normal_x), bool), np.ones(len(odd_x), bool)])
+    vae_scores = -np.concatenate([anomaly.idata.held_out_scores["iwae"].values, anomaly.idata.anomaly_scores["iwae"].values])
+    mixture_scores = -np.concatenate([log_likelihood(anomaly_mixture, normal_x), log_likelihood(anomaly_mixture, odd_x)])
+    detectors = {"VAE (IWAE)": checks.anomaly_auroc(vae_scores, is_odd),
+                 mixture_name: checks.anomaly_auroc(mixture_scores, is_odd)}
+    anomaly_table = pd.DataFrame([{"model": name, "auroc": d["auroc"], "se": d["se"], "anomalies": d["anomalies"],
+                                   "normal": d["normal"]} for name, d in detectors.items()]).set_index("model")
+    anomaly_section = report.Section(
+        f"Anomaly detection: digit {args.anomaly_digit} never seen in training",
+        f"A second VAE (same options and settings) and a second mixture were trained without the {len(odd_x)} images "
+        f"of digit {args.anomaly_digit}. Each image's anomaly score is its negative log-likelihood; the {len(normal_x)} "
+        f"test images of the other digits are the normal ones. VAE: {detectors['VAE (IWAE)']['reading']}. Mixture: "
+        f"{detectors[mixture_name]['reading']}.",
+        anomaly_table)
 
-    pngs = figures()
-    markdown = "\n".join([
-        "# Digits: VAE against a Gaussian mixture and a diagonal Gaussian", "",
-        f"**{verdict}**", "",
-        "Held-out log-likelihood of the dequantised test images (higher is better):", "",
-        report.markdown_table(table, index=False), "",
-        f"VAE: training stopped at step {trained.steps_run} (best validation ELBO at {trained.best_step}); test ELBO "
-        f"{elbo.mean():.2f}, IWAE {iwae.mean():.2f} nats per image. Active latent dimensions (mean KL > 0.01 nats): "
-        f"{summary['vae']['active_units']} of {args.latent_dim}. Mutual information I(x; z) under the aggregate "
-        f"posterior: {information.value:.2f} nats (SE {information.standard_error:.2f}; at most log N = "
-        f"{math.log(len(test_x)):.2f}).", "",
-        *[f"![{name}](plots/{name}.png)" for name in pngs],
-    ])
-
-    def fill(folder):
-        report.write_json(folder / "config.json", {"args": vars(args), "settings": settings,
-                                                   "architecture": dataclasses.asdict(architecture),
-                                                   "versions": versions()})
-        report.write_json(folder / "metrics.json", summary)
-        table.to_csv(folder / "comparison.csv", index=False)
-        pd.DataFrame(trained.history).to_csv(folder / "history.csv", index=False)
-        (folder / "plots").mkdir()
-        for name, content in pngs.items():
-            (folder / "plots" / f"{name}.png").write_bytes(content)
-        (folder / "report.md").write_text(markdown + "\n")
-
-    from pathlib import Path
-
-    folder = report.atomic_folder(Path(args.out), fill, args.overwrite)
+    extra = {"comparison": table.to_dict("records"), "verdict": verdict,
+             "anomaly_study": {"digit": args.anomaly_digit, **{name: d for name, d in detectors.items()}}}
+    try:
+        folder = report.write_run(main, args.out, overwrite=args.overwrite, sections=[comparison, anomaly_section],
+                                  extra_metrics=extra)
+    except ProbgenError as exc:
+        print(f"digits_vae: error: {exc}", file=sys.stderr)
+        return 2
     print(verdict)
     print(table.to_string(index=False))
-    print(f"run folder: {folder}")
+    print(anomaly_table.to_string())
+    print(f"run folder: {folder}  (open {folder / 'report.html'})")
     return 0
 
 

@@ -53,6 +53,7 @@ class Report:
     metrics: dict
     figures: dict  # name -> PNG bytes
     sections: tuple[Section, ...] = ()
+    summary_title: str = "Posterior summary"
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +215,8 @@ def _amortized_report(idata, config, spec, assessment, sections, extra_metrics) 
     figures = {name: figure_png(figure) for name, figure in made.items()}
     plt.close("all")
     units = "nats, per latent dimension, over the held-out rows"
-    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections))
+    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections),
+                  summary_title="Latent dimensions")
 
 
 def predictive_statistics_figure(
@@ -357,7 +359,7 @@ def render_markdown(report: Report) -> str:
     out = [f"# probgen report: {_title(report.config)}", "",
            f"## Verdict: {a.overall.upper()}", "", a.summary, "",
            markdown_table(_checks_frame(a), index=False), "",
-           "## Posterior summary", "", f"Units: {report.summary_units}.", "",
+           f"## {report.summary_title}", "", f"Units: {report.summary_units}.", "",
            markdown_table(report.summary), "",
            "## Predictive fit", "", *_metrics_lines(report.metrics), ""]
     out += _fit_quality_markdown(report.metrics)
@@ -400,7 +402,7 @@ def render_html(report: Report) -> str:
         f"<h2>Verdict</h2><div class='verdict {a.overall}'>{a.overall.upper()}</div><p>{esc(a.summary)}</p>",
         "<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>reason</th></tr>",
         checks_rows, "</table>",
-        f"<h2>Posterior summary</h2><p>Units: {esc(report.summary_units)}.</p>",
+        f"<h2>{esc(report.summary_title)}</h2><p>Units: {esc(report.summary_units)}.</p>",
         report.summary.to_html(float_format=lambda v: f"{v:.4g}", border=0),
         "<h2>Predictive fit</h2><ul>",
         *(f"<li>{esc(line[2:])}</li>" for line in _metrics_lines(report.metrics)), "</ul>",
