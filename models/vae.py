@@ -488,6 +488,23 @@ def report(idata, config: dict):
     return summary, sections, metrics, figures
 
 
+def generate(idata, config: dict, rng_key, num_rows: int) -> np.ndarray:
+    """`num_rows` new rows: z ~ N(0, I), x ~ p(x | z), mapped back through --transform to the
+    data's units (dequantised values to their integer level, scaled ones times L - 1)."""
+    from probgen.infer.amortized import params_from_dataset
+
+    options = config["model"]["options"]
+    architecture = architecture_from(options, idata.observed_data["x"].shape[-1])
+    x = np.asarray(sample_images(params_from_dataset(idata.parameters), architecture, rng_key, int(num_rows), mean=False),
+                   np.float64)
+    levels = int(options.get("pixel_levels", 0))
+    if options.get("transform") == "dequantize":
+        return np.clip(np.floor(x * levels), 0, levels - 1)
+    if options.get("transform") == "scale":
+        return x * (levels - 1)
+    return x
+
+
 def _report_figures(idata, params, architecture: Architecture, options: dict, loc, kl, key) -> dict:
     import matplotlib.pyplot as plt
 
@@ -592,7 +609,7 @@ def _spec():
                                            "when the number of values is a square)"),
             Option("iwae_samples", int, 1000, "importance samples K of the held-out log-likelihood bound"),
         ),
-        amortized=Amortized(elbo=_elbo, evaluate=evaluate, report=report, preprocess=preprocess),
+        amortized=Amortized(elbo=_elbo, evaluate=evaluate, report=report, preprocess=preprocess, generate=generate),
         description="variational autoencoder: MLP decoder p(x | z), amortised encoder q(z | x), minibatch SVI "
                     "(--method svi) with early stopping, checkpoints and --resume",
     )

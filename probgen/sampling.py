@@ -33,9 +33,12 @@ def posterior_predictive_table(run_dir, num_rows: int, seed: int = 0) -> pd.Data
     """`num_rows` new rows, each simulated from a posterior draw chosen at random."""
     idata, config = load_run(run_dir)
     spec = load_spec(config["model"]["reference"])
-    if spec.simulate is None:
+    if spec.amortized is not None and spec.amortized.generate is not None:  # a VAE: its decoder draws them
+        values = np.asarray(spec.amortized.generate(idata, config, jax.random.PRNGKey(seed), num_rows))
+    elif spec.simulate is None:
         raise ModelError(f"model '{spec.name}' has no simulator (ModelSpec.simulate), so it cannot draw new data")
-    values = np.asarray(spec.simulate(jax.random.PRNGKey(seed), posterior_parameters(idata), num_rows))
+    else:
+        values = np.asarray(spec.simulate(jax.random.PRNGKey(seed), posterior_parameters(idata), num_rows))
     columns = config["data"]["columns"]
     observed = idata.observed_data[next(iter(idata.observed_data.data_vars))]
     if "feature" in observed.dims and observed.sizes["feature"] == values.shape[-1]:

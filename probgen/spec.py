@@ -127,12 +127,15 @@ class Amortized:
               applied to the whole table before it is split: transforms that must be drawn
               once (dequantisation noise), and rows kept out of training altogether and
               scored as anomalies.
+    generate:  optional (idata, config, rng_key, num_rows) -> (num_rows, D) array: new rows
+              from the fitted model in the data's units (`probgen sample`).
     """
 
     elbo: Callable
     evaluate: Callable
     report: Callable
     preprocess: Callable | None = None
+    generate: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -379,6 +379,11 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     assert cli.main(["report", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["vae"] == metrics  # same seed, same figures
     assert (out / "report.html").is_file() and (out / "checkpoint.pkl").is_file()
+    # new images from the decoder, back in the data's units: integer pixel levels 0..16
+    assert cli.main(["sample", str(out), "-n", "50", "--out", str(tmp_path / "new.csv")]) == 0
+    new = pd.read_csv(tmp_path / "new.csv")
+    assert new.shape == (50, 64) and new.columns[0] == "pixel_0_0" and "target" not in new.columns
+    assert new.to_numpy().min() >= 0 and new.to_numpy().max() <= 16 and np.all(new.to_numpy() == np.round(new.to_numpy()))
     # a changed option is refused, naming it
     assert cli.main(["fit", "vae", "--data", "digits", "--resume", str(out), "--latent-dim", "3", "--quiet"]) == 2
     assert "option latent_dim 2 there, 3 now" in capsys.readouterr().err
