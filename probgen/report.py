@@ -64,6 +64,8 @@ def summary_table(idata, spec: ModelSpec | None, config: dict) -> tuple[pd.DataF
     were standardised and the model knows how to undo it."""
     posterior = idata.posterior
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else posterior.data_vars) if v in posterior]
+    if not var_names:  # the spec names its summary quantities and this run has none (a BNN without noise sd)
+        return pd.DataFrame(columns=["mean"]), "no scalar parameters to summarise; see the model's sections"
     units = "data units"
     standardization = (config.get("data") or {}).get("standardization")
     if standardization:
@@ -95,9 +97,9 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
     makers: dict[str, Callable] = {}
     draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     var_names = list(var_names)
-    if method in ("nuts", "hmc"):
+    if method in ("nuts", "hmc") and var_names:
         makers["rank"] = lambda: az.plot_rank(idata, var_names=var_names)
-    if draws > 1:
+    if draws > 1 and var_names:
         makers["posterior"] = lambda: az.plot_posterior(idata, var_names=var_names, hdi_prob=0.94)
     if "posterior_predictive" in idata.groups():
         def ppc():
@@ -164,7 +166,8 @@ def build_report(
     extra_metrics: Mapping | None = None,
 ) -> Report:
     method = config["method"]
-    assessment = diagnostics.assess(idata, method, config.get("settings"))
+    quantities = spec.convergence_on(idata) if spec is not None and spec.convergence_on is not None else None
+    assessment = diagnostics.assess(idata, method, config.get("settings"), quantities)
     if spec is not None and spec.amortized is not None and "parameters" in idata.groups():
         return _amortized_report(idata, config, spec, assessment, sections, extra_metrics)
     summary, units = summary_table(idata, spec, config)
@@ -188,6 +191,10 @@ def build_report(
         metrics["held_out"] = scores
     if sections:
         metrics["sections"] = [_section_record(section) for section in sections]
+    model_sections, model_figures = [], {}
+    if spec is not None and spec.report is not None:
+        model_sections, model_metrics, model_figures = spec.report(idata, config)
+        metrics.update(model_metrics)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
     figures = figures_for(idata, spec, method, var_names)
     if predictive_check is not None:
@@ -195,7 +202,12 @@ def build_report(
     if prior_check is not None:
         figures["prior_predictive_statistics"] = predictive_statistics_figure(
             prior_check, "Test statistics of data drawn from the prior predictive (histogram) and of the observed data (line)")
-    return Report(config, assessment, summary, units, metrics, figures, tuple(sections))
+    if model_figures:
+        import matplotlib.pyplot as plt
+
+        figures.update({name: figure_png(figure) for name, figure in model_figures.items()})
+        plt.close("all")
+    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections))
 
 
 def _amortized_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:

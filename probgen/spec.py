@@ -170,6 +170,13 @@ class ModelSpec:
                the held-out rows; for time series they carry the training rows before them
                (masked out, `masks`), so each held-out row is scored given its past. Default:
                `prepare` of the held-out frame alone.
+    convergence_on: optional (idata) -> xarray.Dataset with (chain, draw, ...) variables: the
+               quantities R-hat and ESS are judged on instead of the posterior's latent sites,
+               for models whose parameters are not identified across chains (a BNN's weights:
+               hidden units permute and flip sign) but whose predictions and log density are.
+    report:    optional (idata, config) -> (sections, metrics dict, {name: Figure}): the
+               model's own part of the standard report (a BNN's held-out RMSE, coverage,
+               calibration).
     amortized: optional `Amortized`: the model is fitted by amortised minibatch SVI (VAE).
     description: one line for `probgen models`.
     """
@@ -188,6 +195,8 @@ class ModelSpec:
     derived: Callable | None = None
     time_order: Callable | None = None
     held_out: Callable | None = None
+    convergence_on: Callable | None = None
+    report: Callable | None = None
     amortized: Amortized | None = None
     description: str = ""
 

@@ -232,15 +232,19 @@ def build_inference_data(
         if held_out is not None:
             key = jax.random.fold_in(rng_key, 1)
             held_model = held_out.bound_model(spec.model)
-            _, held_pointwise = predictions_and_log_likelihood(held_model, flat, held_out.observed, key)
+            held_predicted, held_pointwise = predictions_and_log_likelihood(held_model, flat, held_out.observed, key)
             held_dims = {name: _leading_dims(held_out.dims, name, value.ndim - 1)
                          for name, value in held_pointwise.items()}
             held_ll = az.from_dict(log_likelihood={name: by_chain(value) for name, value in held_pointwise.items()},
                                    coords=dict(held_out.coords), dims={k: v for k, v in held_dims.items() if v is not None})
             held_data = az.from_dict(observed_data={name: np.asarray(held_out.observed[name]) for name in held_pointwise},
                                      coords=dict(held_out.coords), dims=dict(held_out.dims))
+            # draws of the held-out rows (and deterministic sites there) from the posterior predictive
+            held_predictive = az.from_dict(posterior_predictive={name: by_chain(value) for name, value in held_predicted.items()},
+                                           coords=dict(held_out.coords), dims=dict(held_out.dims))
             idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood,
-                             held_out_data=_with_masks(held_data.observed_data, held_out))
+                             held_out_data=_with_masks(held_data.observed_data, held_out),
+                             held_out_predictive=held_predictive.posterior_predictive)
         if inputs.masks:
             idata.observed_data = _with_masks(idata.observed_data, inputs)
         if spec.derived is not None:
