@@ -128,6 +128,9 @@ def scaling(frame, options) -> dict:
     target = _target_column(frame, options)
     features = [c for c in frame.columns if c != target]
     values = frame[features].to_numpy(np.float64)
+    if options["standardize"] == "no":  # the data are used as they are (e.g. simulated from the prior)
+        return {"target": target, "features": features, "feature_mean": [0.0] * len(features),
+                "feature_sd": [1.0] * len(features), "target_mean": 0.0, "target_sd": 1.0}
     sd = values.std(0)
     constant = [features[j] for j in np.flatnonzero(~(sd > 0))]
     if constant:
@@ -457,6 +460,9 @@ SPEC = ModelSpec(
         Option("noise_prior", float, 1.0, "regression: HalfNormal scale of the noise sd (standardised target units)"),
         Option("noise_sd", float, 0.0, "regression: fix the noise sd (standardised units) instead of learning it"),
         Option("student_df", float, 4.0, "student_t: degrees of freedom"),
+        Option("standardize", str, "yes", "standardise the features (and a regression target) with the training "
+                                          "rows' mean and sd (the priors are set for that scale), or use them as they "
+                                          "are", ("yes", "no")),
     ),
     summary_vars=("sigma", "tau0", "tau1", "tau2", "tau3"),
     convergence_on=convergence_on,

@@ -158,6 +158,20 @@ def _section_from_record(record: dict) -> Section:
     return Section(record["title"], record["text"], table)
 
 
+def assess_run(idata, config: dict, spec: ModelSpec | None = None) -> diagnostics.Assessment:
+    """The convergence verdicts of a run, judged on what its spec says to judge
+    (`ModelSpec.convergence_on`); the spec is loaded from the run's config when not given."""
+    if spec is None:
+        from probgen.spec import load_spec
+
+        try:
+            spec = load_spec(config["model"]["reference"])
+        except Exception:  # a moved model file: judge the posterior as it is
+            spec = None
+    quantities = spec.convergence_on(idata) if spec is not None and spec.convergence_on is not None else None
+    return diagnostics.assess(idata, config["method"], config.get("settings"), quantities)
+
+
 def build_report(
     idata,
     config: dict,
@@ -167,7 +181,7 @@ def build_report(
 ) -> Report:
     method = config["method"]
     quantities = spec.convergence_on(idata) if spec is not None and spec.convergence_on is not None else None
-    assessment = diagnostics.assess(idata, method, config.get("settings"), quantities)
+    assessment = diagnostics.assess(idata, method, config.get("settings"), quantities)  # the spec given, or none
     if spec is not None and spec.amortized is not None and "parameters" in idata.groups():
         return _amortized_report(idata, config, spec, assessment, sections, extra_metrics)
     summary, units = summary_table(idata, spec, config)
@@ -641,7 +655,7 @@ def compare_runs(run_dirs: Sequence) -> Comparison:
             raise RunFolderError(f"run '{run_dir}' has {'no log-likelihood' if draws >= 100 else f'{draws} draw(s)'}: "
                                  "LOO needs posterior draws with pointwise log-likelihoods (not a MAP run)")
         fits[name] = idata
-        verdicts[name] = diagnostics.assess(idata, config["method"], config.get("settings")).overall
+        verdicts[name] = assess_run(idata, config).overall
         warnings_by_run[name] = checks.predictive_metrics(idata)["loo"]["pareto_k_bad"]
     sizes = {name: int(np.prod([idata.log_likelihood[v].shape[2:] for v in idata.log_likelihood.data_vars][0]))
              for name, idata in fits.items()}
