@@ -128,7 +128,7 @@ def scaling(frame, options) -> dict:
     target = _target_column(frame, options)
     features = [c for c in frame.columns if c != target]
     values = frame[features].to_numpy(np.float64)
-    if options["standardize"] == "no":  # the data are used as they are (e.g. simulated from the prior)
+    if options["scaling"] == "none":  # the data are used as they are (e.g. simulated from the prior)
         return {"target": target, "features": features, "feature_mean": [0.0] * len(features),
                 "feature_sd": [1.0] * len(features), "target_mean": 0.0, "target_sd": 1.0}
     sd = values.std(0)
@@ -261,6 +261,24 @@ def predict(idata, options: dict, frame, rng_key=None, num_draws: int | None = N
         mean, sd = float(scaling["target_mean"]), float(scaling["target_sd"])
         out = {name: value * sd + mean for name, value in out.items()}
     return out
+
+
+def predict_table(idata, options: dict, frame, rng_key=None):
+    """One row per input row: regression mean, sd and the 5/25/50/75/95% predictive quantiles
+    of y in the target's units; classification the predicted class and each class's
+    posterior predictive probability."""
+    import pandas as pd
+
+    drawn = predict(idata, options, frame, rng_key)
+    if options["likelihood"] in REGRESSION:
+        y = drawn["y"]
+        quantiles = np.quantile(y, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+        return pd.DataFrame({"mean": y.mean(0), "sd": y.std(0), "q05": quantiles[0], "q25": quantiles[1],
+                             "median": quantiles[2], "q75": quantiles[3], "q95": quantiles[4]})
+    probabilities = class_probabilities(drawn["prediction"], options["likelihood"])
+    table = pd.DataFrame({f"p_class_{c}": probabilities[:, c] for c in range(probabilities.shape[1])})
+    table.insert(0, "predicted_class", probabilities.argmax(1))
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,14 +478,15 @@ SPEC = ModelSpec(
         Option("noise_prior", float, 1.0, "regression: HalfNormal scale of the noise sd (standardised target units)"),
         Option("noise_sd", float, 0.0, "regression: fix the noise sd (standardised units) instead of learning it"),
         Option("student_df", float, 4.0, "student_t: degrees of freedom"),
-        Option("standardize", str, "yes", "standardise the features (and a regression target) with the training "
-                                          "rows' mean and sd (the priors are set for that scale), or use them as they "
-                                          "are", ("yes", "no")),
+        Option("scaling", str, "standardize", "standardize the features (and a regression target) with the "
+                                               "training rows' mean and sd (the priors are set for that scale), or "
+                                               "none: use them as they are", ("standardize", "none")),
     ),
     summary_vars=("sigma", "tau0", "tau1", "tau2", "tau3"),
     convergence_on=convergence_on,
     derived=derived,
     report=report,
+    predict=predict_table,
     description="Bayesian neural network: MLP with Normal weight priors (fixed or hierarchical), regression "
                 "(Gaussian, Student-t) or classification (Bernoulli, categorical)",
 )

@@ -1,4 +1,4 @@
-"""The `probgen` command line: fit, report, sample, compare, sbc, models, datasets.
+"""The `probgen` command line: fit, report, sample, predict, compare, sbc, models, datasets.
 
 Errors in the input are printed as one line, without a traceback, and exit with status 2.
 `probgen sbc` exits with status 1 when the ranks are not uniform (inference miscalibrated).
@@ -155,6 +155,16 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
+
+    predict = commands.add_parser("predict", help="posterior predictive of a fitted model at new inputs",
+                                  description="Predict the target of each row of DATA (the fitted feature columns) with "
+                                              "the posterior of RUN_DIR, and write one CSV row per input row: mean, sd "
+                                              "and predictive quantiles (regression) or class probabilities.")
+    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("--data", required=True, metavar="DATA", help="bundled data set or .csv/.tsv/.parquet file")
+    predict.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    predict.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    predict.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
 
     compare = commands.add_parser("compare", help="rank fitted models by PSIS-LOO",
                                   description="Rank the models of two or more run folders (fitted to the same data) by "
@@ -345,6 +355,28 @@ def _sample(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    import jax
+
+    from probgen import data, report
+    from probgen.sampling import write_csv
+    from probgen.spec import load_spec
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise_usage(f"output file '{out}' already exists (use --overwrite to replace it)")
+    idata, config = report.load_run(args.run_dir)
+    spec = load_spec(config["model"]["reference"])
+    if spec.predict is None:
+        raise_usage(f"model '{spec.name}' does not predict from inputs (no ModelSpec.predict); "
+                    "`probgen sample` draws new data from it")
+    frame = data.load(args.data).frame
+    table = spec.predict(idata, config["model"]["options"], frame, jax.random.PRNGKey(args.seed))
+    write_csv(table, out)
+    print(f"wrote {len(table)} predictions to {out}")
+    return 0
+
+
 def _compare(args) -> int:
     from probgen import report
 
@@ -501,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sample(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "predict":
+            return _predict(args)
         if args.command == "sbc":
             return _sbc(args, spec)
         if args.command == "models":

@@ -177,6 +177,9 @@ class ModelSpec:
     report:    optional (idata, config) -> (sections, metrics dict, {name: Figure}): the
                model's own part of the standard report (a BNN's held-out RMSE, coverage,
                calibration).
+    predict:   optional (idata, options, frame, rng_key) -> DataFrame: the posterior predictive
+               at new inputs, one row per input row (`probgen predict`; a BNN's mean and
+               intervals, or class probabilities).
     amortized: optional `Amortized`: the model is fitted by amortised minibatch SVI (VAE).
     description: one line for `probgen models`.
     """
@@ -197,6 +200,7 @@ class ModelSpec:
     held_out: Callable | None = None
     convergence_on: Callable | None = None
     report: Callable | None = None
+    predict: Callable | None = None
     amortized: Amortized | None = None
     description: str = ""
 

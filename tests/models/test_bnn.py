@@ -94,7 +94,7 @@ def test_predictive_intervals_reach_nominal_coverage_on_data_from_the_prior():
         # fitted without standardisation, so that the data come from exactly the prior it assumes
         y = np.asarray(Predictive(bnn.bnn, num_samples=1)(jax.random.PRNGKey(index), x=x, **kwargs)["y"][0])
         frame = pd.DataFrame(x, columns=["u", "v"]).assign(y=y)
-        result = fit("bnn", frame, "nuts", options={"hidden": "5", "standardize": "no"}, seed=index, holdout=0.5,
+        result = fit("bnn", frame, "nuts", options={"hidden": "5", "scaling": "none"}, seed=index, holdout=0.5,
                      progress=False, chains=2, warmup=400, draws=400)
         evaluation = bnn.held_out_evaluation(result.idata, result.options)
         for level in covered:
