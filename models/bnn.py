@@ -259,7 +259,10 @@ def predict(idata, options: dict, frame, rng_key=None, num_draws: int | None = N
     out = {name: np.asarray(value) for name, value in predicted.items()}
     if options["likelihood"] in REGRESSION:
         mean, sd = float(scaling["target_mean"]), float(scaling["target_sd"])
-        out = {name: value * sd + mean for name, value in out.items()}
+        # y from f plus the likelihood's noise, each draw reused when there are few (MAP: one)
+        seed = int(jax.random.randint(rng_key, (), 0, 2**31 - 1)) if rng_key is not None else 0
+        out = {"prediction": out["prediction"] * sd + mean,
+               "y": _with_noise(idata, options, out["prediction"][:, :], seed=seed)}
     return out
 
 
@@ -311,6 +314,33 @@ def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -
     return {"ece": float(ece), "bins": rows}
 
 
+def _noise_draws(idata, options: dict, num_draws: int) -> np.ndarray:
+    """The noise sd of each posterior draw (standardised units): (S,)."""
+    if options["noise_sd"] > 0:
+        return np.full(num_draws, float(options["noise_sd"]))
+    return idata.posterior["sigma"].values.reshape(-1)
+
+
+def regression_draws(idata, options: dict, group: str = "held_out_predictive", minimum: int = 2000,
+                     seed: int = 0) -> np.ndarray:
+    """Draws of y at each row of `group` (held-out rows by default) from the posterior predictive,
+    in the target's units: each posterior draw's f plus noise from the likelihood, with each
+    draw used several times when there are fewer than `minimum` (a MAP fit has one), so that
+    its predictive intervals come from the noise and not from a single draw. (S', N)"""
+    f = idata[group]["prediction"].values
+    return _with_noise(idata, options, f.reshape((-1,) + f.shape[2:]), minimum, seed)
+
+
+def _with_noise(idata, options: dict, f: np.ndarray, minimum: int = 2000, seed: int = 0) -> np.ndarray:
+    sigma = _noise_draws(idata, options, f.shape[0])
+    repeats = max(1, int(math.ceil(minimum / f.shape[0])))
+    f, sigma = np.repeat(f, repeats, axis=0), np.repeat(sigma, repeats)[:, None]
+    rng = np.random.default_rng(seed)
+    noise = (rng.standard_t(options["student_df"], size=f.shape) if options["likelihood"] == "student_t"
+             else rng.standard_normal(f.shape))
+    return (f + sigma * noise) * float(idata.scaling["target_sd"]) + float(idata.scaling["target_mean"])
+
+
 def held_out_evaluation(idata, options: dict) -> dict:
     """Held-out metrics in the target's units: regression RMSE, log predictive density per row
     and the coverage of the central 50% and 90% predictive intervals; classification accuracy,
@@ -326,7 +356,7 @@ def held_out_evaluation(idata, options: dict) -> dict:
     if likelihood in REGRESSION:
         mean, sd = float(idata.scaling["target_mean"]), float(idata.scaling["target_sd"])
         truth = y * sd + mean
-        draws = idata.held_out_predictive["y"].values.reshape(-1, n) * sd + mean
+        draws = regression_draws(idata, options)
         errors = (prediction.mean(0) * sd + mean - truth) ** 2
         rmse = float(np.sqrt(errors.mean()))
         pointwise = pointwise - math.log(sd)  # density of the target in its own units
@@ -381,7 +411,7 @@ def report(idata, config: dict):
                     f"{evaluation['coverage_90']:.0%} (90% nominal) of the held-out targets: "
                     + (f"the {' and '.join(f'{v}%' for v in off)} coverage is more than 2 SE from nominal, so the "
                        "predictive uncertainty is miscalibrated." if off else "both within 2 SE of nominal."))
-            figures["held_out_predictions"] = _predicted_figure(idata)
+            figures["held_out_predictions"] = _predicted_figure(idata, options)
         else:
             ece = evaluation["calibration"]["ece"]
             table = pd.DataFrame({"value": [evaluation["accuracy"], evaluation["log_predictive_density_per_row"], ece],
@@ -398,13 +428,12 @@ def report(idata, config: dict):
     return sections, metrics, figures
 
 
-def _predicted_figure(idata):
+def _predicted_figure(idata, options: dict):
     import matplotlib.pyplot as plt
 
     mean, sd = float(idata.scaling["target_mean"]), float(idata.scaling["target_sd"])
-    n = idata.held_out_data["y"].size
     truth = idata.held_out_data["y"].values * sd + mean
-    draws = idata.held_out_predictive["y"].values.reshape(-1, n) * sd + mean
+    draws = regression_draws(idata, options)
     low, middle, high = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.errorbar(truth, middle, yerr=[middle - low, high - middle], fmt="o", ms=3, alpha=0.6, lw=0.8)
