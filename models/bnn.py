@@ -332,7 +332,8 @@ def regression_draws(idata, options: dict, group: str = "held_out_predictive", m
 
 
 def _with_noise(idata, options: dict, f: np.ndarray, minimum: int = 2000, seed: int = 0) -> np.ndarray:
-    sigma = _noise_draws(idata, options, f.shape[0])
+    # f's draws are the posterior's first f.shape[0] draws, in the same (chain, draw) order
+    sigma = _noise_draws(idata, options, f.shape[0])[: f.shape[0]]
     repeats = max(1, int(math.ceil(minimum / f.shape[0])))
     f, sigma = np.repeat(f, repeats, axis=0), np.repeat(sigma, repeats)[:, None]
     rng = np.random.default_rng(seed)

@@ -18,10 +18,10 @@ matplotlib.use("Agg")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_analysis(script: str, out, timeout: int = 3600):
-    """Run `analyses/<script> --out OUT --quiet` as a user would; fail the test, with the
-    script's stderr, unless it exits 0. Returns the completed process."""
-    result = subprocess.run([sys.executable, str(REPO / "analyses" / script), "--out", str(out), "--quiet"],
+def run_analysis(script: str, out, timeout: int = 3600, extra=()):
+    """Run `analyses/<script> --out OUT --quiet [extra]` as a user would; fail the test, with
+    the script's stderr, unless it exits 0. Returns the completed process."""
+    result = subprocess.run([sys.executable, str(REPO / "analyses" / script), "--out", str(out), "--quiet", *extra],
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr
     return result
