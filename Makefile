@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/hmm.py
 	$(BIN)/python benchmarks/vae.py
+	$(BIN)/python benchmarks/bnn.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
