@@ -104,3 +104,24 @@ def test_predictive_intervals_reach_nominal_coverage_on_data_from_the_prior():
         # (90%); parameter uncertainty shared within a data set widens it, hence 4 SE
         se = np.sqrt(level / 100 * (1 - level / 100) / 600)
         assert abs(np.mean(values) - level / 100) < 4 * se, (level, values)
+
+
+def test_categorical_classifier_learns_three_classes_and_reports_calibration():
+    """Three Gaussian blobs, MAP: held-out accuracy far above chance (1/3), class probabilities
+    that sum to one, and the report's calibration section."""
+    from probgen.report import build_report
+
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    labels = rng.integers(0, 3, 300)
+    frame = pd.DataFrame(centres[labels] + rng.normal(0, 0.7, (300, 2)), columns=["u", "v"]).assign(label=labels)
+    result = fit("bnn", frame, "map", options={"likelihood": "categorical", "hidden": "8"}, seed=0, holdout=0.3,
+                 progress=False)
+    evaluation = bnn.held_out_evaluation(result.idata, result.options)
+    # Bayes-optimal accuracy for these blobs is about 0.97; 0.85 is many SEs (0.03) above chance
+    assert evaluation["accuracy"] > 0.85 and 0 <= evaluation["calibration"]["ece"] <= 1
+    table = bnn.predict_table(result.idata, result.options, pd.DataFrame({"u": [0.0, 3.0], "v": [0.0, 0.0]}))
+    assert list(table["predicted_class"]) == [0, 1]
+    np.testing.assert_allclose(table[["p_class_0", "p_class_1", "p_class_2"]].sum(1), 1.0, rtol=1e-5)
+    built = build_report(result.idata, result.config(), result.spec)
+    assert "reliability" in built.figures and any(s.title == "Held-out predictive performance" for s in built.sections)
