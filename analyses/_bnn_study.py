@@ -191,3 +191,29 @@ def worth_it(records, metric: str, higher_is_better: bool, label: str) -> str:
                 f"(SE {se:.2g} over paired splits).")
     return (f"The BNN is not worth it on {label}: it is within two standard errors of the linear model "
             f"({difference:+.3g}, SE {se:.2g} over paired splits), at far greater cost.")
+
+
+def run_study(script: str, dataset: str, likelihood: str, readings: list, note: str, args) -> int:
+    """One split study: fit every method on every split, tabulate, read, and write the first
+    split's NUTS run folder with the table as a section. readings: (metric, higher is better,
+    label) triples for `worth_it`; note: what the table's columns are."""
+    from probgen import report
+    from probgen.errors import ProbgenError
+
+    try:
+        report.check_destination(args.out, args.overwrite)
+        options = {"hidden": args.hidden, "likelihood": likelihood, "prior": args.prior,
+                   "prior_scale": args.prior_scale}
+        records, main = run_splits(dataset, options, args)
+    except ProbgenError as exc:
+        return fail(script, exc)
+    table = summarise(records)
+    read = [worth_it(records, metric, higher, label) for metric, higher, label in readings]
+    section = report.Section(f"Across {args.splits} random splits (test fraction {args.holdout:g})",
+                             " ".join(read) + " " + note, table)
+    print(table.to_string())
+    print("\n".join(read))
+    try:
+        return finish(script, main, [section], {"splits": records, "readings": read}, args)
+    except ProbgenError as exc:
+        return fail(script, exc)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bnn_study import expose_devices, fail, finish, run_splits, study_arguments, summarise, worth_it  # noqa: E402
+from _bnn_study import expose_devices, run_study, study_arguments  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,32 +27,13 @@ def parse_args(argv=None):
 
 
 def run(args) -> int:
-    from probgen import report
-    from probgen.errors import ProbgenError
-
-    try:
-        report.check_destination(args.out, args.overwrite)
-        records, main = run_splits("breast_cancer", {"hidden": args.hidden, "likelihood": "bernoulli", "prior": args.prior,
-                                                  "prior_scale": args.prior_scale}, args)
-    except ProbgenError as exc:
-        return fail("breast_cancer_bnn", exc)
-    table = summarise(records)
-    readings = [worth_it(records, "accuracy", True, "held-out accuracy"),
-                worth_it(records, "log_predictive_density_per_row", True, "held-out log predictive density"),
-                worth_it(records, "expected_calibration_error", False, "calibration (ECE)")]
-    section = report.Section(
-        f"Across {args.splits} random splits (test fraction {args.holdout:g})",
-        " ".join(readings) + " Means over the splits with their standard errors; log predictive density per test "
-        "row in nats; expected calibration error over 10 confidence bins; KL(NUTS || SVI) per test row between the "
-        "two predictive class distributions (exact).",
-        table)
-    print(table.to_string())
-    print("\n".join(readings))
-    extra = {"splits": records, "readings": readings}
-    try:
-        return finish("breast_cancer_bnn", main, [section], extra, args)
-    except ProbgenError as exc:
-        return fail("breast_cancer_bnn", exc)
+    readings = [("accuracy", True, "held-out accuracy"),
+                ("log_predictive_density_per_row", True, "held-out log predictive density"),
+                ("expected_calibration_error", False, "calibration (ECE)")]
+    return run_study("breast_cancer_bnn", "breast_cancer", "bernoulli", readings,
+                     "Means over the splits with their standard errors; log predictive density per test row in nats; expected "
+                     "calibration error over 10 confidence bins; KL(NUTS || SVI) per test row between the two predictive "
+                     "class distributions (exact).", args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bnn_study import expose_devices, fail, finish, run_splits, study_arguments, summarise, worth_it  # noqa: E402
+from _bnn_study import expose_devices, run_study, study_arguments  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,32 +27,12 @@ def parse_args(argv=None):
 
 
 def run(args) -> int:
-    from probgen import report
-    from probgen.errors import ProbgenError
-
-    try:
-        report.check_destination(args.out, args.overwrite)
-        records, main = run_splits("diabetes", {"hidden": args.hidden, "likelihood": "gaussian", "prior": args.prior,
-                                                  "prior_scale": args.prior_scale}, args)
-    except ProbgenError as exc:
-        return fail("diabetes_bnn", exc)
-    table = summarise(records)
-    readings = [worth_it(records, "rmse", False, "held-out RMSE"),
-                worth_it(records, "log_predictive_density_per_row", True, "held-out log predictive density")]
-    section = report.Section(
-        f"Across {args.splits} random splits (test fraction {args.holdout:g})",
-        " ".join(readings) + " Means over the splits with their standard errors; RMSE in the target's units, log "
-        "predictive density per test row in nats, coverage of the central 50% and 90% predictive intervals (nominal "
-        "0.5 and 0.9), and KL(NUTS || SVI) per test row between Gaussians matched to the two predictive "
-        "distributions.",
-        table)
-    print(table.to_string())
-    print("\n".join(readings))
-    extra = {"splits": records, "readings": readings}
-    try:
-        return finish("diabetes_bnn", main, [section], extra, args)
-    except ProbgenError as exc:
-        return fail("diabetes_bnn", exc)
+    readings = [("rmse", False, "held-out RMSE"),
+                ("log_predictive_density_per_row", True, "held-out log predictive density")]
+    return run_study("diabetes_bnn", "diabetes", "gaussian", readings,
+                     "Means over the splits with their standard errors; RMSE in the target's units, log predictive density per test "
+                     "row in nats, coverage of the central 50% and 90% predictive intervals (nominal 0.5 and 0.9), and "
+                     "KL(NUTS || SVI) per test row between Gaussians matched to the two predictive distributions.", args)
 
 
 if __name__ == "__main__":
