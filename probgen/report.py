@@ -168,8 +168,12 @@ def assess_run(idata, config: dict, spec: ModelSpec | None = None) -> diagnostic
             spec = load_spec(config["model"]["reference"])
         except Exception:  # a moved model file: judge the posterior as it is
             spec = None
-    quantities = spec.convergence_on(idata) if spec is not None and spec.convergence_on is not None else None
-    return diagnostics.assess(idata, config["method"], config.get("settings"), quantities)
+    return diagnostics.assess(idata, config["method"], config.get("settings"), _convergence_quantities(idata, spec))
+
+
+def _convergence_quantities(idata, spec: ModelSpec | None):
+    """What R-hat and ESS judge: the spec's `convergence_on` quantities, or None (the posterior)."""
+    return spec.convergence_on(idata) if spec is not None and spec.convergence_on is not None else None
 
 
 def build_report(
@@ -180,8 +184,7 @@ def build_report(
     extra_metrics: Mapping | None = None,
 ) -> Report:
     method = config["method"]
-    quantities = spec.convergence_on(idata) if spec is not None and spec.convergence_on is not None else None
-    assessment = diagnostics.assess(idata, method, config.get("settings"), quantities)  # the spec given, or none
+    assessment = diagnostics.assess(idata, method, config.get("settings"), _convergence_quantities(idata, spec))
     if spec is not None and spec.amortized is not None and "parameters" in idata.groups():
         return _amortized_report(idata, config, spec, assessment, sections, extra_metrics)
     summary, units = summary_table(idata, spec, config)
