@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import matplotlib  # noqa: E402
 import pytest  # noqa: E402
+from _seeds import seeded  # noqa: E402
 
 matplotlib.use("Agg")
 
@@ -32,7 +33,7 @@ def faithful_fit():
     """The analysis' main fit: Old Faithful, K = 2, full covariance, NUTS 4 x 1000."""
     from probgen.infer import fit
 
-    return fit("gmm", "faithful", "nuts", options={"num_components": 2}, seed=0, progress=False)
+    return fit("gmm", "faithful", "nuts", options={"num_components": 2}, seed=seeded(0), progress=False)
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

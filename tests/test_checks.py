@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from probgen import checks
+from _seeds import seeded
 
 
 def direct_unbiased_mmd2(x, y, h):
@@ -18,7 +19,7 @@ def direct_unbiased_mmd2(x, y, h):
 
 
 def test_mmd_statistic_matches_a_direct_computation():
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     x, y = rng.normal(size=(40, 3)), rng.normal(0.3, 1, size=(55, 3))
     result = checks.mmd_test(x, y, num_permutations=50, bandwidth=1.7)
     assert result.statistic == pytest.approx(direct_unbiased_mmd2(x, y, 1.7), rel=1e-5, abs=1e-7)
@@ -40,7 +41,7 @@ def rejection_rate(test, replications, n, seed, **kwargs):
     (lambda x, y: checks.chi_square_test(x[:, :1], y[:, :1]), 400, {}),
 ])
 def test_size_under_the_null_is_five_percent(test, replications, kwargs):
-    rate = rejection_rate(test, replications, 60, seed=1, **kwargs)
+    rate = rejection_rate(test, replications, 60, seed=seeded(1), **kwargs)
     # Under the null each replication rejects with probability 0.05 (KS with Holm: at most
     # 0.05); 3 binomial sds around 0.05 is [0.004, 0.096] for 200 and [0.017, 0.083] for 400.
     sd = np.sqrt(0.05 * 0.95 / replications)
@@ -50,7 +51,7 @@ def test_size_under_the_null_is_five_percent(test, replications, kwargs):
 
 
 def test_every_test_rejects_a_shift():
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seeded(2))
     # 500 points a sample: enough for the least powerful of them (chi-square on 10 bins).
     x, y = rng.normal(size=(500, 2)), rng.normal(0.5, 1, size=(500, 2))
     for result in (checks.mmd_test(x, y), checks.ks_test(x, y), checks.welch_t_test(x, y),
@@ -60,7 +61,7 @@ def test_every_test_rejects_a_shift():
 
 
 def test_mmd_sees_a_change_of_spread_that_a_t_test_cannot():
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seeded(3))
     x, y = rng.normal(size=(300, 1)), rng.normal(0, 2, size=(300, 1))
     assert checks.mmd_test(x, y).p_value < 0.01
     assert checks.welch_t_test(x, y).p_value > 0.01
@@ -92,7 +93,7 @@ def synthetic_idata(observed, replicated):
 
 
 def test_predictive_check_p_values_are_typical_for_the_right_model_and_extreme_for_a_wrong_one():
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seeded(4))
     observed = rng.normal(size=200)
     right = synthetic_idata(observed, rng.normal(size=(1000, 200)))
     table = checks.predictive_check(right).table.set_index("statistic")
@@ -106,7 +107,7 @@ def test_predictive_check_p_values_are_typical_for_the_right_model_and_extreme_f
 
 
 def test_user_statistics_are_checked_too():
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seeded(5))
     idata = synthetic_idata(rng.normal(size=100), rng.normal(size=(500, 100)))
     table = checks.predictive_check(idata, statistics={"fraction_positive": lambda v: (v > 0).mean(axis=-2)}).table
     assert list(table["statistic"]) == ["fraction_positive"]
@@ -115,7 +116,7 @@ def test_user_statistics_are_checked_too():
 def test_generated_data_from_a_one_component_fit_of_old_faithful_are_told_apart(faithful_fit):
     from probgen.infer import fit
 
-    one = fit("gmm", "faithful", "nuts", options={"num_components": 1}, seed=0, progress=False,
+    one = fit("gmm", "faithful", "nuts", options={"num_components": 1}, seed=seeded(0), progress=False,
               chains=2, warmup=300, draws=300)
     wrong = {t["test"]: t["p_value"] for t in checks.generated_vs_observed(one.idata)["tests"]}
     right = {t["test"]: t["p_value"] for t in checks.generated_vs_observed(faithful_fit.idata)["tests"]}
@@ -130,13 +131,13 @@ def test_discrete_kl_of_counts_matches_the_exact_value():
     SE plus the plug-in's first-order bias (support size - 1) / (2 n); the same law gives ~0."""
     from probgen.checks import discrete_kl
 
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seeded(4))
     observed = rng.poisson(3.0, size=2000)
     exact = 3 * np.log(3 / 4) + 1
-    shifted = discrete_kl(observed, rng.poisson(4.0, size=200_000), seed=1)
+    shifted = discrete_kl(observed, rng.poisson(4.0, size=200_000), seed=seeded(1))
     bias = (len(np.unique(observed)) - 1) / (2 * len(observed))
     assert abs(shifted.value - exact) < 4 * shifted.standard_error + bias, (shifted, exact)
-    same = discrete_kl(observed, rng.poisson(3.0, size=200_000), seed=1)
+    same = discrete_kl(observed, rng.poisson(3.0, size=200_000), seed=seeded(1))
     assert 0 <= same.value < 4 * same.standard_error + bias, same
 
 
@@ -145,7 +146,7 @@ def test_predictive_p_value_counts_ties_half():
     the 'p = 1' misfit a one-sided P(T_rep >= T_obs) reports."""
     import arviz as az
 
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seeded(2))
     observed = rng.poisson(2.0, size=(200, 1)).astype(float)
     replicated = rng.poisson(2.0, size=(1, 300, 200, 1)).astype(float)
     idata = az.from_dict(observed_data={"x": observed}, posterior_predictive={"x": replicated},
@@ -160,7 +161,7 @@ def test_padded_steps_are_not_loo_points():
     PSIS reads as Pareto k = inf; LOO must count only the real steps."""
     import arviz as az
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     ll = rng.normal(-1, 0.3, size=(2, 200, 3, 10))
     mask = np.ones((3, 10), bool)
     mask[1, 6:] = False
@@ -183,7 +184,7 @@ def test_anomaly_auroc_matches_the_binormal_value():
     the estimate is within 4 of its Hanley-McNeil standard errors."""
     from scipy import stats
 
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seeded(1))
     scores = np.concatenate([rng.normal(0, 1, 800), rng.normal(1, 1, 200)])
     labels = np.r_[np.zeros(800, bool), np.ones(200, bool)]
     result = checks.anomaly_auroc(scores, labels)

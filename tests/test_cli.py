@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run_cli
+from _seeds import seeded
 
 QUICK = ["--chains", "2", "--warmup", "150", "--draws", "150", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def csv_file(tmp_path_factory):
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     x = np.concatenate([rng.normal([0, 0], 0.5, size=(60, 2)), rng.normal([3, 2], 0.5, size=(60, 2))])
     path = tmp_path_factory.mktemp("data") / "points.csv"
     pd.DataFrame(x, columns=["u", "v"]).assign(label="x").to_csv(path, index=False)

@@ -5,9 +5,10 @@ import numpy as np
 import xarray as xr
 
 from probgen import diagnostics
+from _seeds import seeded
 
 
-def make_idata(posterior, diverging=None, energy=None, depth_hits=None, seed=0):
+def make_idata(posterior, diverging=None, energy=None, depth_hits=None, seed=seeded(0)):
     rng = np.random.default_rng(seed)
     chains, draws = next(iter(posterior.values())).shape[:2]
     stats = {
@@ -19,7 +20,7 @@ def make_idata(posterior, diverging=None, energy=None, depth_hits=None, seed=0):
     return az.from_dict(posterior=posterior, sample_stats=stats)
 
 
-def iid(chains=4, draws=1000, seed=0, shape=()):
+def iid(chains=4, draws=1000, seed=seeded(0), shape=()):
     return np.random.default_rng(seed).normal(size=(chains, draws) + shape)
 
 
@@ -28,14 +29,14 @@ def statuses(assessment):
 
 
 def test_well_mixed_chains_are_trusted():
-    assessment = diagnostics.assess(make_idata({"mu": iid(), "sigma": iid(seed=1, shape=(3,))}), "hmc")
+    assessment = diagnostics.assess(make_idata({"mu": iid(), "sigma": iid(seed=seeded(1), shape=(3,))}), "hmc")
     assert assessment.overall == "trusted", assessment.summary
 
 
 def test_a_chain_stuck_elsewhere_fails_r_hat_and_is_named():
     mu = iid()
     mu[3] += 1.0
-    assessment = diagnostics.assess(make_idata({"mu": mu, "other": iid(seed=2)}), "hmc")
+    assessment = diagnostics.assess(make_idata({"mu": mu, "other": iid(seed=seeded(2))}), "hmc")
     r_hat = next(v for v in assessment.verdicts if v.check == "r_hat")
     assert r_hat.status == "fail" and r_hat.value > 1.05
     assert "mu" in r_hat.reason
@@ -43,7 +44,7 @@ def test_a_chain_stuck_elsewhere_fails_r_hat_and_is_named():
 
 
 def test_autocorrelated_chains_fail_ess():
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seeded(3))
     x = np.zeros((4, 1000))
     for t in range(1, 1000):  # AR(1) with rho = 0.99: ESS about 1000 * 0.01 / 1.99 = 5 per chain
         x[:, t] = 0.99 * x[:, t - 1] + rng.normal(size=4) * np.sqrt(1 - 0.99**2)
@@ -61,7 +62,7 @@ def test_divergences_fail_with_counts_per_chain():
 
 
 def test_low_bfmi_warns():
-    energy = np.cumsum(np.random.default_rng(4).normal(size=(4, 1000)), axis=1)  # a random walk
+    energy = np.cumsum(np.random.default_rng(seeded(4)).normal(size=(4, 1000)), axis=1)  # a random walk
     assessment = diagnostics.assess(make_idata({"mu": iid()}, energy=energy), "hmc")
     assert statuses(assessment)["bfmi"] == "warn"
     assert assessment.overall == "suspect"
@@ -78,7 +79,7 @@ def test_constant_elements_are_ignored_not_failed():
     # The first row of a 2x2 correlation Cholesky factor is (1, 0) in every draw.
     chol = np.zeros((4, 1000, 2, 2))
     chol[..., 0, 0] = 1.0
-    varying = np.tanh(iid(seed=5)) * 0.5
+    varying = np.tanh(iid(seed=seeded(5))) * 0.5
     chol[..., 1, 0] = varying
     chol[..., 1, 1] = np.sqrt(1 - varying**2)
     assessment = diagnostics.assess(make_idata({"corr_cholesky": chol}), "hmc")

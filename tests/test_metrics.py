@@ -22,6 +22,7 @@ from scipy import stats
 from sklearn.metrics import mutual_info_score
 
 from probgen import metrics
+from _seeds import seeded
 
 KNN_TOLERANCE = {  # bias + 4 sd, from the table above
     1: {"entropy": 0.08, "kl": 0.10},
@@ -85,9 +86,9 @@ def test_mutual_information_of_a_bivariate_normal(rho):
     assert metrics.gaussian_mutual_information(covariance, [0]).value == pytest.approx(truth, abs=1e-12)
     joint = dist.MultivariateNormal(jnp.zeros(2), jnp.asarray(covariance))
     marginal = dist.Normal(0.0, 1.0).expand([1]).to_event(1)
-    estimate = metrics.mutual_information_monte_carlo(joint, marginal, marginal, 1, jax.random.PRNGKey(0), 20_000)
+    estimate = metrics.mutual_information_monte_carlo(joint, marginal, marginal, 1, jax.random.PRNGKey(seeded(0)), 20_000)
     assert abs(estimate.value - truth) < 4 * estimate.standard_error + 1e-4
-    z = np.random.default_rng(1).multivariate_normal([0, 0], covariance, 2000)
+    z = np.random.default_rng(seeded(1)).multivariate_normal([0, 0], covariance, 2000)
     # KSG at n = 2,000: measured error sd <= 0.029 over 20 replications, |bias| < 0.006.
     assert abs(metrics.mutual_information_knn(z[:, :1], z[:, 1:]).value - truth) < 0.12
 
@@ -98,12 +99,12 @@ def test_block_gaussian_mutual_information_by_monte_carlo():
     joint = dist.MultivariateNormal(jnp.zeros(5), jnp.asarray(S))
     x_marginal = dist.MultivariateNormal(jnp.zeros(2), jnp.asarray(S[:2, :2]))
     y_marginal = dist.MultivariateNormal(jnp.zeros(3), jnp.asarray(S[2:, 2:]))
-    estimate = metrics.mutual_information_monte_carlo(joint, x_marginal, y_marginal, 2, jax.random.PRNGKey(3), 20_000)
+    estimate = metrics.mutual_information_monte_carlo(joint, x_marginal, y_marginal, 2, jax.random.PRNGKey(seeded(3)), 20_000)
     assert abs(estimate.value - truth) < 4 * estimate.standard_error
 
 
 def test_jensen_shannon_limits_and_agreement():
-    key = jax.random.PRNGKey(0)
+    key = jax.random.PRNGKey(seeded(0))
     p = dist.Normal(0.0, 1.0)
     same = metrics.js_monte_carlo(p, p, key)
     assert abs(same.value) < 1e-6
@@ -111,7 +112,7 @@ def test_jensen_shannon_limits_and_agreement():
     assert far.value == pytest.approx(math.log(2), abs=1e-6)
     q = dist.Normal(1.0, 1.5)
     monte_carlo = metrics.js_monte_carlo(p, q, key, 40_000)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     knn = metrics.js_knn(rng.normal(0, 1, 4000), rng.normal(1, 1.5, 4000))
     # Both estimate the same number; 1-D k-NN entropies are nearly unbiased (table above).
     assert abs(monte_carlo.value - knn.value) < 4 * math.hypot(monte_carlo.standard_error, knn.standard_error) + 0.02
@@ -123,10 +124,10 @@ def test_mixture_kl_needs_monte_carlo_and_agrees_with_knn():
     mixture = GaussianMixture(jnp.array([0.4, 0.6]), jnp.array([[-2.0, 0.0], [2.0, 1.0]]),
                               jnp.broadcast_to(jnp.eye(2), (2, 2, 2)))
     gaussian = dist.MultivariateNormal(jnp.array([0.4, 0.6]), jnp.diag(jnp.array([5.0, 1.5])))
-    estimate = metrics.kl_monte_carlo(mixture, gaussian, jax.random.PRNGKey(0), 40_000)
+    estimate = metrics.kl_monte_carlo(mixture, gaussian, jax.random.PRNGKey(seeded(0)), 40_000)
     assert estimate.value > 0
-    x = np.asarray(mixture.sample(jax.random.PRNGKey(1), (2000,)))
-    y = np.asarray(gaussian.sample(jax.random.PRNGKey(2), (2000,)))
+    x = np.asarray(mixture.sample(jax.random.PRNGKey(seeded(1)), (2000,)))
+    y = np.asarray(gaussian.sample(jax.random.PRNGKey(seeded(2)), (2000,)))
     assert abs(metrics.kl_knn(x, y).value - estimate.value) < KNN_TOLERANCE[2]["kl"] + 4 * estimate.standard_error
 
 
@@ -146,7 +147,7 @@ def test_discrete_versions_match_scipy_and_sklearn():
 
 
 def test_predictive_scores():
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     log_lik = np.log(rng.uniform(0.1, 1.0, size=(1, 50))).repeat(10, axis=0)  # every draw the same
     scores = metrics.predictive_scores(log_lik, num_dims=2)
     assert scores["log_predictive_density"] == pytest.approx(log_lik[0].sum())
@@ -173,11 +174,11 @@ def test_aggregate_posterior_mutual_information_of_a_gaussian_channel():
     nats here, so the check allows 4 SE + 0.01."""
     import jax
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     x = rng.normal(size=(3000, 2))
     a, s = np.array([1.5, 0.5]), np.array([0.5, 0.8])
     loc, scale = x * a, np.broadcast_to(s, x.shape)
     exact = float(np.sum(0.5 * np.log1p(a**2 / s**2)))
-    estimate = metrics.aggregate_posterior_mutual_information(loc, scale, jax.random.PRNGKey(0), 4000)
+    estimate = metrics.aggregate_posterior_mutual_information(loc, scale, jax.random.PRNGKey(seeded(0)), 4000)
     assert abs(estimate.value - exact) < 4 * estimate.standard_error + 0.01, (estimate, exact)
     assert estimate.value <= np.log(3000)

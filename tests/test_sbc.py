@@ -11,6 +11,7 @@ import pytest
 
 from probgen import ModelInputs, ModelSpec, Option
 from probgen.sbc import run_sbc
+from _seeds import seeded
 
 
 def normal_mean(x=None, *, num_points, noise_sd=1.0):
@@ -35,7 +36,7 @@ SIMULATIONS = 400
 
 @pytest.fixture(scope="module")
 def calibrated():
-    return run_sbc(SPEC, DESIGN, "nuts", simulations=SIMULATIONS, seed=0, **SETTINGS)
+    return run_sbc(SPEC, DESIGN, "nuts", simulations=SIMULATIONS, seed=seeded(0), **SETTINGS)
 
 
 def test_correct_inference_passes(calibrated):
@@ -52,7 +53,7 @@ def test_wrong_likelihood_variance_fails(fitted_sd):
     # Data simulated with noise sd 1, fitted as if it were 3 (or 1.5): the posterior is too wide
     # and shrunk too far, the ranks pile up in the middle. With 400 simulations the measured
     # adjusted p-values are 1e-15 and 5e-9; at 100 simulations the 1.5 case was not detectable.
-    broken = run_sbc(SPEC, DESIGN, "nuts", simulations=SIMULATIONS, seed=0, options={"noise_sd": fitted_sd},
+    broken = run_sbc(SPEC, DESIGN, "nuts", simulations=SIMULATIONS, seed=seeded(0), options={"noise_sd": fitted_sd},
                      simulation_options={"noise_sd": 1.0}, **SETTINGS)
     assert not broken.passed
     assert broken.uniformity.loc["mu", "p_adjusted"] < 1e-4
@@ -62,9 +63,9 @@ def test_wrong_likelihood_variance_fails(fitted_sd):
 def test_svi_is_calibrated_on_a_gaussian_posterior():
     # The posterior of a normal mean is normal, so a mean-field normal guide is exact and SVI's
     # ranks must be uniform (same false-alarm rate of 0.01 as above).
-    result = run_sbc(SPEC, DESIGN, "svi", simulations=200, seed=0, num_draws=49, progress=False, steps=2000)
+    result = run_sbc(SPEC, DESIGN, "svi", simulations=200, seed=seeded(0), num_draws=49, progress=False, steps=2000)
     assert result.passed, result.summary()
-    broken = run_sbc(SPEC, DESIGN, "svi", simulations=200, seed=0, num_draws=49, progress=False, steps=2000,
+    broken = run_sbc(SPEC, DESIGN, "svi", simulations=200, seed=seeded(0), num_draws=49, progress=False, steps=2000,
                      options={"noise_sd": 3.0}, simulation_options={"noise_sd": 1.0})
     assert not broken.passed
 
@@ -72,8 +73,8 @@ def test_svi_is_calibrated_on_a_gaussian_posterior():
 def test_dask_workers_give_the_in_process_ranks():
     # The same seeds give the same simulations and the same fits wherever they run.
     reference = str(pathlib.Path(__file__).resolve())  # workers load the spec from this file
-    spread = run_sbc(reference, DESIGN, "nuts", simulations=24, seed=3, workers=2, **SETTINGS)
-    local = run_sbc(reference, DESIGN, "nuts", simulations=24, seed=3, **SETTINGS)
+    spread = run_sbc(reference, DESIGN, "nuts", simulations=24, seed=seeded(3), workers=2, **SETTINGS)
+    local = run_sbc(reference, DESIGN, "nuts", simulations=24, seed=seeded(3), **SETTINGS)
     assert spread.settings["executor"].startswith("dask")
     pd.testing.assert_frame_equal(spread.ranks, local.ranks)
 
@@ -95,7 +96,7 @@ def test_failed_fits_are_counted_not_dropped(monkeypatch):
         return sometimes_fails
 
     monkeypatch.setattr(mcmc, "compiled_refit", with_planted_failures)
-    result = run_sbc(SPEC, DESIGN, "nuts", simulations=9, seed=1, **SETTINGS)
+    result = run_sbc(SPEC, DESIGN, "nuts", simulations=9, seed=seeded(1), **SETTINGS)
     assert len(result.failures) == 3 and "planted failure" in result.failures[0]["error"]
     assert result.ranks["mu"].isna().sum() == 3 and len(result.ranks) == 9
     assert "3 failed" in result.summary()

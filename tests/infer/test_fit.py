@@ -14,6 +14,7 @@ import pytest
 from probgen import ModelInputs, ModelSpec, diagnostics
 from probgen.errors import InferenceError
 from probgen.infer import default_settings, fit
+from _seeds import seeded
 
 PRIOR_SD = 10.0
 
@@ -35,7 +36,7 @@ SPEC = ModelSpec(name="normal_mean", model=normal_mean, prepare=prepare)
 
 @pytest.fixture(scope="module")
 def frame():
-    return pd.DataFrame({"x": np.random.default_rng(0).normal(2.0, 1.0, size=50)})
+    return pd.DataFrame({"x": np.random.default_rng(seeded(0)).normal(2.0, 1.0, size=50)})
 
 
 def exact_posterior(frame):
@@ -46,7 +47,7 @@ def exact_posterior(frame):
 
 @pytest.mark.parametrize("method", ["nuts", "hmc"])
 def test_mcmc_matches_the_conjugate_posterior(frame, method):
-    result = fit(SPEC, frame, method, seed=1, progress=False, chains=4, warmup=500, draws=1000)
+    result = fit(SPEC, frame, method, seed=seeded(1), progress=False, chains=4, warmup=500, draws=1000)
     mean, sd = exact_posterior(frame)
     draws = result.idata.posterior["mu"]
     mcse = float(az.mcse(result.idata, var_names=["mu"])["mu"])
@@ -61,7 +62,7 @@ def test_mcmc_matches_the_conjugate_posterior(frame, method):
 
 
 def test_svi_matches_the_conjugate_posterior(frame):
-    result = fit(SPEC, frame, "svi", seed=1, progress=False)
+    result = fit(SPEC, frame, "svi", seed=seeded(1), progress=False)
     mean, sd = exact_posterior(frame)
     draws = result.idata.posterior["mu"].values.ravel()
     assert result.settings["converged"]
@@ -75,7 +76,7 @@ def test_svi_matches_the_conjugate_posterior(frame):
 
 
 def test_map_finds_the_posterior_mode(frame):
-    result = fit(SPEC, frame, "map", seed=1, progress=False)
+    result = fit(SPEC, frame, "map", seed=seeded(1), progress=False)
     mean, sd = exact_posterior(frame)
     assert result.idata.posterior["mu"].shape == (1, 1)
     assert abs(float(result.idata.posterior["mu"].values.item()) - mean) < 0.01 * sd
@@ -83,7 +84,7 @@ def test_map_finds_the_posterior_mode(frame):
 
 
 def test_posterior_predictive_has_the_predictive_spread(frame):
-    result = fit(SPEC, frame, "nuts", seed=2, progress=False, chains=2, warmup=300, draws=500)
+    result = fit(SPEC, frame, "nuts", seed=seeded(2), progress=False, chains=2, warmup=300, draws=500)
     predictive = result.idata.posterior_predictive["x"].values
     _, sd = exact_posterior(frame)
     expected_sd = np.sqrt(1 + sd**2)
@@ -109,7 +110,7 @@ def test_held_out_rows_are_scored_against_the_exact_posterior_predictive(frame):
     from probgen import checks
     from probgen.data import from_frame
 
-    result = fit(SPEC, frame, "nuts", seed=3, progress=False, chains=2, warmup=300, draws=1000, holdout=0.2)
+    result = fit(SPEC, frame, "nuts", seed=seeded(3), progress=False, chains=2, warmup=300, draws=1000, holdout=0.2)
     training, held_out = from_frame(frame).split(0.2, 3)  # the split fit() made: same fraction, same seed
     assert len(held_out.frame) == 10 and len(training.frame) == 40
     assert result.idata.observed_data["x"].shape == (40,)
@@ -135,7 +136,7 @@ def test_held_out_rows_are_scored_against_the_exact_posterior_predictive(frame):
 def test_prior_predictive_follows_the_prior_and_flags_a_prior_data_conflict(frame):
     from probgen import checks
 
-    result = fit(SPEC, frame, "map", seed=4, progress=False)  # the prior groups come with any method
+    result = fit(SPEC, frame, "map", seed=seeded(4), progress=False)  # the prior groups come with any method
     prior_mu = result.idata.prior["mu"].values.ravel()
     prior_x = result.idata.prior_predictive["x"].values
     assert prior_x.shape == (1, 500, 50) and prior_mu.shape == (500,)
@@ -145,7 +146,7 @@ def test_prior_predictive_follows_the_prior_and_flags_a_prior_data_conflict(fram
     np.testing.assert_allclose(prior_x.mean(-1).ravel(), prior_mu, atol=4 / np.sqrt(50))
     typical = checks.predictive_check(result.idata, "prior_predictive").table.set_index("statistic")
     assert typical["p_value"].between(0.025, 0.975).all(), typical  # data near 2, prior sd 10
-    far = fit(SPEC, frame.assign(x=frame["x"] + 100.0), "map", seed=4, progress=False)
+    far = fit(SPEC, frame.assign(x=frame["x"] + 100.0), "map", seed=seeded(4), progress=False)
     conflict = checks.predictive_check(far.idata, "prior_predictive").table.set_index("statistic")
     # a mean of 102 is 10 prior sd out: no prior draw reaches it
     assert conflict.loc["mean", "p_value"] == 0.0 and "the prior and the data disagree" in conflict.loc["mean", "reading"]

@@ -10,17 +10,18 @@ import pytest
 from probgen.errors import ModelError
 from probgen.infer import fit
 from probgen.models import bnn
+from _seeds import seeded
 
 NOISE_SD = 0.5  # known noise, standardised target units
 
 
 @pytest.fixture(scope="module")
 def linear_fit():
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     x = rng.normal(size=(80, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -2.0]
     y = x @ np.array([0.8, -0.3, 1.5]) + 0.4 + rng.normal(0.0, 1.0, size=80)
     frame = pd.DataFrame(x, columns=["a", "b", "c"]).assign(y=y)
-    result = fit("bnn", frame, "nuts", options={"hidden": "0", "noise_sd": NOISE_SD, "prior_scale": 1.0}, seed=1,
+    result = fit("bnn", frame, "nuts", options={"hidden": "0", "noise_sd": NOISE_SD, "prior_scale": 1.0}, seed=seeded(1),
                  progress=False, chains=2, warmup=500, draws=1000)
     return result
 
@@ -111,11 +112,11 @@ def test_categorical_classifier_learns_three_classes_and_reports_calibration():
     that sum to one, and the report's calibration section."""
     from probgen.report import build_report
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seeded(3))
     centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     labels = rng.integers(0, 3, 300)
     frame = pd.DataFrame(centres[labels] + rng.normal(0, 0.7, (300, 2)), columns=["u", "v"]).assign(label=labels)
-    result = fit("bnn", frame, "map", options={"likelihood": "categorical", "hidden": "8"}, seed=0, holdout=0.3,
+    result = fit("bnn", frame, "map", options={"likelihood": "categorical", "hidden": "8"}, seed=seeded(0), holdout=0.3,
                  progress=False)
     evaluation = bnn.held_out_evaluation(result.idata, result.options)
     # Bayes-optimal accuracy for these blobs is about 0.97; 0.85 is many SEs (0.03) above chance

@@ -12,6 +12,7 @@ from probgen import data, diagnostics
 from probgen.errors import ModelError
 from probgen.infer import fit
 from probgen.models import gmm
+from _seeds import seeded
 
 
 def random_parameters(rng, K, D):
@@ -36,7 +37,7 @@ def test_mixture_density_matches_scipy(K, D):
 def test_mixture_density_matches_numpyro_mixture_in_float32():
     import numpyro.distributions as dist
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     weights, means, scale_tril, _ = (np.asarray(a, np.float32) for a in random_parameters(rng, 4, 3))
     x = rng.normal(size=(100, 3)).astype(np.float32)
     reference = dist.MixtureSameFamily(dist.Categorical(weights), dist.MultivariateNormal(means, scale_tril=scale_tril)).log_prob(x)
@@ -44,10 +45,10 @@ def test_mixture_density_matches_numpyro_mixture_in_float32():
 
 
 def test_mixture_samples_have_the_mixture_moments():
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seeded(1))
     weights, means, scale_tril, covariances = random_parameters(rng, 3, 2)
     n = 200_000
-    x = np.asarray(gmm.GaussianMixture(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)).sample(jax.random.PRNGKey(0), (n,)))
+    x = np.asarray(gmm.GaussianMixture(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)).sample(jax.random.PRNGKey(seeded(0)), (n,)))
     mean = weights @ means
     second = sum(w * (c + np.outer(m, m)) for w, m, c in zip(weights, means, covariances))
     covariance = second - np.outer(mean, mean)
@@ -61,7 +62,7 @@ def test_mixture_samples_have_the_mixture_moments():
 
 def test_ordered_normal_is_the_order_statistic_of_iid_normals():
     distribution = gmm.OrderedNormal(jnp.array(0.0), jnp.array(1.0), 2)
-    draws = np.asarray(distribution.sample(jax.random.PRNGKey(0), (100_000,)))
+    draws = np.asarray(distribution.sample(jax.random.PRNGKey(seeded(0)), (100_000,)))
     assert np.all(np.diff(draws, axis=1) >= 0)  # sorted; float32 ties occur about once in 1e5
     # E[max of two standard normals] = 1/sqrt(pi); its sd is about 0.83, so SE = 0.83/sqrt(1e5).
     assert abs(draws[:, 1].mean() - 1 / np.sqrt(np.pi)) < 5 * 0.83 / np.sqrt(100_000)
@@ -71,7 +72,7 @@ def test_ordered_normal_is_the_order_statistic_of_iid_normals():
 
 
 def test_relabelling_recovers_known_permutations():
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seeded(2))
     truth = np.array([[0.0, 0.0], [5.0, 1.0], [10.0, -1.0]])
     draws = truth + 0.3 * rng.normal(size=(500, 3, 2))
     permutations = np.stack([rng.permutation(3) for _ in range(500)])
@@ -130,22 +131,45 @@ def test_assignment_probabilities_agree_with_sklearn(faithful_fit):
     assert np.max(np.abs(ours - theirs)) < 0.1
 
 
+def _seed_starting_chains_in_both_labellings(faithful, first_seed: int) -> int:
+    """The first seed from `first_seed` on whose k-means starts (drawn as `fit` draws them: the
+    third of three keys split from the seed) put the long-eruption cluster first in some of the
+    4 chains and second in others. Under a random seed all 4 chains share a labelling with
+    probability 1/8, and the naive fit then shows nothing; choosing the seed makes the test
+    hold under any base seed."""
+    from probgen.spec import load_spec
+
+    spec = load_spec("gmm")
+    inputs = spec.prepare(faithful.frame, spec.resolve_options({"identify": "none"}))
+    for seed in range(first_seed, first_seed + 100):
+        init_key = jax.random.split(jax.random.PRNGKey(seed), 3)[2]
+        means = spec.init(inputs, init_key, 4)["means"][:, :, 0]
+        if len(set(np.argmax(means, axis=1).tolist())) == 2:
+            return seed
+    raise AssertionError("no seed in 100 starts the chains in both labellings")
+
+
 def test_naive_mixture_has_label_switching_ours_does_not():
     faithful = data.load("faithful")
-    settings = dict(chains=4, warmup=300, draws=300, seed=1, progress=False)
+    seed = _seed_starting_chains_in_both_labellings(faithful, seeded(1))
+    settings = dict(chains=4, warmup=300, draws=300, seed=seed, progress=False)
     naive = fit("gmm", faithful, "nuts", options={"identify": "none"}, **settings)
-    # Seed 1 starts two chains in each labelling (checked: chain means of mu[0, eruptions] are
-    # ~2.03, 2.03, 4.29, 4.29), so the pooled chains straddle two modes.
+    # The chains start in both labellings and the two modes are far apart (eruption means ~2.0
+    # and ~4.3 min), so the pooled chains straddle two modes: R-hat far above 1.
     assert float(az.rhat(naive.idata, var_names=["means"])["means"].max()) > 1.2
     for identify in ("ordered", "relabel"):
         ours = fit("gmm", faithful, "nuts", options={"identify": identify}, **settings)
         r_hat = az.rhat(ours.idata, var_names=["means", "weights"])
-        assert max(float(r_hat[v].max()) for v in r_hat.data_vars) <= 1.01, identify
+        # Converged chains: split R-hat - 1 is about chi2(7)/7 / (2 ESS per split chain); with
+        # ~40-80 effective draws per split chain its largest value over 14 quantities reaches
+        # ~0.02-0.03 by chance (1.014 was seen on another CPU), so 1.01 sits inside Monte Carlo
+        # noise. A switching chain gives R-hat > 1.2, so 1.05 separates the two cases.
+        assert max(float(r_hat[v].max()) for v in r_hat.data_vars) <= 1.05, identify
 
 
 def test_map_matches_sklearn_em_log_likelihood():
     x, reference = sklearn_reference()
-    result = fit("gmm", "faithful", "map", seed=0, progress=False)
+    result = fit("gmm", "faithful", "map", seed=seeded(0), progress=False)
     log_likelihood_map = float(result.idata.log_likelihood["x"].sum())
     log_likelihood_em = reference.score(x) * len(x)
     # MAP maximises likelihood x weak prior, so it can only lose a little likelihood against
@@ -165,7 +189,7 @@ TRUTH = {
 }
 
 
-def simulated_frame(n=600, seed=0):
+def simulated_frame(n=600, seed=seeded(0)):
     import pandas as pd
 
     params = {k: v[None] for k, v in TRUTH.items()}
@@ -181,7 +205,7 @@ def test_simulator_reproduces_given_parameters():
 
 
 def test_nuts_recovers_simulated_truth():
-    result = fit("gmm", simulated_frame(), "nuts", options={"num_components": 3}, seed=3, progress=False,
+    result = fit("gmm", simulated_frame(), "nuts", options={"num_components": 3}, seed=seeded(3), progress=False,
                  chains=4, warmup=500, draws=500)
     posterior = result.idata.posterior
     assert diagnostics.assess(result.idata, "nuts", result.settings).overall in ("trusted", "suspect")
@@ -194,9 +218,9 @@ def test_nuts_recovers_simulated_truth():
 
 
 def test_nuts_and_svi_agree():
-    frame = simulated_frame(seed=4)
-    nuts = fit("gmm", frame, "nuts", options={"num_components": 3}, seed=0, progress=False, warmup=500, draws=500)
-    svi = fit("gmm", frame, "svi", options={"num_components": 3}, seed=0, progress=False)
+    frame = simulated_frame(seed=seeded(4))
+    nuts = fit("gmm", frame, "nuts", options={"num_components": 3}, seed=seeded(0), progress=False, warmup=500, draws=500)
+    svi = fit("gmm", frame, "svi", options={"num_components": 3}, seed=seeded(0), progress=False)
     assert svi.settings["converged"]
     for name in ("means", "weights"):
         nuts_mean = nuts.idata.posterior[name].mean(("chain", "draw")).values
@@ -209,9 +233,9 @@ def test_nuts_and_svi_agree():
 
 def test_same_seed_same_draws_different_seed_different_draws():
     settings = dict(chains=2, warmup=100, draws=100, progress=False)
-    first = fit("gmm", "faithful", "nuts", seed=7, **settings).idata.posterior["means"].values
-    again = fit("gmm", "faithful", "nuts", seed=7, **settings).idata.posterior["means"].values
-    other = fit("gmm", "faithful", "nuts", seed=8, **settings).idata.posterior["means"].values
+    first = fit("gmm", "faithful", "nuts", seed=seeded(7), **settings).idata.posterior["means"].values
+    again = fit("gmm", "faithful", "nuts", seed=seeded(7), **settings).idata.posterior["means"].values
+    other = fit("gmm", "faithful", "nuts", seed=seeded(8), **settings).idata.posterior["means"].values
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 
@@ -219,7 +243,7 @@ def test_same_seed_same_draws_different_seed_different_draws():
 def test_standardised_fit_reports_original_units(faithful_fit):
     from probgen.report import summary_table
 
-    standardised = fit("gmm", "faithful", "nuts", standardize=True, seed=0, progress=False, warmup=500, draws=500)
+    standardised = fit("gmm", "faithful", "nuts", standardize=True, seed=seeded(0), progress=False, warmup=500, draws=500)
     table, units = summary_table(standardised.idata, gmm.SPEC, standardised.config())
     assert units.startswith("original data units")
     raw = faithful_fit.idata.posterior["means"]
@@ -234,14 +258,14 @@ def test_standardised_fit_reports_original_units(faithful_fit):
 def test_diagonal_and_one_dimensional_mixtures_recover_their_means():
     import pandas as pd
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seeded(5))
     two_d = np.concatenate([rng.normal([-3, 1], [0.5, 1.5], size=(200, 2)), rng.normal([3, -1], [1.0, 0.4], size=(300, 2))])
     one_d = two_d[:, :1]
     for frame, covariance, truth in (
         (pd.DataFrame(two_d, columns=["a", "b"]), "diagonal", np.array([[-3, 1], [3, -1]])),
         (pd.DataFrame(one_d, columns=["a"]), "full", np.array([[-3], [3]])),
     ):
-        result = fit("gmm", frame, "nuts", options={"covariance": covariance}, seed=0, progress=False,
+        result = fit("gmm", frame, "nuts", options={"covariance": covariance}, seed=seeded(0), progress=False,
                      chains=2, warmup=300, draws=300)
         posterior = result.idata.posterior
         mean = posterior["means"].mean(("chain", "draw")).values
@@ -253,7 +277,7 @@ def test_diagonal_and_one_dimensional_mixtures_recover_their_means():
 
 
 def test_svi_with_a_full_rank_guide_agrees_with_the_mean_field_one(faithful_fit):
-    mvn = fit("gmm", "faithful", "svi", seed=0, progress=False, guide="mvn", draws=2000)
+    mvn = fit("gmm", "faithful", "svi", seed=seeded(0), progress=False, guide="mvn", draws=2000)
     nuts = faithful_fit.idata.posterior
     ours = mvn.idata.posterior
     assert mvn.settings["converged"]

@@ -12,6 +12,7 @@ from scipy import stats
 
 from probgen.errors import ModelError
 from probgen.models import hmm
+from _seeds import seeded
 
 hmmlearn = pytest.importorskip("hmmlearn.hmm")
 
@@ -75,7 +76,7 @@ KINDS = ["diag", "full", "poisson", "categorical"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_log_likelihood_equals_brute_force_enumeration(kind):
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seeded(1))
     for K, T in ((2, 6), (3, 5)):
         _, name, params, X, pi, A = emission_setup(kind, rng, K, T)
         with jax.enable_x64(True):
@@ -95,7 +96,7 @@ def test_log_likelihood_equals_brute_force_enumeration(kind):
 def test_log_likelihood_equals_hmmlearn_up_to_T_100000(kind):  # one kind by default, all four in test-slow
     # float32 throughout: each step's term has relative error ~1e-7 and the sum is pairwise,
     # so 1e-6 relative holds with room (measured 3e-8 at T = 100,000)
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seeded(2))
     for T in (1000, 100_000):
         model, name, params, X, pi, A = emission_setup(kind, rng, 3, T)
         reference = model.score(X.astype(int) if name != "gaussian" else X)
@@ -106,7 +107,7 @@ def test_log_likelihood_equals_hmmlearn_up_to_T_100000(kind):  # one kind by def
 
 @pytest.mark.slow  # 23 s on 2 cores
 def test_no_underflow_at_a_million_steps_and_the_two_algorithms_agree():
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seeded(3))
     model, name, params, X, pi, A = emission_setup("diag", rng, 4, 1_000_000)
     scan = our_loglik(name, params, X, pi, A, False)
     parallel = our_loglik(name, params, X, pi, A, True)
@@ -117,7 +118,7 @@ def test_no_underflow_at_a_million_steps_and_the_two_algorithms_agree():
 
 
 def test_viterbi_and_smoothed_marginals_equal_hmmlearn():
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seeded(4))
     model, name, params, X, pi, A = emission_setup("diag", rng, 3, 3000)
     log_emission = hmm.emission_log_probs(jnp.asarray(X, jnp.float32), name,
                                           {k: jnp.asarray(v, jnp.float32) for k, v in params.items()})
@@ -130,14 +131,14 @@ def test_viterbi_and_smoothed_marginals_equal_hmmlearn():
     np.testing.assert_allclose(marginals, model.predict_proba(X), atol=1e-4)
     # forward-filtering backward-sampling: path frequencies estimate the smoothed marginals;
     # each frequency over 2000 paths has sd <= 0.0112, so 0.06 is more than 5 sd
-    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+    keys = jax.random.split(jax.random.PRNGKey(seeded(0)), 2000)
     paths = np.asarray(jax.jit(jax.vmap(hmm.sample_path, in_axes=(0, None, None, None, None)))(keys, *args))
     frequencies = np.stack([(paths == k).mean(0) for k in range(3)], axis=-1)
     assert np.abs(frequencies - marginals).max() < 0.06
 
 
 def test_padded_sequences_score_like_separate_ones():
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seeded(5))
     model, name, params, X, pi, A = emission_setup("diag", rng, 2, 300)
     lengths = [120, 50, 130]
     starts = np.cumsum([0] + lengths[:-1])
@@ -175,13 +176,13 @@ def test_bad_input_is_named(frame, options, message):
 def test_nuts_recovers_simulated_parameters_and_decodes_the_states():
     from probgen.infer import fit
 
-    rng = np.random.default_rng(6)
+    rng = np.random.default_rng(seeded(6))
     A = np.array([[0.95, 0.05], [0.10, 0.90]])
     model = hmmlearn.GaussianHMM(2, covariance_type="diag")
     model.startprob_, model.transmat_ = np.array([0.5, 0.5]), A
     model.means_, model.covars_ = np.array([[-1.0], [2.0]]), np.array([[0.5], [1.0]]) ** 2
     X, Z = model.sample(600, random_state=6)
-    result = fit("hmm", pd.DataFrame({"y": X[:, 0]}), "nuts", seed=1, progress=False, chains=2, warmup=400,
+    result = fit("hmm", pd.DataFrame({"y": X[:, 0]}), "nuts", seed=seeded(1), progress=False, chains=2, warmup=400,
                  draws=400)
     posterior = result.idata.posterior
     # The truth lies within 3 posterior sd (a 0.3% miss each if the posterior is right;
@@ -210,10 +211,10 @@ def test_forecast_split_scores_each_held_out_step_given_its_past():
     with the training rows as history: per sequence score(whole) - score(start) by hmmlearn."""
     from probgen.data import Dataset
 
-    rng = np.random.default_rng(9)
+    rng = np.random.default_rng(seeded(9))
     model, name, params, X, pi, A = emission_setup("diag", rng, 2, 200)
     frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "id": np.repeat([4, 2], [120, 80])})
-    train, held = Dataset(frame, "test", "0").split(0.25, seed=0, sequence_column="id")
+    train, held = Dataset(frame, "test", "0").split(0.25, seed=seeded(0), sequence_column="id")
     assert held.frame["id"].tolist() == [4] * 30 + [2] * 20 and held.holdout["kind"].startswith("last rows")
     np.testing.assert_array_equal(held.frame[["a", "b"]].to_numpy(), np.concatenate([X[90:120], X[180:200]]))
     options = hmm.SPEC.resolve_options({"sequence_column": "id"})
@@ -238,11 +239,11 @@ def test_holdout_keeps_out_the_end_of_each_sequence_and_scores_it_given_the_past
     from probgen.checks import held_out_scores
     from probgen.infer import fit
 
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(seeded(8))
     model, name, params, X, pi, A = emission_setup("diag", rng, 2, 200)
     lengths = [120, 80]
     frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "id": np.repeat([4, 2], lengths)})
-    result = fit("hmm", frame, "map", options={"sequence_column": "id"}, seed=3, progress=False, holdout=0.25,
+    result = fit("hmm", frame, "map", options={"sequence_column": "id"}, seed=seeded(3), progress=False, holdout=0.25,
                  steps=100, restarts=1)
     idata = result.idata
     assert result.inputs.kwargs["mask"].sum(1).tolist() == [90, 60]  # the first 75% of each sequence is fitted
@@ -274,7 +275,7 @@ def test_sbc_passes_on_a_small_hmm():
     from probgen.sbc import run_sbc
 
     design = pd.DataFrame({"y": np.linspace(-3.0, 3.0, 60)})  # the prior's location and scale; values unfitted
-    result = run_sbc("hmm", design, "nuts", options={"num_states": 2}, simulations=200, seed=0, num_draws=49,
+    result = run_sbc("hmm", design, "nuts", options={"num_states": 2}, simulations=200, seed=seeded(0), num_draws=49,
                      progress=False, chains=1, warmup=300, draws=500)
     assert result.passed, result.summary()
     assert not result.failures
@@ -290,7 +291,7 @@ def test_simulator_behind_probgen_sample_follows_the_chain():
     params = {"init_probs": np.array([[0.5, 0.5]]), "transition": A[None],
               "means": np.array([[[-10.0], [10.0]]]), "scales": np.array([[[0.01], [0.01]]]),
               "scale_tril": np.array([[[[0.01]], [[0.01]]]])}
-    values = hmm.SPEC.simulate(jax.random.PRNGKey(0), params, 20_000)
+    values = hmm.SPEC.simulate(jax.random.PRNGKey(seeded(0)), params, 20_000)
     assert values.shape == (20_000, 1)
     states = (values[:, 0] > 0).astype(int)
     for i in range(2):
@@ -305,7 +306,7 @@ def test_many_states_stay_stable_and_equal_hmmlearn(parallel):
     """K = 100 states over T = 10,000 steps (dynamax's stability case), float32, Poisson
     emissions with close rates so that many states share the probability at every step:
     both algorithms finite and within 1e-5 relative of hmmlearn's float64 score."""
-    rng = np.random.default_rng(10)
+    rng = np.random.default_rng(seeded(10))
     K, T = 100, 10_000
     pi, A = rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K)
     rates = np.linspace(1.0, 30.0, K)[:, None]

@@ -11,6 +11,7 @@ from scipy import stats
 from probgen.errors import ModelError
 from probgen.infer import amortized
 from probgen.models import vae
+from _seeds import seeded
 
 L, D = 2, 3
 LINEAR = vae.Architecture(num_dims=D, latent_dim=L, hidden=(), likelihood="gaussian")
@@ -42,10 +43,10 @@ def closed_form_elbo(x, K, b, sigma, A, c, E, e):
 
 
 def test_elbo_matches_the_closed_form_of_the_linear_gaussian_vae():
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seeded(0))
     params, truth = linear_params(rng)
     x = rng.normal(size=(40, D)).astype(np.float32)
-    weights = np.asarray(vae._per_example_log_weights(params, jnp.asarray(x), LINEAR, jax.random.PRNGKey(1), 4000))
+    weights = np.asarray(vae._per_example_log_weights(params, jnp.asarray(x), LINEAR, jax.random.PRNGKey(seeded(1)), 4000))
     estimate = weights.mean(0)
     standard_error = weights.std(0, ddof=1) / np.sqrt(len(weights))
     exact = closed_form_elbo(x.astype(np.float64), *truth)
@@ -54,7 +55,7 @@ def test_elbo_matches_the_closed_form_of_the_linear_gaussian_vae():
 
 
 def test_iwae_rises_with_k_and_stays_below_the_exact_log_likelihood():
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seeded(1))
     params, (K, b, sigma, *_) = linear_params(rng)
     x = rng.normal(size=(200, D)).astype(np.float32) + b.astype(np.float32)
     exact = stats.multivariate_normal(b, K.T @ K + np.diag(sigma**2)).logpdf(x).mean()
@@ -72,7 +73,7 @@ def test_iwae_rises_with_k_and_stays_below_the_exact_log_likelihood():
 def test_minibatch_elbo_is_scaled_to_the_whole_data_set():
     """Trace_ELBO on a subsampled plate: the mean of many minibatch estimates equals the
     full-data estimate (unbiased), which is what subsample_size's N / B scaling guarantees."""
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seeded(2))
     params, _ = linear_params(rng)
     x = jnp.asarray(rng.normal(size=(60, D)), jnp.float32)
     elbo = Trace_ELBO(num_particles=1)
@@ -84,15 +85,15 @@ def test_minibatch_elbo_is_scaled_to_the_whole_data_set():
         guide = handlers.substitute(vae.vae_guide, data=params)
         return elbo.loss(key, {}, model, guide, x, **LINEAR.kwargs(60, batch_size))
 
-    minibatch = np.asarray(jax.vmap(lambda k: loss(k, 10))(jax.random.split(jax.random.PRNGKey(0), 1500)))
-    full = np.asarray(jax.vmap(lambda k: loss(k, None))(jax.random.split(jax.random.PRNGKey(1), 1500)))
+    minibatch = np.asarray(jax.vmap(lambda k: loss(k, 10))(jax.random.split(jax.random.PRNGKey(seeded(0)), 1500)))
+    full = np.asarray(jax.vmap(lambda k: loss(k, None))(jax.random.split(jax.random.PRNGKey(seeded(1)), 1500)))
     se = np.sqrt(minibatch.var() / len(minibatch) + full.var() / len(full))
     assert abs(minibatch.mean() - full.mean()) < 4 * se, (minibatch.mean(), full.mean(), se)
     assert minibatch.std() > full.std()  # the subsampling noise is there, and only adds variance
 
 
 def small_problem():
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seeded(3))
     prototypes = rng.random((3, 16)) < 0.5
     rows = prototypes[rng.integers(3, size=300)] ^ (rng.random((300, 16)) < 0.05)
     x = rows.astype(np.float32)
@@ -111,7 +112,7 @@ def small_problem():
 
 def test_training_improves_the_heldout_elbo_and_resuming_gives_the_same_parameters(tmp_path):
     train_x, heldout_x, kwargs, evaluate, settings = small_problem()
-    key = jax.random.PRNGKey(0)
+    key = jax.random.PRNGKey(seeded(0))
     whole = amortized.train(vae.vae_model, vae.vae_guide, kwargs, train_x, heldout_x, settings, key, evaluate,
                             progress=False)
     assert whole.history["heldout_elbo"][-1] > whole.history["heldout_elbo"][0] + 1.0
