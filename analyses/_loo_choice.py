@@ -1,7 +1,7 @@
 """Shared by the studies: fit one model family at several sizes and choose among them by PSIS-LOO.
 
 Not part of the library (the library's pieces are `probgen.infer.fit`, `probgen.diagnostics.assess`,
-`probgen.checks.compare` and `probgen.checks.choose_simplest`); this only strings them together
+`probgen.loo.compare` and `probgen.loo.choose_simplest`); this only strings them together
 the same way for every study.
 """
 
@@ -51,7 +51,7 @@ class Choice:
 def fit_and_choose(model: str, dataset, candidates: dict, *, method: str = "nuts", seed: int = 0,
                    progress: bool = True, **settings) -> Choice:
     """candidates: name -> model options, from the simplest to the most complex."""
-    from probgen import checks, diagnostics
+    from probgen import diagnostics, loo
     from probgen.infer import fit
 
     fits, verdicts = {}, {}
@@ -62,7 +62,7 @@ def fit_and_choose(model: str, dataset, candidates: dict, *, method: str = "nuts
         result.model_reference = model
         fits[name], verdicts[name] = result, diagnostics.assess(result.idata, method, result.settings)
     convergence = {name: verdict.overall for name, verdict in verdicts.items()}
-    table, reading = checks.compare({name: f.idata for name, f in fits.items()}, convergence=convergence)
+    table, reading = loo.compare({name: f.idata for name, f in fits.items()}, convergence=convergence)
     table = table[["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "warning", "convergence"]]
-    chosen, reason = checks.choose_simplest({name: f.idata for name, f in fits.items()}, list(candidates), convergence)
+    chosen, reason = loo.choose_simplest({name: f.idata for name, f in fits.items()}, list(candidates), convergence)
     return Choice(fits, verdicts, table, reading, chosen, reason)

@@ -376,7 +376,7 @@ def report(idata, config: dict):
     scores, data), so `probgen report RUN_DIR` rebuilds the same report."""
     import pandas as pd
 
-    from probgen import checks, metrics as information
+    from probgen import checks, two_sample, metrics as information
     from probgen.infer.amortized import params_from_dataset
     from probgen.report import Section
 
@@ -466,7 +466,7 @@ def report(idata, config: dict):
 
     # ---- generated vs held-out --------------------------------------------------------------
     generated = np.asarray(sample_images(params, architecture, jax.random.fold_in(key, 2), len(x_held), mean=False))
-    tests = checks.two_sample_tests(generated, x_held, seed=seed, names=list(map(str, idata.held_out_data["feature"].values)))
+    tests = two_sample.two_sample_tests(generated, x_held, seed=seed, names=list(map(str, idata.held_out_data["feature"].values)))
     test_table = pd.DataFrame([t.as_dict() for t in tests]).set_index("test")[["statistic", "p_value", "reading"]]
     sections.append(Section(
         "Generated against held-out data",

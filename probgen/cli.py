@@ -378,21 +378,21 @@ def _predict(args) -> int:
 
 
 def _compare(args) -> int:
-    from probgen import report
+    from probgen import comparison as comparing, report
 
     if args.out:
         report.check_destination(Path(args.out), args.overwrite)
-    comparison = report.compare_runs(args.run_dirs)
+    comparison = comparing.compare_runs(args.run_dirs)
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(comparison.table.to_string())
     print()
     print(comparison.reading)
-    for line in report.pareto_lines(comparison):
+    for line in comparing.pareto_lines(comparison):
         print(line)
     if args.out:
-        folder = report.write_comparison(comparison, args.out, overwrite=args.overwrite)
+        folder = comparing.write_comparison(comparison, args.out, overwrite=args.overwrite)
         print(f"comparison report: {folder / 'comparison.html'}")
     return 0
 

@@ -201,7 +201,7 @@ def uniformity(ranks: pd.DataFrame, num_draws: int, alpha: float = 0.01) -> pd.D
     Holm-adjusted across parameters."""
     from scipy import stats
 
-    from probgen.checks import holm
+    from probgen.two_sample import holm
 
     rows = []
     edges = np.linspace(-0.5, num_draws + 0.5, UNIFORMITY_BINS + 1)
@@ -377,7 +377,7 @@ def figures(result: SBCResult) -> dict[str, bytes]:
 
 
 def render_markdown(result: SBCResult) -> str:
-    from probgen.report import markdown_table
+    from probgen.render import markdown_table
 
     s = result.settings
     lines = [f"# probgen SBC: {s['model']} by {s['method']}", "",
@@ -400,7 +400,8 @@ def render_html(result: SBCResult, pngs: Mapping[str, bytes]) -> str:
     import html
     import json
 
-    from probgen.report import _CSS, _json_default
+    from probgen.render import _CSS
+    from probgen.runfolder import _json_default
 
     esc = html.escape
     s = result.settings
@@ -430,7 +431,7 @@ def write_sbc(result: SBCResult, out, overwrite: bool = False) -> "Path":
     from pathlib import Path
 
     from probgen.infer.results import versions
-    from probgen.report import atomic_folder, write_json
+    from probgen.runfolder import atomic_folder, write_json
 
     pngs = figures(result)
 

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from probgen import checks
+from probgen import checks, loo, two_sample
 from _seeds import seeded
 
 
@@ -21,7 +21,7 @@ def direct_unbiased_mmd2(x, y, h):
 def test_mmd_statistic_matches_a_direct_computation():
     rng = np.random.default_rng(seeded(0))
     x, y = rng.normal(size=(40, 3)), rng.normal(0.3, 1, size=(55, 3))
-    result = checks.mmd_test(x, y, num_permutations=50, bandwidth=1.7)
+    result = two_sample.mmd_test(x, y, num_permutations=50, bandwidth=1.7)
     assert result.statistic == pytest.approx(direct_unbiased_mmd2(x, y, 1.7), rel=1e-5, abs=1e-7)
 
 
@@ -35,10 +35,10 @@ def rejection_rate(test, replications, n, seed, **kwargs):
 
 
 @pytest.mark.parametrize("test, replications, kwargs", [
-    (checks.mmd_test, 200, {"num_permutations": 200}),
-    (checks.ks_test, 400, {}),
-    (checks.welch_t_test, 400, {}),
-    (lambda x, y: checks.chi_square_test(x[:, :1], y[:, :1]), 400, {}),
+    (two_sample.mmd_test, 200, {"num_permutations": 200}),
+    (two_sample.ks_test, 400, {}),
+    (two_sample.welch_t_test, 400, {}),
+    (lambda x, y: two_sample.chi_square_test(x[:, :1], y[:, :1]), 400, {}),
 ])
 def test_size_under_the_null_is_five_percent(test, replications, kwargs):
     rate = rejection_rate(test, replications, 60, seed=seeded(1), **kwargs)
@@ -46,7 +46,7 @@ def test_size_under_the_null_is_five_percent(test, replications, kwargs):
     # 0.05); 3 binomial sds around 0.05 is [0.004, 0.096] for 200 and [0.017, 0.083] for 400.
     sd = np.sqrt(0.05 * 0.95 / replications)
     assert rate <= 0.05 + 3 * sd
-    if test is not checks.ks_test:  # Holm makes KS conservative
+    if test is not two_sample.ks_test:  # Holm makes KS conservative
         assert rate >= 0.05 - 3 * sd
 
 
@@ -54,8 +54,8 @@ def test_every_test_rejects_a_shift():
     rng = np.random.default_rng(seeded(2))
     # 500 points a sample: enough for the least powerful of them (chi-square on 10 bins).
     x, y = rng.normal(size=(500, 2)), rng.normal(0.5, 1, size=(500, 2))
-    for result in (checks.mmd_test(x, y), checks.ks_test(x, y), checks.welch_t_test(x, y),
-                   checks.chi_square_test(x[:, :1], y[:, :1])):
+    for result in (two_sample.mmd_test(x, y), two_sample.ks_test(x, y), two_sample.welch_t_test(x, y),
+                   two_sample.chi_square_test(x[:, :1], y[:, :1])):
         assert result.p_value < 0.01, result
         assert "differ" in result.reading
 
@@ -63,26 +63,26 @@ def test_every_test_rejects_a_shift():
 def test_mmd_sees_a_change_of_spread_that_a_t_test_cannot():
     rng = np.random.default_rng(seeded(3))
     x, y = rng.normal(size=(300, 1)), rng.normal(0, 2, size=(300, 1))
-    assert checks.mmd_test(x, y).p_value < 0.01
-    assert checks.welch_t_test(x, y).p_value > 0.01
+    assert two_sample.mmd_test(x, y).p_value < 0.01
+    assert two_sample.welch_t_test(x, y).p_value > 0.01
 
 
 def test_chi_square_on_categories():
     x = np.repeat([0, 1, 2], [50, 30, 20]).astype(float)
     y = np.repeat([0, 1, 2], [20, 30, 50]).astype(float)
-    result = checks.chi_square_test(x, y)
+    result = two_sample.chi_square_test(x, y)
     assert result.details["degrees_of_freedom"] == 2 and result.p_value < 1e-4
 
 
 def test_holm_adjustment():
-    np.testing.assert_allclose(checks.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(two_sample.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
 
 
 def test_bad_samples_are_named():
     with pytest.raises(ValueError, match="same d"):
-        checks.mmd_test(np.zeros((5, 2)), np.zeros((5, 3)))
+        two_sample.mmd_test(np.zeros((5, 2)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="second sample has 1 NaN"):
-        checks.ks_test(np.zeros((5, 1)), np.array([[0.0], [np.nan], [1.0]]))
+        two_sample.ks_test(np.zeros((5, 1)), np.array([[0.0], [np.nan], [1.0]]))
 
 
 def synthetic_idata(observed, replicated):
@@ -169,13 +169,13 @@ def test_padded_steps_are_not_loo_points():
     idata = az.from_dict(posterior={"a": rng.normal(size=(2, 200))}, log_likelihood={"x": ll},
                          observed_data={"x": np.zeros((3, 10, 1)), "x_mask": mask},
                          dims={"x": ["sequence", "time", "feature"], "x_mask": ["sequence", "time"]})
-    metrics = checks.predictive_metrics(idata)
+    metrics = loo.predictive_metrics(idata)
     assert metrics["num_points"] == 26 and not metrics["loo"]["pareto_k_bad"]
     assert np.isfinite(metrics["loo"]["pareto_k_max"])
     # the same numbers as LOO on the real steps alone
     alone = az.loo(az.from_dict(posterior={"a": idata.posterior["a"].values}, log_likelihood={"x": ll[:, :, mask]}))
     assert metrics["loo"]["elpd_loo"] == pytest.approx(float(alone.elpd_loo))
-    table, _ = checks.compare({"a": idata, "b": idata})
+    table, _ = loo.compare({"a": idata, "b": idata})
     assert table.loc["a", "elpd_loo"] == pytest.approx(float(alone.elpd_loo))
 
 

@@ -209,7 +209,7 @@ def test_compare_ranks_runs_and_writes_a_report(fitted_run, csv_file, tmp_path):
 def test_pareto_k_warnings_name_the_points():
     import pandas as pd
 
-    from probgen.report import Comparison, pareto_lines
+    from probgen.comparison import Comparison, pareto_lines
 
     comparison = Comparison(pd.DataFrame(), "", {"a": [{"point": 17, "k": 0.93}], "b": []}, {})
     assert pareto_lines(comparison) == ["a: Pareto k > 0.7 at points 17 (k=0.93): LOO is unreliable there"]
