@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -312,3 +312,136 @@ def from_frame(frame: pd.DataFrame, name: str = "dataframe", standardize: bool =
     if len(frame) == 0:
         raise DataError(f"{name} has no rows")
     return _dataset(validate_numeric(frame, name), name, name, standardize)
+
+
+# --------------------------------------------------------------------------------------------
+# Named data: a model's arguments by name (Stan-style JSON, NPZ, a dict, or a table's columns)
+# --------------------------------------------------------------------------------------------
+NAMED_SUFFIXES = (".json", ".npz")
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedData:
+    """Data as a mapping from names to values, bound to a model's arguments by name.
+
+    values:  name -> a scalar or an array, as read: JSON numbers and (nested) lists, NPZ arrays,
+             dict entries, or a table's columns (each a 1-D array). Values are checked and
+             converted when bound (`probgen.binding`), so keys the model does not take may hold
+             anything (posteriordb's JSON files carry such keys).
+    source:  the file path, bundled name or "dict" as given; label: how messages name it.
+    sha256:  hash of the values, recorded in the run config.
+    rows:    the number of rows when the data came from a table, else None. Only table data can
+             be split into training and held-out rows (`split`).
+    """
+
+    values: Mapping[str, Any]
+    source: str
+    label: str
+    sha256: str
+    rows: int | None = None
+    holdout: dict | None = None
+
+    def config(self) -> dict:
+        """What the run config records about the data: source, hash, and each key's shape."""
+        return {
+            "source": self.source,
+            "keys": {name: list(np.shape(value)) for name, value in self.values.items()},
+            "num_rows": self.rows,
+            "sha256": self.sha256,
+            **({"holdout": self.holdout} if self.holdout else {}),
+        }
+
+    def split(self, fraction: float, seed: int) -> tuple["NamedData", "NamedData"]:
+        """(training, held-out) rows of table data, a random `fraction` held out (as `Dataset.split`)."""
+        if self.rows is None:
+            raise DataError(f"--holdout splits the rows of a table; {self.label} is not a table (give the held-out "
+                            "data as its own file to `probgen predict` instead)")
+        frame = pd.DataFrame({name: np.asarray(value) for name, value in self.values.items() if np.ndim(value) == 1})
+        extra = {name: value for name, value in self.values.items() if np.ndim(value) != 1}  # --set scalars
+        parts = Dataset(frame, self.source, self.sha256).split(fraction, seed)
+        return tuple(dataclasses.replace(self, values={**{c: part.frame[c].to_numpy() for c in frame.columns}, **extra},
+                                         rows=len(part.frame), holdout=part.holdout)
+                     for part in parts)
+
+
+def _hash_values(values: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(values):
+        array = np.asarray(values[name])
+        digest.update(name.encode())
+        digest.update(str(array.dtype).encode() + str(array.shape).encode())
+        digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        content = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise DataError(f"data file '{path}' is not text (JSON must be UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"data file '{path}' is not valid JSON: {exc}") from None
+    if not isinstance(content, dict):
+        raise DataError(f"data file '{path}' must hold a JSON object of named values (as cmdstan's and posteriordb's "
+                        f"data files do), not a {type(content).__name__}")
+    return content
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError) as exc:
+        raise DataError(f"data file '{path}' cannot be read as NPZ: {exc}") from None
+
+
+def load_named(source, sets: Mapping[str, Any] | None = None) -> NamedData:
+    """Named data from `source`: a dict, a DataFrame, a .json (Stan/posteriordb form) or .npz
+    file, or a table (bundled name, .csv/.tsv/.parquet) whose columns become 1-D arrays.
+    `sets` (the CLI's --set NAME=VALUE) add or replace entries."""
+    rows = None
+    if isinstance(source, NamedData):
+        named = source
+        values, label, name, rows = dict(named.values), named.label, named.source, named.rows
+    elif isinstance(source, Mapping):
+        values, label, name = dict(source), "the data dict", "dict"
+    elif isinstance(source, pd.DataFrame):
+        values, label, name, rows = {str(c): source[c].to_numpy() for c in source.columns}, "the data frame", "dataframe", len(source)
+    elif isinstance(source, Dataset):
+        values, label, name, rows = ({c: source.frame[c].to_numpy() for c in source.columns}, f"data set '{source.source}'",
+                                     source.source, len(source.frame))
+    else:
+        path = Path(str(source))
+        name = str(source)
+        if path.suffix.lower() in NAMED_SUFFIXES:
+            if not path.is_file():
+                raise DataError(f"data file '{path}' does not exist")
+            values = _read_json(path) if path.suffix.lower() == ".json" else _read_npz(path)
+            label = f"data file '{path}'"
+        else:
+            frame, label, _ = read_table(name)
+            values, rows = {str(c): frame[c].to_numpy() for c in frame.columns}, len(frame)
+    if sets:
+        values.update(sets)
+    if not values:
+        raise DataError(f"{label} holds no named values")
+    return NamedData(values=values, source=name, label=label, sha256=_hash_values(values), rows=rows)
+
+
+def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs of the CLI's --set, each value read as JSON (5, 2.5, [1, 2], true)."""
+    import json
+
+    parsed = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise DataError(f"--set '{pair}': expected NAME=VALUE with NAME a model argument, e.g. --set K=5")
+        try:
+            parsed[name] = json.loads(text)
+        except json.JSONDecodeError:
+            raise DataError(f"--set {name}: '{text}' is not a number or a JSON list") from None
+    return parsed

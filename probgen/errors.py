@@ -24,3 +24,22 @@ class RunFolderError(ProbgenError):
 
 class InferenceError(ProbgenError):
     """Inference was asked for something it cannot do (unknown method, bad settings)."""
+
+
+def user_exception(exc: BaseException, function) -> str | None:
+    """'model file 'm.py', line 7: NameError: name 'mu' is not defined' when `exc` was raised
+    in the file that defines `function` (a user's model), else None. The innermost frame in
+    that file is named: the line of the user's own code that failed."""
+    import traceback
+    from pathlib import Path
+
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return None
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == code.co_filename]
+    if not frames:
+        return None
+    where = frames[-1]
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f"model file '{Path(where.filename).name}', line {where.lineno}, in {where.name}: "
+            f"{type(exc).__name__}{': ' + message if message else ''}")

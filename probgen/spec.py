@@ -54,6 +54,8 @@ class ModelInputs:
               Stored beside the values as `<name>_mask`; the checks and scores skip the rest.
     labels:   what describes the data without being a model argument (the HMM's time of each
               step), for derived groups, plots and readings.
+    unused:   data entries the model takes no argument for (binding by name ignores them, as
+              cmdstan does; the run records them).
     """
 
     kwargs: Mapping[str, Any]
@@ -62,6 +64,7 @@ class ModelInputs:
     dims: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
     masks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    unused: tuple[str, ...] = ()
 
     def bound_model(self, model: Callable) -> Callable:
         """The model with `kwargs` bound; call it with `**observed` (or observed=None).
@@ -79,6 +82,27 @@ class ModelInputs:
         """Number of observations (leading axis of the first observed array)."""
         first = next(iter(self.observed.values()))
         return int(np.shape(first)[0])
+
+
+def describe_function(function: Callable) -> str:
+    """'model() in eight_schools.py' (or the bare name for a function without a file)."""
+    code = getattr(function, "__code__", None)
+    name = getattr(function, "__name__", type(function).__name__)
+    return f"{name}() in {Path(code.co_filename).name}" if code is not None else f"{name}()"
+
+
+def takes_x_array(spec: "ModelSpec", keys) -> bool:
+    """Whether `spec` gets its data through the `x`-array contract (`_default_prepare`): a model
+    without a SPEC of its own whose function takes `x`, given data with no entry named `x` (a
+    table whose columns are the features). Every other plain model is bound by name."""
+    return (getattr(spec.prepare, "x_array_contract", False) and "x" in inspect.signature(spec.model).parameters
+            and "x" not in keys)
+
+
+def binds_by_name(spec: "ModelSpec") -> bool:
+    """A spec without a `prepare` of its own: its data are bound to the model by argument name
+    unless it takes the `x` array (`takes_x_array`)."""
+    return getattr(spec.prepare, "x_array_contract", False)
 
 
 def _default_prepare(model: Callable) -> Callable:
@@ -102,6 +126,7 @@ def _default_prepare(model: Callable) -> Callable:
             dims={"x": ["obs_id", "feature"]},
         )
 
+    prepare.x_array_contract = True
     return prepare
 
 
@@ -240,7 +265,8 @@ def _spec_from_module(module, label: str) -> ModelSpec:
         return spec
     model = getattr(module, "model", None)
     if callable(model):
-        return ModelSpec(name=Path(getattr(module, "__file__", label)).stem, model=model)
+        return ModelSpec(name=Path(getattr(module, "__file__", label)).stem, model=model,
+                         description=(inspect.getdoc(model) or "").split("\n")[0])
     raise ModelError(f"{label} defines neither SPEC (a probgen.ModelSpec) nor a function named 'model'")
 
 

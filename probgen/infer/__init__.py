@@ -13,13 +13,14 @@ from typing import Any, Mapping
 import jax
 import pandas as pd
 
+from probgen import binding
 from probgen import data as data_module
-from probgen.errors import InferenceError
+from probgen.errors import InferenceError, ModelError, ProbgenError, user_exception
 from probgen.infer import amortized
 from probgen.infer import map as map_method
 from probgen.infer import mcmc, svi
-from probgen.infer.results import Fit, build_inference_data, model_structure, versions
-from probgen.spec import ModelSpec, load_spec
+from probgen.infer.results import Fit, build_inference_data, draws_only, model_structure, versions
+from probgen.spec import ModelSpec, binds_by_name, describe_function, load_spec, takes_x_array
 
 __all__ = ["fit", "Fit", "METHODS", "default_settings", "versions"]
 
@@ -63,8 +64,69 @@ def _as_dataset(data, columns, standardize):
     return data_module.load(str(data), columns=columns, standardize=standardize)
 
 
+def as_spec(model) -> ModelSpec:
+    """A `ModelSpec` from a spec, a built-in name or model file path, or a plain model function."""
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, str):
+        return load_spec(model)
+    if callable(model):
+        return ModelSpec(name=getattr(model, "__name__", "model"), model=model)
+    raise InferenceError(f"model must be a ModelSpec, a model name, a .py path or a function, not {type(model).__name__}")
+
+
+def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0, holdout: float = 0.0, columns=None,
+            standardize: bool = False, sets: Mapping[str, Any] | None = None):
+    """(data set, model inputs, held-out inputs or None) for fitting `spec` to `data`.
+
+    A spec with its own `prepare`, or a model that takes the `x` array, gets a numeric table
+    (`probgen.data.Dataset`); any other plain model is bound to its data by argument name
+    (`probgen.binding`): a dict, JSON, NPZ, or a table's columns.
+    """
+    if binds_by_name(spec):
+        named = data_module.load_named(data, sets)
+        if not takes_x_array(spec, named.values):
+            if standardize or columns:
+                raise InferenceError("--standardize and --columns apply to models that take the data as one x array; "
+                                     f"{describe_function(spec.model)} takes its data by argument name")
+            held = None
+            if holdout:
+                named, held = named.split(holdout, seed)
+            inputs = binding.bind(spec.model, named)
+            structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
+            inputs = binding.split_observed(inputs, structure.observed)
+            held_inputs = None if held is None else binding.split_observed(binding.bind(spec.model, held), structure.observed)
+            return named, inputs, held_inputs
+        if sets:
+            raise InferenceError(f"--set gives arguments by name; {describe_function(spec.model)} takes its data as x")
+    dataset = _as_dataset(data, columns, standardize)
+    held_out = held_out_inputs = None
+    if holdout:
+        sequence_column = spec.time_order(options) if spec.time_order is not None else None
+        dataset, held_out = dataset.split(holdout, seed, sequence_column=sequence_column)
+    inputs = spec.prepare(dataset.frame, options)
+    if held_out is not None:
+        held_out_inputs = (spec.held_out(dataset.frame, held_out.frame, options) if spec.held_out is not None
+                           else spec.prepare(held_out.frame, options))
+    return dataset, inputs, held_out_inputs
+
+
+def user_code(spec: ModelSpec, step):
+    """Run `step()`; an exception raised in the user's model file becomes a `ModelError` that
+    names the file, the line and the exception (the CLI prints it as one line, exit 2)."""
+    try:
+        return step()
+    except ProbgenError:
+        raise
+    except Exception as exc:
+        located = user_exception(exc, spec.model)
+        if located is None:
+            raise
+        raise ModelError(located) from exc
+
+
 def fit(
-    spec: ModelSpec | str,
+    spec,
     data,
     method: str = "nuts",
     *,
@@ -76,69 +138,78 @@ def fit(
     holdout: float = 0.0,
     checkpoint_dir=None,
     resume: Mapping | None = None,
+    sets: Mapping[str, Any] | None = None,
     **settings,
 ) -> Fit:
     """Fit a model to data.
 
-    spec:     a `ModelSpec`, a built-in model name ("gmm") or a path to a model file.
-    data:     a `probgen.data.Dataset`, a DataFrame, a bundled set name or a file path.
+    spec:     a plain NumPyro model function, a `ModelSpec`, a built-in model name ("gmm") or a
+              path to a model file.
+    data:     for a model bound by argument name: a dict, a DataFrame, or a .json (Stan form),
+              .npz, .csv/.tsv/.parquet file or bundled set; for a model that takes the `x`
+              array or has a spec of its own: a `probgen.data.Dataset`, a DataFrame, a bundled
+              set name or a table file.
     method:   "nuts", "hmc", "svi" or "map".
     options:  model options (e.g. {"num_components": 2}); see `probgen models`.
     seed:     the only source of randomness; the same seed gives the same draws.
     holdout:  fraction of rows (drawn with `seed`; for a time-series model, the last rows of
               each sequence) kept out of the fit; the report then scores the model on them (log predictive density, cross-entropy, perplexity) and
               compares data generated by the model with them. 0 fits every row.
+    sets:     named values added to (or replacing) the data's (the CLI's --set NAME=VALUE).
     settings: method settings, e.g. chains=4, warmup=1000, draws=1000 for MCMC, or
               steps, learning_rate, guide for SVI (`default_settings(method, spec)` lists them).
     checkpoint_dir, resume: amortised models (the VAE) only: the folder training checkpoints
               are written to, and a loaded checkpoint (`amortized.load_checkpoint`) to carry
               on from. Their `holdout` (default 0.2) is split in half: validation rows stop
               training early, held-out rows are scored.
+
+    If building the results fails after inference (a bug, or a model the checks cannot handle),
+    the draws are kept: the returned `Fit` holds them (posterior and sample statistics) and
+    names the failed step in `failures`.
     """
-    reference = spec if isinstance(spec, str) else spec.name
-    if isinstance(spec, str):
-        spec = load_spec(spec)
+    reference = spec if isinstance(spec, str) else getattr(spec, "name", getattr(spec, "__name__", "model"))
+    spec = as_spec(spec)
     settings = resolve_settings(method, settings, spec)
-    dataset = _as_dataset(data, columns, standardize)
     resolved_options = spec.resolve_options(options)
     if spec.amortized is not None:
+        dataset = _as_dataset(data, columns, standardize)
         return amortized.fit_amortized(spec, dataset, resolved_options, settings, seed, holdout, progress=progress,
                                        checkpoint_dir=checkpoint_dir, resume=resume, reference=reference)
     if checkpoint_dir is not None or resume is not None:
         raise InferenceError(f"model '{spec.name}' is not trained in steps that checkpoint; --resume applies to "
                              "amortised models such as vae")
-    held_out = held_out_inputs = None
-    if holdout:
-        sequence_column = spec.time_order(resolved_options) if spec.time_order is not None else None
-        dataset, held_out = dataset.split(holdout, seed, sequence_column=sequence_column)
-    inputs = spec.prepare(dataset.frame, resolved_options)
-    if held_out is not None:
-        held_out_inputs = (spec.held_out(dataset.frame, held_out.frame, resolved_options) if spec.held_out is not None
-                           else spec.prepare(held_out.frame, resolved_options))
+    dataset, inputs, held_out_inputs = prepare(spec, data, resolved_options, seed=seed, holdout=holdout,
+                                               columns=columns, standardize=standardize, sets=sets)
     inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
 
     start = time.perf_counter()
-    structure = model_structure(inputs.bound_model(spec.model), inputs.observed)
+    structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
     sample_stats = optimization = None
     if method in ("nuts", "hmc"):
         sampler = mcmc.make_sampler(spec, inputs, method, settings, progress)
         starts = mcmc.unconstrained_starts(spec, inputs, init_key, settings["chains"], structure)
-        samples, sample_stats = mcmc.run_sampler(
-            sampler, inputs, inference_key, settings["max_tree_depth"] if method == "nuts" else None, starts
-        )
+        samples, sample_stats = user_code(spec, lambda: mcmc.run_sampler(
+            sampler, inputs, inference_key, settings["max_tree_depth"] if method == "nuts" else None, starts))
     elif method == "svi":
-        samples, optimization, log_weights = svi.fit_svi(spec, inputs, settings, inference_key, progress, structure)
+        samples, optimization, log_weights = user_code(
+            spec, lambda: svi.fit_svi(spec, inputs, settings, inference_key, progress, structure))
         if log_weights is not None:
             sample_stats = {"log_importance_weight": log_weights[None]}
     else:
-        samples, optimization = map_method.fit_map(spec, inputs, settings, inference_key, progress)
+        samples, optimization = user_code(spec, lambda: map_method.fit_map(spec, inputs, settings, inference_key, progress))
     inference_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    idata = build_inference_data(
-        spec, inputs, samples, results_key, sample_stats=sample_stats, optimization=optimization, structure=structure,
-        held_out=held_out_inputs,
-    )
+    failures = []
+    try:
+        idata = build_inference_data(
+            spec, inputs, samples, results_key, sample_stats=sample_stats, optimization=optimization,
+            structure=structure, held_out=held_out_inputs,
+        )
+    except Exception as exc:  # the draws are worth more than the step that failed: keep them
+        failures.append({"step": "results (predictive draws, log-likelihood, prior predictive)",
+                         "error": user_exception(exc, spec.model) or f"{type(exc).__name__}: {exc}"})
+        idata = draws_only(samples, sample_stats, optimization, structure)
     return Fit(
         idata=idata,
         spec=spec,
@@ -150,4 +221,5 @@ def fit(
         model_reference=reference,
         dataset=dataset,
         timings={"inference": inference_seconds, "results": time.perf_counter() - start},
+        failures=failures,
     )

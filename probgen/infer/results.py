@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import json
 import platform
 import warnings
 from typing import Any, Mapping
@@ -20,8 +21,10 @@ import arviz as az
 import jax
 import numpy as np
 import xarray as xr
+import numpyro.distributions as dist
 from numpyro import handlers
-from numpyro.infer import Predictive, log_likelihood
+from numpyro.infer import Predictive, init_to_uniform
+from numpyro.primitives import Messenger
 
 from probgen.spec import ModelInputs, ModelSpec
 
@@ -47,12 +50,14 @@ class Fit:
     model_reference: str
     dataset: Any = None
     timings: dict = dataclasses.field(default_factory=dict)
+    failures: list = dataclasses.field(default_factory=list)  # [{"step": ..., "error": ...}] after inference
 
     def config(self) -> dict:
         """Everything needed to reproduce this fit, as JSON-ready values."""
         return {
             "model": {"name": self.spec.name, "reference": self.model_reference, "options": self.options},
-            "data": self.dataset.config() if self.dataset is not None else None,
+            "data": ({**self.dataset.config(), **({"unused": list(self.inputs.unused)} if self.inputs.unused else {})}
+                     if self.dataset is not None else None),
             "method": self.method,
             "settings": self.settings,
             "seed": self.seed,
@@ -78,61 +83,124 @@ def versions() -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class ModelStructure:
-    """What one trace of a model shows: latent site names and supports, observed values."""
+    """What one trace of a model shows.
+
+    latent:    continuous latent sample sites (what inference draws), with their supports.
+    observed:  observed sample sites (sites with `obs`, not `factor` terms) -> observed value.
+    factors:   `numpyro.factor` sites: terms of the log density, not observations.
+    deterministic: `numpyro.deterministic` sites.
+    discrete:  discrete latent sites (enumerated by NUTS, not drawn).
+    improper:  latent sites whose prior cannot be drawn from (`ImproperUniform`).
+    """
 
     latent: tuple[str, ...]
     supports: dict
     observed: dict[str, np.ndarray]
+    factors: tuple[str, ...] = ()
+    deterministic: tuple[str, ...] = ()
+    discrete: tuple[str, ...] = ()
+    improper: tuple[str, ...] = ()
+
+
+def _is_factor(site) -> bool:
+    return bool(site["infer"].get("is_auxiliary")) or isinstance(site["fn"], dist.Unit)
+
+
+def _is_improper(fn) -> bool:
+    while fn is not None:
+        if isinstance(fn, dist.ImproperUniform):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
 
 
 def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
     """Trace `model(**observed)` once, as one compiled program.
 
-    Compiling the trace costs one XLA compilation; running it eagerly would compile every
-    primitive on its own, which takes seconds on a cold start.
+    Latent sites take NumPyro's uniform(-2, 2) initial values on the unconstrained scale (as
+    MCMC's initialisation does) rather than prior draws, so that improper priors, which cannot
+    be drawn from, trace too. Compiling the trace costs one XLA compilation; running it eagerly
+    would compile every primitive on its own, which takes seconds on a cold start.
     """
     found = {}
 
     def run(observed):
-        trace = handlers.trace(handlers.seed(model, 0)).get_trace(**observed)
+        traced = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        trace = handlers.trace(traced).get_trace(**observed)
         samples = [site for site in trace.values() if site["type"] == "sample"]
-        found["latent"] = tuple(site["name"] for site in samples if not site["is_observed"])
-        found["supports"] = {site["name"]: site["fn"].support for site in samples if not site["is_observed"]}
-        return {site["name"]: site["value"] for site in samples if site["is_observed"]}
+        latent = [site for site in samples if not site["is_observed"]]
+        found["latent"] = tuple(site["name"] for site in latent if not site["fn"].support.is_discrete)
+        found["discrete"] = tuple(site["name"] for site in latent if site["fn"].support.is_discrete)
+        found["supports"] = {site["name"]: site["fn"].support for site in latent}
+        found["improper"] = tuple(site["name"] for site in latent if _is_improper(site["fn"]))
+        found["factors"] = tuple(site["name"] for site in samples if site["is_observed"] and _is_factor(site))
+        found["deterministic"] = tuple(name for name, site in trace.items() if site["type"] == "deterministic")
+        return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
 
     values = jax.jit(run)(dict(observed))
-    return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()})
+    return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
+                          found["factors"], found["deterministic"], found["discrete"], found["improper"])
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _predict_and_score(model, rng_key, flat_samples, observed):
+class uncondition(Messenger):
+    """Draw the observed sample sites `sites` instead of conditioning on their values: the
+    posterior (or prior) predictive of a model that computes its observations itself
+    (`obs=y[K:]`), with no `y=None` needed."""
+
+    def __init__(self, fn=None, sites=()):
+        self.sites = frozenset(sites)
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"] and msg["name"] in self.sites:
+            msg["is_observed"] = False
+            msg["value"] = None
+
+
+def pointwise_log_likelihood(model, flat_samples: dict, observed: dict, sites: tuple[str, ...]):
+    """log p(y_site | theta) elementwise for each observed site in `sites`, under each draw
+    (leading axis of `flat_samples`). `factor` terms are left out: they are not observations."""
+
+    def one(sample):
+        trace = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=sample)).get_trace(**observed)
+        return {name: trace[name]["fn"].log_prob(trace[name]["value"]) for name in sites}
+
+    return jax.vmap(one)(flat_samples)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _predict_and_score(model, rng_key, flat_samples, observed, sites):
     unobserved = {name: None for name in observed}
-    predicted = Predictive(model, posterior_samples=flat_samples, parallel=True)(rng_key, **unobserved)
-    pointwise = log_likelihood(model, flat_samples, parallel=True, **observed)
+    predicted = Predictive(uncondition(model, sites), posterior_samples=flat_samples, parallel=True)(rng_key, **unobserved)
+    pointwise = pointwise_log_likelihood(model, flat_samples, observed, sites)
     return predicted, pointwise
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _prior_draws(model, rng_key, unobserved, num_draws):
-    return Predictive(model, num_samples=num_draws)(rng_key, **unobserved)
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _prior_draws(model, rng_key, unobserved, num_draws, sites):
+    return Predictive(uncondition(model, sites), num_samples=num_draws)(rng_key, **unobserved)
 
 
 PRIOR_DRAWS = 500
 
 
-def prior_and_prior_predictive(model, observed: dict, rng_key, num_draws: int = PRIOR_DRAWS):
-    """Draws of every site from the prior (latent, deterministic and data), one compiled program."""
-    drawn = _prior_draws(model, rng_key, {name: None for name in observed}, num_draws)
+def prior_and_prior_predictive(model, observed: dict, rng_key, num_draws: int = PRIOR_DRAWS, sites=None):
+    """Draws of every site from the prior (latent, deterministic and data), one compiled program.
+    sites: the observed sites to draw (default: the keys of `observed`)."""
+    sites = tuple(sorted(observed if sites is None else sites))
+    drawn = _prior_draws(model, rng_key, {name: None for name in observed}, num_draws, sites)
     return {k: np.asarray(v) for k, v in drawn.items()}
 
 
-def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key):
-    """Posterior predictive draws (and deterministic sites) and pointwise log-likelihoods.
+def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key, sites=None):
+    """Posterior predictive draws (and deterministic sites) and pointwise log-likelihoods of
+    the observed sites `sites` (default: the keys of `observed`).
 
     One compiled program for both, compiled once per model object: an eager `Predictive`
     would compile each primitive on its own, which costs seconds on a cold start.
     """
-    predicted, pointwise = _predict_and_score(model, rng_key, flat_samples, dict(observed))
+    sites = tuple(sorted(observed if sites is None else sites))
+    predicted, pointwise = _predict_and_score(model, rng_key, flat_samples, dict(observed), sites)
     return (
         {k: np.asarray(v) for k, v in predicted.items()},
         {k: np.asarray(v) for k, v in pointwise.items()},
@@ -187,7 +255,11 @@ def build_inference_data(
     chains, draws = next(iter(samples.values())).shape[:2]
     flat = {k: v.reshape((chains * draws,) + v.shape[2:]) for k, v in samples.items()}
 
-    predicted, pointwise = predictions_and_log_likelihood(model, flat, inputs.observed, rng_key)
+    sites = tuple(observed)
+    notes = structure_notes(structure)
+    predicted, pointwise = predictions_and_log_likelihood(model, flat, inputs.observed, rng_key, sites)
+    if structure.discrete:  # log p(y | theta) needs the discrete sites summed out, not drawn
+        pointwise = {}
 
     def by_chain(array):
         return array.reshape((chains, draws) + array.shape[1:])
@@ -197,7 +269,7 @@ def build_inference_data(
     for name, value in predicted.items():
         if name in observed:
             posterior_predictive[name] = by_chain(value)
-        elif name not in posterior:  # deterministic sites
+        elif name in structure.deterministic and name not in posterior:
             posterior[name] = by_chain(value)
 
     log_lik = {name: by_chain(value) for name, value in pointwise.items()}
@@ -213,17 +285,28 @@ def build_inference_data(
             coords=dict(inputs.coords),
             dims=dict(inputs.dims),
         )
-        ll_dims = {name: _leading_dims(inputs.dims, name, value.ndim - 2) for name, value in log_lik.items()}
-        ll_idata = az.from_dict(
-            log_likelihood=log_lik,
-            coords=dict(inputs.coords),
-            dims={k: v for k, v in ll_dims.items() if v is not None},
-        )
-        idata.extend(ll_idata)
-        if prior_draws:
-            drawn = prior_and_prior_predictive(model, inputs.observed, jax.random.fold_in(rng_key, 2), prior_draws)
+        if log_lik:
+            ll_dims = {name: _leading_dims(inputs.dims, name, value.ndim - 2) for name, value in log_lik.items()}
+            ll_idata = az.from_dict(
+                log_likelihood=log_lik,
+                coords=dict(inputs.coords),
+                dims={k: v for k, v in ll_dims.items() if v is not None},
+            )
+            idata.extend(ll_idata)
+        drawn = None
+        if prior_draws and structure.improper:
+            notes["prior_predictive"] = (f"the prior of {', '.join(structure.improper)} is improper (ImproperUniform): "
+                                         "data cannot be drawn from the prior, so there is no prior predictive check")
+        elif prior_draws:
+            try:
+                drawn = prior_and_prior_predictive(model, inputs.observed, jax.random.fold_in(rng_key, 2), prior_draws,
+                                                   sites)
+            except NotImplementedError as exc:  # a distribution without a sampler
+                notes["prior_predictive"] = f"the prior cannot be drawn from ({type(exc).__name__}: {exc})"
+        if drawn is not None:
             prior_idata = az.from_dict(
-                prior={k: v[None] for k, v in drawn.items() if k not in observed},
+                prior={k: v[None] for k, v in drawn.items()
+                       if k in structure.latent or k in structure.deterministic or k in structure.discrete},
                 prior_predictive={k: v[None] for k, v in drawn.items() if k in observed},
                 coords=dict(inputs.coords),
                 dims=dict(inputs.dims),
@@ -232,7 +315,7 @@ def build_inference_data(
         if held_out is not None:
             key = jax.random.fold_in(rng_key, 1)
             held_model = held_out.bound_model(spec.model)
-            held_predicted, held_pointwise = predictions_and_log_likelihood(held_model, flat, held_out.observed, key)
+            held_predicted, held_pointwise = predictions_and_log_likelihood(held_model, flat, held_out.observed, key, sites)
             held_dims = {name: _leading_dims(held_out.dims, name, value.ndim - 1)
                          for name, value in held_pointwise.items()}
             held_ll = az.from_dict(log_likelihood={name: by_chain(value) for name, value in held_pointwise.items()},
@@ -258,4 +341,46 @@ def build_inference_data(
             idata.add_groups(
                 optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
             )
+    if notes:
+        idata.posterior.attrs[NOTES_ATTRIBUTE] = json.dumps(notes)
     return idata
+
+
+NOTES_ATTRIBUTE = "probgen_notes"
+
+
+def draws_only(samples: Mapping[str, Any], sample_stats=None, optimization=None,
+               structure: ModelStructure | None = None) -> az.InferenceData:
+    """The draws as they came from inference (posterior and sample statistics, the loss per
+    step), with nothing derived: what is saved when building the full results failed."""
+    latent = {k: np.asarray(v) for k, v in samples.items() if structure is None or k in structure.latent}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(posterior=latent, sample_stats=dict(sample_stats) if sample_stats else None)
+    if optimization:
+        idata.add_groups(optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()}))
+    return idata
+
+
+def structure_notes(structure: ModelStructure) -> dict[str, str]:
+    """Checks that cannot apply to a model, each with the reason (the report prints them)."""
+    notes = {}
+    if structure.discrete:
+        notes["loo"] = (f"the discrete sites {', '.join(structure.discrete)} are summed out (enumerated); the pointwise "
+                        "log-likelihood that LOO and WAIC need is not computed for them")
+    elif not structure.observed and structure.factors:
+        notes["loo"] = (f"the likelihood is all in factor terms ({', '.join(structure.factors)}); LOO and WAIC need "
+                        "pointwise log-likelihoods of observed sample sites")
+    elif not structure.observed:
+        notes["loo"] = "the model has no observed sites: nothing to predict, so no LOO, WAIC or predictive checks"
+    if structure.factors and structure.observed:
+        notes["factors"] = (f"factor terms ({', '.join(structure.factors)}) are part of the posterior but not "
+                            "observations: LOO, WAIC and the predictive checks use the observed sites only")
+    return notes
+
+
+def run_notes(idata) -> dict[str, str]:
+    """The notes `build_inference_data` stored with the draws (check -> why it was skipped)."""
+    if "posterior" not in idata.groups():
+        return {}
+    return json.loads(idata.posterior.attrs.get(NOTES_ATTRIBUTE, "{}"))

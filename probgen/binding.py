@@ -1,0 +1,113 @@
+"""Binding data to a plain NumPyro model by argument name, the way NumPyro users call models.
+
+`def model(J, sigma, y=None)` with data `{"J": 8, "sigma": [...], "y": [...]}` is called as
+`model(J=8, sigma=array, y=array)`. The rules:
+
+- Each argument of the model takes the data entry of the same name; an argument with a default
+  that the data lacks keeps its default; one without a default that the data lacks is an error
+  that names it and lists what the data holds.
+- Data entries the model does not take are ignored (as cmdstan does) and named once.
+- Integers stay integers: a scalar becomes a Python int (so it can size a plate or an array),
+  an integer array int32; other numbers become float32 (JAX's default precision).
+- Which sites are observed is read from the model's trace (sample sites with `obs`), not from
+  the arguments' names. An argument named like an observed site whose value is that site's
+  observation (`obs=y`) is passed at call time and set to None to draw predictions, as the
+  built-in families do; every other argument is bound to the model. Observations computed
+  inside the model (`obs=y[K:]`) are drawn by un-conditioning the site
+  (`probgen.infer.results`), so a model never needs `y=None`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from probgen.data import NamedData
+from probgen.errors import DataError, ModelError
+from probgen.spec import ModelInputs, describe_function
+
+
+def model_arguments(model: Callable) -> tuple[list[str], list[str]]:
+    """(required, optional) argument names of `model` (no *args/**kwargs)."""
+    required, optional = [], []
+    for name, parameter in inspect.signature(model).parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        (required if parameter.default is parameter.empty else optional).append(name)
+    return required, optional
+
+
+def as_model_value(name: str, value: Any, label: str):
+    """A data value as the model receives it: Python int/float for scalars, int32 or float32
+    arrays otherwise; a `DataError` naming the key for text, ragged lists or non-finite numbers."""
+    if isinstance(value, bool) or isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise DataError(f"'{name}' in {label} is {value}; probgen needs finite numbers")
+        return float(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        array = None
+    if array is None or array.dtype == object:
+        raise DataError(f"'{name}' in {label} is not a rectangular array of numbers (ragged nested lists or mixed "
+                        "types)")
+    if array.dtype.kind in "USO":
+        first = array.reshape(-1)[0] if array.size else ""
+        raise DataError(f"'{name}' in {label} is not numeric: value {first!r}")
+    if array.dtype.kind == "b":
+        return array
+    if array.dtype.kind in "iu":
+        return int(array) if array.ndim == 0 else array.astype(np.int32)
+    if array.dtype.kind != "f":
+        raise DataError(f"'{name}' in {label} has unsupported type {array.dtype}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = np.argwhere(bad)[0].tolist()
+        raise DataError(f"'{name}' in {label} has {int(bad.sum())} missing or infinite value(s) (first at index "
+                        f"{where}); remove or impute them first, probgen never drops data")
+    if array.ndim == 0:
+        return float(array)
+    return array.astype(np.float32)
+
+
+def bind(model: Callable, data: NamedData) -> ModelInputs:
+    """The model's arguments from `data` by name (see the module's rules). All of them are bound
+    into `kwargs`; `split_observed` then moves those that are observations to `observed`."""
+    required, optional = model_arguments(model)
+    missing = [name for name in required if name not in data.values]
+    if missing:
+        held = ", ".join(sorted(data.values)) or "nothing"
+        raise DataError(f"{describe_function(model)} needs argument{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(repr(m) for m in missing)}, which {data.label} lacks (it holds: {held}); "
+                        "add it to the data or give it with --set NAME=VALUE")
+    taken = set(required) | set(optional)
+    kwargs = {name: as_model_value(name, data.values[name], data.label) for name in (*required, *optional)
+              if name in data.values}
+    unused = tuple(sorted(name for name in data.values if name not in taken))
+    return ModelInputs(kwargs=kwargs, observed={}, unused=unused)
+
+
+def split_observed(inputs: ModelInputs, observed_values: Mapping[str, Any]) -> ModelInputs:
+    """`inputs` with each bound argument that is an observed site's observation (same name, same
+    shape) moved from `kwargs` to `observed`: passed at call time, set to None to draw it."""
+    moved = {name: value for name, value in inputs.kwargs.items()
+             if name in observed_values and np.shape(value) == np.shape(observed_values[name])}
+    if not moved:
+        return inputs
+    import dataclasses
+
+    kwargs = {name: value for name, value in inputs.kwargs.items() if name not in moved}
+    return dataclasses.replace(inputs, kwargs=kwargs, observed=moved)
+
+
+def unused_note(inputs: ModelInputs, label: str) -> str | None:
+    """One line naming the data entries the model does not take, or None."""
+    if not inputs.unused:
+        return None
+    return f"{label}: the model takes no argument named {', '.join(inputs.unused)}; ignored"
