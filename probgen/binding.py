@@ -10,11 +10,9 @@
 - Integers stay integers: a scalar becomes a Python int (so it can size a plate or an array),
   an integer array int32; other numbers become float32 (JAX's default precision).
 - Which sites are observed is read from the model's trace (sample sites with `obs`), not from
-  the arguments' names. An argument named like an observed site whose value is that site's
-  observation (`obs=y`) is passed at call time and set to None to draw predictions, as the
-  built-in families do; every other argument is bound to the model. Observations computed
-  inside the model (`obs=y[K:]`) are drawn by un-conditioning the site
-  (`probgen.infer.results`), so a model never needs `y=None`.
+  the arguments' names. Every argument is bound to the model; predictive draws un-condition
+  the observed sites (`probgen.infer.results.uncondition`), so `obs=y[K:]` works and a model
+  never needs `y=None`.
 """
 
 from __future__ import annotations
@@ -77,8 +75,7 @@ def as_model_value(name: str, value: Any, label: str):
 
 
 def bind(model: Callable, data: NamedData) -> ModelInputs:
-    """The model's arguments from `data` by name (see the module's rules). All of them are bound
-    into `kwargs`; `split_observed` then moves those that are observations to `observed`."""
+    """The model's arguments from `data` by name (see the module's rules), all in `kwargs`."""
     required, optional = model_arguments(model)
     missing = [name for name in required if name not in data.values]
     if missing:
@@ -91,23 +88,3 @@ def bind(model: Callable, data: NamedData) -> ModelInputs:
               if name in data.values}
     unused = tuple(sorted(name for name in data.values if name not in taken))
     return ModelInputs(kwargs=kwargs, observed={}, unused=unused)
-
-
-def split_observed(inputs: ModelInputs, observed_values: Mapping[str, Any]) -> ModelInputs:
-    """`inputs` with each bound argument that is an observed site's observation (same name, same
-    shape) moved from `kwargs` to `observed`: passed at call time, set to None to draw it."""
-    moved = {name: value for name, value in inputs.kwargs.items()
-             if name in observed_values and np.shape(value) == np.shape(observed_values[name])}
-    if not moved:
-        return inputs
-    import dataclasses
-
-    kwargs = {name: value for name, value in inputs.kwargs.items() if name not in moved}
-    return dataclasses.replace(inputs, kwargs=kwargs, observed=moved)
-
-
-def unused_note(inputs: ModelInputs, label: str) -> str | None:
-    """One line naming the data entries the model does not take, or None."""
-    if not inputs.unused:
-        return None
-    return f"{label}: the model takes no argument named {', '.join(inputs.unused)}; ignored"

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+EXIT_STEP_FAILED = 1  # a step after inference failed; the run folder holds the draws and names it
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -95,7 +96,11 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
                                           "to a .py file defining SPEC or a function `model`.")
     fit.add_argument("model", metavar="MODEL", help="built-in model name or path to a model .py file")
     fit.add_argument("--data", required=True, metavar="DATA",
-                     help="bundled data set name (see `probgen datasets`) or a .csv/.tsv/.parquet file")
+                     help="a .json file of named values (Stan/posteriordb form), a .npz file, a .csv/.tsv/.parquet "
+                          "table (one argument per column) or a bundled data set (see `probgen datasets`)")
+    fit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
+                     help="give the model argument NAME this value (a number or a JSON list); repeatable, and it "
+                          "overrides the data's entry of that name")
     fit.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
     fit.add_argument("--standardize", action="store_true",
                      help="fit to standardised columns; the summary is converted back to original units")
@@ -188,7 +193,7 @@ def _add_settings_and_options(parser, model_spec) -> None:
         for option in model_spec.options:
             group.add_argument(f"--{option.name.replace('_', '-')}", dest=f"option_{option.name}", type=option.type,
                                default=None, choices=option.choices,
-                               help=f"{option.help} (default {option.default})")
+                               help=option.help + (f" (default {option.default})" if option.default not in ("", None) else ""))
 
 
 def _options_and_settings(args, spec=None) -> tuple[dict, dict]:
@@ -224,14 +229,65 @@ def _fit(args, spec) -> int:
     data_label = Path(args.data).stem if args.data else "data"
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
     report.check_destination(out, args.overwrite)
+    from probgen.data import parse_set
+
     result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
-                 columns=args.columns, standardize=args.standardize, holdout=args.holdout, **given)
+                 columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=parse_set(args.sets),
+                 **given)
     result.model_reference = args.model
-    built = report.build_report(result.idata, result.config(), result.spec)
-    folder = report.save_run(result, built, out, overwrite=args.overwrite)
+    if result.inputs.unused:
+        print(f"note: {args.data}: the model takes no argument named {', '.join(result.inputs.unused)}; ignored",
+              file=sys.stderr)
+    try:
+        built = report.build_report(result.idata, report.run_config(result), result.spec)
+        folder = report.save_run(result, built, out, overwrite=args.overwrite)
+    except Exception as exc:  # never lose the draws: save them, name the step, exit non-zero
+        folder = report.save_draws(result, out, args.overwrite, f"{type(exc).__name__}: {exc}")
+        print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
+              f"{folder / 'posterior.nc'}", file=sys.stderr)
+        return EXIT_STEP_FAILED
     print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
+    rerun = divergence_rerun(built.assessment, args)
+    if rerun:
+        print(rerun)
     print(f"run folder: {folder}  (open {folder / 'report.html'})")
+    if built.failures:
+        for failure in built.failures:
+            print(f"probgen: step failed: {failure['step']}: {failure['error']}", file=sys.stderr)
+        print(f"probgen: the draws are saved in {folder / 'posterior.nc'}; the report names the failed steps",
+              file=sys.stderr)
+        return EXIT_STEP_FAILED
     return 0
+
+
+def divergence_rerun(assessment, args) -> str | None:
+    """When the verdict failed on divergent transitions: the command that reruns the fit with a
+    higher --target-accept (smaller steps), or None."""
+    import shlex
+
+    failed = any(v.check == "divergences" and v.status == "fail" for v in assessment.verdicts)
+    if not failed:
+        return None
+    current = args.setting_target_accept or 0.8
+    higher = 0.99 if current >= 0.95 else 0.95
+    if current >= 0.99:
+        return ("The divergences persist at --target-accept 0.99: reparameterise the model (a non-centred "
+                "parameterisation for hierarchical scales is the usual fix).")
+    argv, skip = [], False
+    for token in args.argv:
+        if skip:
+            skip = False
+            continue
+        if token == "--target-accept":
+            skip = True
+            continue
+        if token.startswith("--target-accept="):
+            continue
+        argv.append(token)
+    if "--overwrite" not in argv:
+        argv.append("--overwrite")
+    command = " ".join(shlex.quote(token) for token in ["probgen", *argv, "--target-accept", str(higher)])
+    return f"Divergences: rerun with smaller steps (a higher target acceptance):\n    {command}"
 
 
 def _fit_amortized(args, spec, options, given) -> int:
@@ -461,7 +517,8 @@ def _models() -> int:
         print(f"{name}: {spec.description}")
         for option in spec.options:
             choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
-            print(f"    --{option.name.replace('_', '-')}{choices}  {option.help} (default {option.default})")
+            default = f" (default {option.default})" if option.default not in ("", None) else ""
+            print(f"    --{option.name.replace('_', '-')}{choices}  {option.help}{default}")
     return 0
 
 

@@ -26,7 +26,7 @@ class InferenceError(ProbgenError):
     """Inference was asked for something it cannot do (unknown method, bad settings)."""
 
 
-def user_exception(exc: BaseException, function) -> str | None:
+def user_exception(exc: BaseException, function=None, filename: str | None = None) -> str | None:
     """'model file 'm.py', line 7: NameError: name 'mu' is not defined' when `exc` was raised
     in the file that defines `function` (a user's model), else None. The innermost frame in
     that file is named: the line of the user's own code that failed."""
@@ -34,9 +34,10 @@ def user_exception(exc: BaseException, function) -> str | None:
     from pathlib import Path
 
     code = getattr(function, "__code__", None)
-    if code is None:
+    filename = filename or (code.co_filename if code is not None else None)
+    if filename is None:
         return None
-    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == code.co_filename]
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == filename]
     if not frames:
         return None
     where = frames[-1]

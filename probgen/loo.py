@@ -47,19 +47,38 @@ def without_padding(idata: az.InferenceData) -> az.InferenceData:
     return az.InferenceData(**groups)
 
 
-def predictive_metrics(idata: az.InferenceData) -> dict:
+def _one_log_likelihood(idata: az.InferenceData) -> az.InferenceData:
+    """`idata` with its observed sites' pointwise log-likelihoods as one variable: a model with
+    several observed sites (y and z, or a scalar and a vector) is scored one observation at a
+    time over all of them (each element of each site a point of leave-one-out)."""
+    import xarray as xr
+
+    variables = idata.log_likelihood.data_vars
+    if len(variables) <= 1:
+        return idata
+    chains, draws = idata.log_likelihood.sizes["chain"], idata.log_likelihood.sizes["draw"]
+    values = np.concatenate([v.values.reshape(chains, draws, -1) for v in variables.values()], axis=2)
+    groups = {"log_likelihood": xr.Dataset({"observations": (("chain", "draw", "observation"), values)})}
+    if "posterior" in idata.groups():
+        groups["posterior"] = idata.posterior
+    return az.InferenceData(**groups)
+
+
+def predictive_metrics(idata: az.InferenceData, reason: str | None = None) -> dict:
     """Predictive fit of the model to its own data.
 
     lppd: log pointwise predictive density (in sample, nats). elpd_loo, se, p_loo: PSIS-LOO
     estimate of the out-of-sample elpd (nats), its standard error and the effective number of
     parameters; pareto_k_bad lists the points whose PSIS k exceeds 0.7 (LOO unreliable there).
-    elpd_waic likewise. Point estimates (one draw) get the log-likelihood only.
+    elpd_waic likewise. Point estimates (one draw) get the log-likelihood only. Several observed
+    sites are scored together, one observation a point.
+    reason: why a run without pointwise log-likelihoods has none (the report prints it).
     """
     if "log_likelihood" not in idata.groups():
-        return {"available": False, "reason": "no log_likelihood group"}
-    idata = without_padding(idata)
+        return {"available": False, "reason": reason or "no pointwise log-likelihood was computed"}
+    idata = _one_log_likelihood(without_padding(idata))
     var_name = _single_log_likelihood(idata)
-    log_lik = idata.log_likelihood[var_name] if var_name else sum(idata.log_likelihood.data_vars.values())
+    log_lik = idata.log_likelihood[var_name]
     values = log_lik.values.reshape(log_lik.shape[0] * log_lik.shape[1], -1)
     num_draws, num_points = values.shape
     lppd = float(np.sum(np.logaddexp.reduce(values, axis=0) - np.log(num_draws)))
@@ -70,6 +89,9 @@ def predictive_metrics(idata: az.InferenceData) -> dict:
     }
     if num_draws < 100:
         metrics["loo"] = {"available": False, "reason": f"{num_draws} draw(s): LOO needs a posterior sample"}
+        return metrics
+    if num_points < 2:
+        metrics["loo"] = {"available": False, "reason": "one observation: leaving it out leaves nothing to fit"}
         return metrics
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -91,17 +91,32 @@ def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
     lines += ["Posterior predictive: " + line for line in flagged] or [
         "Posterior predictive: every test statistic of the observed data is typical of the model "
         "(all p-values in [0.025, 0.975])"]
-    generated = quality["generated_vs_observed"]
-    held_out = generated.get("compared_with") == "held_out_data"
+    generated = quality.get("generated_vs_observed")
+    held_out = generated is not None and generated.get("compared_with") == "held_out_data"
     if held_out:
         lines.append(f"Generated data against the {generated['rows']} held-out rows, which the fit did not see:")
-    lines += [test["reading"] for test in generated["tests"]]
-    lines.append(generated["kl_observed_to_generated"]["reading"])
-    if not held_out:
+    if generated is not None:
+        lines += [test["reading"] for test in generated["tests"]]
+        lines.append(generated["kl_observed_to_generated"]["reading"])
+    if generated is not None and not held_out:
         lines.append("These are the data the model was fitted to: a rejection means the model cannot reproduce "
                      "them; no rejection is weaker evidence than the same tests on held-out data (fit with --holdout).")
     shown = table[["variable", "statistic", "column", "observed", "predictive_mean", "predictive_3%", "predictive_97%", "p_value"]]
     return lines, shown
+
+
+SKIPPED_NAMES = {"loo": "LOO and WAIC", "prior_predictive": "prior predictive check", "two_sample": "generated against "
+                 "observed data (two-sample tests, KL)", "factors": "factor terms", "unused": "data not used"}
+
+
+def skipped_lines(metrics: dict) -> list[str]:
+    """'what: why' for each check that does not apply to this run."""
+    return [f"{SKIPPED_NAMES.get(name, name)}: {reason}" for name, reason in metrics.get("skipped", {}).items()]
+
+
+def failed_lines(metrics: dict) -> list[str]:
+    """'step: error' for each step of the run that failed."""
+    return [f"{failure['step']}: {failure['error']}" for failure in metrics.get("failed_steps", [])]
 
 
 def _fit_quality_markdown(metrics: dict) -> list[str]:
@@ -121,6 +136,11 @@ def render_markdown(report) -> str:
            markdown_table(report.summary), "",
            "## Predictive fit", "", *_metrics_lines(report.metrics), ""]
     out += _fit_quality_markdown(report.metrics)
+    if skipped_lines(report.metrics):
+        out += ["## Checks that do not apply", "", *[f"- {line}" for line in skipped_lines(report.metrics)], ""]
+    if failed_lines(report.metrics):
+        out += ["## Failed steps", "", "These steps raised an error; the draws are saved in posterior.nc and the rest "
+                "of the report stands.", "", *[f"- {line}" for line in failed_lines(report.metrics)], ""]
     for section in report.sections:
         out += [f"## {section.title}", "", section.text, ""]
         if section.table is not None:
@@ -170,6 +190,13 @@ def render_html(report) -> str:
         parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>"]
         if quality_table is not None:
             parts.append(quality_table.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=False))
+    if skipped_lines(report.metrics):
+        parts += ["<h2>Checks that do not apply</h2><ul>", *(f"<li>{esc(line)}</li>" for line in skipped_lines(report.metrics)),
+                  "</ul>"]
+    if failed_lines(report.metrics):
+        parts += ["<h2>Failed steps</h2><p>These steps raised an error; the draws are saved in posterior.nc and the "
+                  "rest of the report stands.</p><ul>", *(f"<li>{esc(line)}</li>" for line in failed_lines(report.metrics)),
+                  "</ul>"]
     for section in report.sections:
         parts.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
         if section.table is not None:

@@ -49,6 +49,7 @@ class Report:
     figures: dict  # name -> PNG bytes
     sections: tuple[Section, ...] = ()
     summary_title: str = "Posterior summary"
+    failures: tuple[dict, ...] = ()  # steps that failed: {"step": ..., "error": ...}
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +78,9 @@ def summary_table(idata, spec: ModelSpec | None, config: dict) -> tuple[pd.DataF
             table = az.summary(posterior, var_names=var_names, kind="stats", stat_focus="mean")[["mean"]]
             table = table.rename(columns={"mean": "estimate"})
         else:
-            table = az.summary(posterior, var_names=var_names, hdi_prob=0.94)
+            # unrounded (ArviZ rounds to 3 decimals, which prints an MCSE of 0.0004 as 0); the
+            # renderers show 4 significant digits
+            table = az.summary(posterior, var_names=var_names, hdi_prob=0.94, round_to="none")
     return table, units
 
 
@@ -178,37 +181,65 @@ def build_report(
     sections: Sequence[Section] = (),
     extra_metrics: Mapping | None = None,
 ) -> Report:
+    """The report of a run: verdicts, summary, predictive fit and checks, the model's own
+    sections, plots. Each step runs on its own: one that fails is named in the report (and in
+    `Report.failures`) and the others still run, so that a model the checks cannot handle still
+    gets its draws summarised."""
     method = config["method"]
-    assessment = diagnostics.assess(idata, method, config.get("settings"), _convergence_quantities(idata, spec))
+    failures: list[dict] = [dict(failure) for failure in config.get("failed_steps", ())]
+
+    def step(name: str, compute, default=None):
+        try:
+            return compute()
+        except Exception as exc:  # one check must not take the report (or the draws) down
+            failures.append({"step": name, "error": f"{type(exc).__name__}: {exc}"})
+            return default
+
+    assessment = step("convergence diagnostics", lambda: diagnostics.assess(
+        idata, method, config.get("settings"), _convergence_quantities(idata, spec)))
+    if assessment is None:
+        assessment = diagnostics.Assessment("failed", "The convergence checks could not run (see the failed steps): "
+                                                      "do not use these estimates until they do.", ())
     if spec is not None and spec.amortized is not None and "parameters" in idata.groups():
         return _amortized_report(idata, config, spec, assessment, sections, extra_metrics)
-    summary, units = summary_table(idata, spec, config)
-    metrics = {"predictive": loo.predictive_metrics(idata), **(extra_metrics or {})}
+    seed = int(config.get("seed", 0))
+    skipped = dict(checks.run_notes(idata))
+    summary, units = step("posterior summary", lambda: summary_table(idata, spec, config),
+                          (pd.DataFrame(columns=["mean"]), "not computed"))
+    metrics = {"predictive": step("LOO and WAIC", lambda: loo.predictive_metrics(idata, skipped.get("loo")),
+                                  {"available": False, "reason": "failed (see the failed steps)"}),
+               **(extra_metrics or {})}
     predictive_check = None
     draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     if "posterior_predictive" in idata.groups() and draws >= 100:
-        predictive_check = checks.predictive_check(idata, seed=int(config.get("seed", 0)))
+        predictive_check = step("posterior predictive check", lambda: checks.predictive_check(idata, seed=seed))
         held_out = "held_out_data" in idata.groups()
-        metrics["fit_quality"] = {
-            "predictive_check": predictive_check.table.to_dict("records"),
-            "generated_vs_observed": checks.generated_vs_observed(
-                idata, seed=int(config.get("seed", 0)), group="held_out_data" if held_out else "observed_data"),
-        }
+        quality = metrics["fit_quality"] = {}
+        if predictive_check is not None:
+            quality["predictive_check"] = predictive_check.table.to_dict("records")
+        compared = step("generated against observed data", lambda: checks.generated_vs_observed(
+            idata, seed=seed, group="held_out_data" if held_out else "observed_data"))
+        if compared is not None and compared.get("skipped"):
+            skipped["two_sample"] = compared["skipped"]
+        elif compared is not None:
+            quality["generated_vs_observed"] = compared
     prior_check = None
     if "prior_predictive" in idata.groups() and "observed_data" in idata.groups():
-        prior_check = checks.predictive_check(idata, "prior_predictive", seed=int(config.get("seed", 0)))
-        metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
-    scores = checks.held_out_scores(idata)
+        prior_check = step("prior predictive check", lambda: checks.predictive_check(idata, "prior_predictive", seed=seed))
+        if prior_check is not None:
+            metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
+    scores = step("held-out scores", lambda: checks.held_out_scores(idata))
     if scores is not None:
         metrics["held_out"] = scores
     if sections:
         metrics["sections"] = [_section_record(section) for section in sections]
     model_sections, model_figures = [], {}
     if spec is not None and spec.report is not None:
-        model_sections, model_metrics, model_figures = spec.report(idata, config)
+        model_sections, model_metrics, model_figures = step("the model's own report (ModelSpec.report)",
+                                                            lambda: spec.report(idata, config), ([], {}, {}))
         metrics.update(model_metrics)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
-    figures = figures_for(idata, spec, method, var_names)
+    figures = step("plots", lambda: figures_for(idata, spec, method, var_names), {})
     if predictive_check is not None:
         figures["predictive_statistics"] = predictive_statistics_figure(predictive_check)
     if prior_check is not None:
@@ -219,7 +250,15 @@ def build_report(
 
         figures.update({name: figure_png(figure) for name, figure in model_figures.items()})
         plt.close("all")
-    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections))
+    unused = (config.get("data") or {}).get("unused")
+    if unused:
+        skipped["unused"] = f"the model takes no argument named {', '.join(unused)}; those data entries were ignored"
+    if skipped:
+        metrics["skipped"] = skipped
+    if failures:
+        metrics["failed_steps"] = failures
+    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections),
+                  failures=tuple(failures))
 
 
 def _amortized_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:
@@ -279,9 +318,34 @@ def figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
+def save_draws(fit, out, overwrite: bool, error: str) -> Path:
+    """The run folder when even the report could not be built: posterior.nc (every draw),
+    config.json naming the failed step, and a short report.md saying so. Written atomically."""
+    config = {**fit.config(), "failed_steps": [*fit.failures, {"step": "report", "error": error}]}
+
+    def fill(folder: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit.idata.to_netcdf(str(folder / "posterior.nc"))
+        write_json(folder / "config.json", config)
+        lines = [f"- {failure['step']}: {failure['error']}" for failure in config["failed_steps"]]
+        (folder / "report.md").write_text("# probgen run: the report could not be built\n\nThe draws are saved in "
+                                          "posterior.nc. Failed steps:\n\n" + "\n".join(lines) + "\n")
+
+    return atomic_folder(Path(out), fill, overwrite)
+
+
 def write_run(fit, out, overwrite: bool = False, sections: Sequence[Section] = (), extra_metrics: Mapping | None = None) -> Path:
     """Write a `Fit` as a run folder with its report. Returns the folder's path."""
-    return save_run(fit, build_report(fit.idata, fit.config(), fit.spec, sections, extra_metrics), out, overwrite)
+    return save_run(fit, build_report(fit.idata, run_config(fit), fit.spec, sections, extra_metrics), out, overwrite)
+
+
+def run_config(fit) -> dict:
+    """config.json of a fit: how it was made, plus the steps after inference that failed."""
+    config = fit.config()
+    if getattr(fit, "failures", None):
+        config["failed_steps"] = list(fit.failures)
+    return config
 
 
 def save_run(fit, report: Report, out, overwrite: bool = False, extra_config: Mapping | None = None,

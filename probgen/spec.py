@@ -285,8 +285,14 @@ def load_spec(reference: str) -> ModelSpec:
         try:
             loader_spec.loader.exec_module(module)
         except Exception as exc:  # the user's code: report what broke, where
+            from probgen.errors import user_exception
+
             del sys.modules[module_name]
-            raise ModelError(f"model file '{reference}' failed to import: {type(exc).__name__}: {exc}") from exc
+            where = user_exception(exc, filename=str(path))
+            if isinstance(exc, SyntaxError) and exc.lineno:
+                where = f"model file '{path.name}', line {exc.lineno}: SyntaxError: {exc.msg}"
+            raise ModelError(f"{where or f'model file {reference!r}'} (while importing it)" if where else
+                             f"model file '{reference}' failed to import: {type(exc).__name__}: {exc}") from exc
         return _spec_from_module(module, f"model file '{reference}'")
     names = builtin_model_names()
     if reference not in names:

@@ -93,10 +93,7 @@ def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0,
             if holdout:
                 named, held = named.split(holdout, seed)
             inputs = binding.bind(spec.model, named)
-            structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
-            inputs = binding.split_observed(inputs, structure.observed)
-            held_inputs = None if held is None else binding.split_observed(binding.bind(spec.model, held), structure.observed)
-            return named, inputs, held_inputs
+            return named, inputs, None if held is None else binding.bind(spec.model, held)
         if sets:
             raise InferenceError(f"--set gives arguments by name; {describe_function(spec.model)} takes its data as x")
     dataset = _as_dataset(data, columns, standardize)
@@ -120,6 +117,12 @@ def user_code(spec: ModelSpec, step):
         raise
     except Exception as exc:
         located = user_exception(exc, spec.model)
+        if located is None and binds_by_name(spec):  # a plain model: say where, without a traceback
+            import traceback
+
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            located = (f"running {describe_function(spec.model)} failed: {type(exc).__name__}: {exc} (raised in "
+                       f"{frame.filename.rsplit('/', 1)[-1]}, line {frame.lineno}, in {frame.name})")
         if located is None:
             raise
         raise ModelError(located) from exc

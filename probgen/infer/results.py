@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import arviz as az
 import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 import numpyro.distributions as dist
@@ -26,6 +27,7 @@ from numpyro import handlers
 from numpyro.infer import Predictive, init_to_uniform
 from numpyro.primitives import Messenger
 
+from probgen.checks import NOTES_ATTRIBUTE
 from probgen.spec import ModelInputs, ModelSpec
 
 
@@ -153,6 +155,11 @@ class uncondition(Messenger):
 
     def process_message(self, msg):
         if msg["type"] == "sample" and msg["is_observed"] and msg["name"] in self.sites:
+            fn, shape = msg["fn"], jnp.shape(msg["value"])
+            batch = shape[: len(shape) - len(fn.event_shape)]
+            if batch != tuple(fn.batch_shape):
+                # `obs=y` with a distribution broadcast over y (no plate): draw y-shaped data
+                msg["fn"] = fn.expand(batch)
             msg["is_observed"] = False
             msg["value"] = None
 
@@ -346,9 +353,6 @@ def build_inference_data(
     return idata
 
 
-NOTES_ATTRIBUTE = "probgen_notes"
-
-
 def draws_only(samples: Mapping[str, Any], sample_stats=None, optimization=None,
                structure: ModelStructure | None = None) -> az.InferenceData:
     """The draws as they came from inference (posterior and sample statistics, the loss per
@@ -378,9 +382,3 @@ def structure_notes(structure: ModelStructure) -> dict[str, str]:
                             "observations: LOO, WAIC and the predictive checks use the observed sites only")
     return notes
 
-
-def run_notes(idata) -> dict[str, str]:
-    """The notes `build_inference_data` stored with the draws (check -> why it was skipped)."""
-    if "posterior" not in idata.groups():
-        return {}
-    return json.loads(idata.posterior.attrs.get(NOTES_ATTRIBUTE, "{}"))
