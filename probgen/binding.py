@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping
 
+import jax.numpy as jnp
 import numpy as np
 
 from probgen.data import NamedData
@@ -38,7 +39,7 @@ def model_arguments(model: Callable) -> tuple[list[str], list[str]]:
 
 
 def as_model_value(name: str, value: Any, label: str):
-    """A data value as the model receives it: Python int/float for scalars, int32 or float32
+    """A data value as the model receives it: Python int/float for scalars, JAX int32 or float32
     arrays otherwise; a `DataError` naming the key for text, ragged lists or non-finite numbers."""
     if isinstance(value, bool) or isinstance(value, np.bool_):
         return bool(value)
@@ -59,9 +60,9 @@ def as_model_value(name: str, value: Any, label: str):
         first = array.reshape(-1)[0] if array.size else ""
         raise DataError(f"'{name}' in {label} is not numeric: value {first!r}")
     if array.dtype.kind == "b":
-        return array
+        return jnp.asarray(array)
     if array.dtype.kind in "iu":
-        return int(array) if array.ndim == 0 else array.astype(np.int32)
+        return int(array) if array.ndim == 0 else jnp.asarray(array, jnp.int32)
     if array.dtype.kind != "f":
         raise DataError(f"'{name}' in {label} has unsupported type {array.dtype}")
     bad = ~np.isfinite(array)
@@ -71,7 +72,8 @@ def as_model_value(name: str, value: Any, label: str):
                         f"{where}); remove or impute them first, probgen never drops data")
     if array.ndim == 0:
         return float(array)
-    return array.astype(np.float32)
+    # JAX arrays, not NumPy's: a model may index them with traced values (y[t] inside a scan)
+    return jnp.asarray(array, jnp.float32)
 
 
 def bind(model: Callable, data: NamedData) -> ModelInputs:

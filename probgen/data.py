@@ -375,14 +375,18 @@ def _hash_values(values: Mapping[str, Any]) -> str:
 
 
 def _read_json(path: Path) -> dict:
+    import gzip
     import json
 
     try:
-        content = json.loads(path.read_text())
+        raw = gzip.decompress(path.read_bytes()) if path.name.lower().endswith(".gz") else path.read_bytes()
+        content = json.loads(raw.decode())
     except UnicodeDecodeError:
         raise DataError(f"data file '{path}' is not text (JSON must be UTF-8)") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"data file '{path}' is not valid JSON: {exc}") from None
+    except (OSError, EOFError) as exc:  # a truncated or not-gzip .json.gz
+        raise DataError(f"data file '{path}' cannot be read: {exc}") from None
     if not isinstance(content, dict):
         raise DataError(f"data file '{path}' must hold a JSON object of named values (as cmdstan's and posteriordb's "
                         f"data files do), not a {type(content).__name__}")
@@ -415,10 +419,11 @@ def load_named(source, sets: Mapping[str, Any] | None = None) -> NamedData:
     else:
         path = Path(str(source))
         name = str(source)
-        if path.suffix.lower() in NAMED_SUFFIXES:
+        json_file = path.name.lower().endswith((".json", ".json.gz"))
+        if json_file or path.suffix.lower() in NAMED_SUFFIXES:
             if not path.is_file():
                 raise DataError(f"data file '{path}' does not exist")
-            values = _read_json(path) if path.suffix.lower() == ".json" else _read_npz(path)
+            values = _read_json(path) if json_file else _read_npz(path)
             label = f"data file '{path}'"
         else:
             frame, label, _ = read_table(name)

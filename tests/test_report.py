@@ -27,7 +27,7 @@ def test_run_folder_holds_every_file(run_folder):
 
 def test_config_records_seed_versions_data_and_settings(run_folder):
     config = json.loads((run_folder / "config.json").read_text())
-    assert config["seed"] == 0 and config["method"] == "nuts"
+    assert config["seed"] == seeded(0) and config["method"] == "nuts"
     assert {"jax", "numpyro", "arviz"} <= set(config["versions"])
     assert config["data"]["source"] == "faithful" and len(config["data"]["sha256"]) == 64
     assert config["settings"]["chains"] == 4 and config["model"]["options"]["num_components"] == 2

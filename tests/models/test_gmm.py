@@ -189,7 +189,9 @@ TRUTH = {
 }
 
 
-def simulated_frame(n=600, seed=seeded(0)):
+def simulated_frame(n=600, seed=0):
+    # the data set is the test's fixed design (a known truth); the base seed varies the inference
+    # run on it, not the problem
     import pandas as pd
 
     params = {k: v[None] for k, v in TRUTH.items()}
@@ -218,7 +220,7 @@ def test_nuts_recovers_simulated_truth():
 
 
 def test_nuts_and_svi_agree():
-    frame = simulated_frame(seed=seeded(4))
+    frame = simulated_frame(seed=4)
     nuts = fit("gmm", frame, "nuts", options={"num_components": 3}, seed=seeded(0), progress=False, warmup=500, draws=500)
     svi = fit("gmm", frame, "svi", options={"num_components": 3}, seed=seeded(0), progress=False)
     assert svi.settings["converged"]

@@ -55,11 +55,13 @@ def test_elbo_matches_the_closed_form_of_the_linear_gaussian_vae():
 
 
 def test_iwae_rises_with_k_and_stays_below_the_exact_log_likelihood():
-    rng = np.random.default_rng(seeded(1))
+    # the encoder and data are the test's fixed design (a deliberately poor encoder: how poor
+    # decides how fast the gap closes); the base seed varies the importance samples
+    rng = np.random.default_rng(1)
     params, (K, b, sigma, *_) = linear_params(rng)
     x = rng.normal(size=(200, D)).astype(np.float32) + b.astype(np.float32)
     exact = stats.multivariate_normal(b, K.T @ K + np.diag(sigma**2)).logpdf(x).mean()
-    bounds = {k: float(vae.iwae_per_example(params, jnp.asarray(x), LINEAR, jax.random.PRNGKey(k), k).mean())
+    bounds = {k: float(vae.iwae_per_example(params, jnp.asarray(x), LINEAR, jax.random.PRNGKey(seeded(k)), k).mean())
               for k in (1, 10, 100, 1000)}
     assert bounds[1] < bounds[10] < bounds[100] < bounds[1000]
     # the bound's average over 200 rows sits below log p(x); its Monte Carlo error at K = 1000 is

@@ -1,0 +1,321 @@
+"""A user's own NumPyro model, bound to its data by argument name, through fit, checks and
+report: the six failures of issue 12, each run as a user runs it (the CLI's `main`, in process
+to save a JAX start per case; `test_cli.py` covers the subprocess entry point), and the Python
+API against a conjugate posterior."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from _seeds import seeded
+from probgen.cli import main
+
+QUICK = ["--chains", "2", "--warmup", "200", "--draws", "200", "--quiet"]
+
+EIGHT_SCHOOLS = '''
+import numpyro
+import numpyro.distributions as dist
+
+
+def model(J, sigma, y=None):
+    """Eight schools, non-centred."""
+    mu = numpyro.sample("mu", dist.Normal(0, 5))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5))
+    with numpyro.plate("J", J):
+        theta_tilde = numpyro.sample("theta_tilde", dist.Normal(0, 1))
+        theta = numpyro.deterministic("theta", mu + tau * theta_tilde)
+        numpyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+'''
+EIGHT_DATA = {"J": 8, "y": [28, 8, -3, 7, -1, 1, 18, 12], "sigma": [15, 10, 16, 11, 9, 11, 10, 18],
+              "note": "posteriordb files carry keys like this"}
+
+
+def write(folder, name, text):
+    path = folder / name
+    path.write_text(textwrap.dedent(text) if name.endswith(".py") else text)
+    return path
+
+
+def fit_cli(capsys, *argv):
+    """(exit status, stdout, stderr) of `probgen fit ARGV`."""
+    status = main(["fit", *map(str, argv)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_eight_schools_json_binds_by_name_ignores_extra_keys_and_skips_small_sample_tests(tmp_path, capsys):
+    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
+    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", "--seed", seeded(0), *QUICK)
+    assert status == 0, err
+    assert "takes no argument named note; ignored" in err and err.count("\n") == 1  # named once
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # 8 rows: no two-sample p-values and no KL (5.7 nats of plug-in bias before), with the reason
+    assert "generated_vs_observed" not in metrics["fit_quality"]
+    assert "8 row(s)" in metrics["skipped"]["two_sample"]
+    assert "note" in metrics["skipped"]["unused"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["unused"] == ["note"] and config["data"]["keys"]["J"] == []
+    summary = (tmp_path / "run" / "summary.csv").read_text()
+    assert "theta[7]" in summary and "tau" in summary  # deterministic sites are summarised
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Checks that do not apply" in report
+
+
+def test_a_csv_lacking_an_argument_names_it_and_set_supplies_it(tmp_path, capsys):
+    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
+    rows = "y,sigma\n" + "\n".join(f"{y},{s}" for y, s in zip(EIGHT_DATA["y"], EIGHT_DATA["sigma"])) + "\n"
+    data = write(tmp_path, "eight.csv", rows)
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 2 and err.count("\n") == 1
+    assert "needs argument 'J'" in err and "it holds: sigma, y" in err and "--set" in err
+    assert not (tmp_path / "run").exists()
+    status, _, err = fit_cli(capsys, model, "--data", data, "--set", "J=8", "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    status, _, err = fit_cli(capsys, model, "--data", data, "--set", "J", "--out", tmp_path / "r2", *QUICK)
+    assert status == 2 and "--set 'J'" in err
+
+
+def test_improper_flat_prior_fits_and_the_prior_predictive_is_skipped_with_the_reason(tmp_path, capsys):
+    model = write(tmp_path, "flat.py", '''
+        import numpyro
+        import numpyro.distributions as dist
+        from numpyro.distributions import constraints
+
+
+        def model(x, y):
+            alpha = numpyro.sample("alpha", dist.ImproperUniform(constraints.real, (), ()))
+            beta = numpyro.sample("beta", dist.ImproperUniform(constraints.real, (), ()))
+            sigma = numpyro.sample("sigma", dist.HalfNormal(10))
+            with numpyro.plate("rows", x.shape[0]):
+                numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
+        ''')
+    rng = np.random.default_rng(seeded(0))
+    x = rng.normal(size=60)
+    data = write(tmp_path, "line.json", json.dumps({"x": x.tolist(), "y": (1 + 2 * x + rng.normal(size=60)).tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "improper" in metrics["skipped"]["prior_predictive"] and "alpha" in metrics["skipped"]["prior_predictive"]
+    assert "prior_predictive_check" not in metrics.get("fit_quality", {})
+    assert "elpd_loo" in metrics["predictive"]["loo"]  # the rest of the report stands
+
+
+FACTOR_MODELS = {
+    # a Jacobian-style factor beside an observed site: LOO on the observed site only
+    "jacobian": '''
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(y):
+            log_sigma = numpyro.sample("log_sigma", dist.Normal(0, 2))
+            numpyro.factor("jac", 0.0 * log_sigma)
+            mu = numpyro.sample("mu", dist.Normal(0, 10))
+            numpyro.sample("y", dist.Normal(mu, jnp.exp(log_sigma)), obs=y)
+        ''',
+    # the whole likelihood in a factor (a hand-written forward algorithm, say): no LOO, a reason
+    "all_factor": '''
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(y):
+            mu = numpyro.sample("mu", dist.Normal(0, 10))
+            numpyro.factor("likelihood", dist.Normal(mu, 1).log_prob(y).sum())
+        ''',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FACTOR_MODELS))
+def test_factor_terms_are_not_observations(tmp_path, capsys, kind):
+    model = write(tmp_path, f"{kind}.py", FACTOR_MODELS[kind])
+    y = np.random.default_rng(seeded(1)).normal(1.0, 1.0, size=40)
+    data = write(tmp_path, "y.json", json.dumps({"y": y.tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    if kind == "jacobian":
+        assert metrics["predictive"]["num_points"] == 40  # y's 40 points, no "jac" term
+        assert "jac" in metrics["skipped"]["factors"]
+    else:
+        assert metrics["predictive"]["available"] is False
+        assert "factor terms (likelihood)" in metrics["predictive"]["reason"]
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_single_sequence_hmm_skips_row_tests_instead_of_crashing(tmp_path, capsys):
+    model = write(tmp_path, "hmm1.py", '''
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+        from probgen.models.hmm import HiddenMarkov
+
+
+        def model(y):
+            T = y.shape[0]
+            init = numpyro.sample("init", dist.Dirichlet(jnp.ones(2)))
+            transition = numpyro.sample("transition", dist.Dirichlet(jnp.ones((2, 2)) + 4 * jnp.eye(2)).to_event(1))
+            locs = numpyro.sample("locs", dist.TransformedDistribution(
+                dist.Normal(0, 5).expand([2]).to_event(1), dist.transforms.OrderedTransform()))
+            scale = numpyro.sample("scale", dist.HalfNormal(2))
+            params = {"means": locs[:, None], "scale_tril": jnp.broadcast_to(scale, (2, 1, 1))}
+            numpyro.sample("x", HiddenMarkov(init, transition, "gaussian", params, jnp.ones((1, T), bool)),
+                           obs=y.reshape(1, T, 1))
+        ''')
+    rng = np.random.default_rng(seeded(2))
+    states = np.cumsum(rng.random(60) < 0.1) % 2
+    data = write(tmp_path, "seq.json", json.dumps({"y": (np.where(states, 2.0, -1.0) + 0.5 * rng.normal(size=60)).tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "1 row(s)" in metrics["skipped"]["two_sample"]
+    assert metrics["fit_quality"]["predictive_check"]  # the statistics of the sequence are still checked
+
+
+def test_an_exception_in_the_users_model_names_file_and_line(tmp_path, capsys):
+    model = write(tmp_path, "broken.py", '''
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(y):
+            mu = numpyro.sample("mu", dist.Normal(0, 5))
+            numpyro.sample("y", dist.Normal(mu + undefined_name, 1), obs=y)
+        ''')
+    data = write(tmp_path, "y.json", json.dumps({"y": [1.0, 2.0]}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 2 and err.count("\n") == 1
+    assert "model file 'broken.py', line 8, in model: NameError" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_observations_computed_in_the_model_and_several_observed_sites(tmp_path, capsys):
+    """obs=y[K:] (an AR model) draws y-shaped predictions without y=None; a second observed
+    site gets its own predictive and log-likelihood, and LOO scores all observations."""
+    model = write(tmp_path, "ar.py", '''
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(y, z, K=1):
+            alpha = numpyro.sample("alpha", dist.Normal(0, 10))
+            beta = numpyro.sample("beta", dist.Normal(0, 1))
+            sigma = numpyro.sample("sigma", dist.HalfNormal(5))
+            numpyro.sample("y_next", dist.Normal(alpha + beta * y[:-K], sigma), obs=y[K:])
+            rate = numpyro.sample("rate", dist.Gamma(2, 1))
+            with numpyro.plate("counts", z.shape[0]):
+                numpyro.sample("z", dist.Poisson(rate), obs=z)
+        ''')
+    rng = np.random.default_rng(seeded(3))
+    y = np.zeros(80)
+    for t in range(1, 80):
+        y[t] = 0.5 + 0.6 * y[t - 1] + rng.normal()
+    data = write(tmp_path, "ar.json", json.dumps({"y": y.tolist(), "z": rng.poisson(3.0, size=30).tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    import arviz as az
+
+    idata = az.from_netcdf(tmp_path / "run" / "posterior.nc")
+    assert idata.posterior_predictive["y_next"].shape == (2, 200, 79)
+    assert idata.posterior_predictive["z"].shape == (2, 200, 30)
+    assert set(idata.log_likelihood.data_vars) == {"y_next", "z"}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["predictive"]["num_points"] == 79 + 30
+    # the AR coefficient is recovered: 0.6 within the posterior's 4 sd
+    beta = idata.posterior["beta"].values
+    assert abs(beta.mean() - 0.6) < 4 * beta.std() + 0.05
+
+
+def test_a_failure_after_sampling_keeps_the_draws_and_names_the_step(tmp_path, capsys, monkeypatch):
+    from probgen import checks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure in a check")
+
+    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
+    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    monkeypatch.setattr(checks, "predictive_check", broken)
+    status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 1
+    assert "step failed: posterior predictive check: RuntimeError: simulated failure" in err
+    assert "posterior.nc" in err
+    import arviz as az
+
+    assert az.from_netcdf(tmp_path / "run" / "posterior.nc").posterior["tau"].shape == (2, 200)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Failed steps" in report and "simulated failure" in report
+    failed = json.loads((tmp_path / "run" / "metrics.json").read_text())["failed_steps"]
+    assert [f["step"] for f in failed] == ["posterior predictive check", "prior predictive check"]
+
+
+def test_a_failure_building_the_results_still_saves_every_draw(tmp_path, capsys, monkeypatch):
+    import probgen.infer as infer
+
+    def broken(*args, **kwargs):
+        raise TypeError("simulated failure while building the results")
+
+    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
+    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    monkeypatch.setattr(infer, "build_inference_data", broken)
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 1 and "simulated failure while building the results" in err
+    import arviz as az
+
+    posterior = az.from_netcdf(tmp_path / "run" / "posterior.nc").posterior
+    assert posterior["theta_tilde"].shape == (2, 200, 8)
+
+
+def test_divergences_print_the_command_that_reruns_with_a_higher_target_accept(tmp_path, capsys):
+    model = write(tmp_path, "centred.py", '''
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(J, sigma, y):
+            """Eight schools, centred: the funnel that diverges."""
+            mu = numpyro.sample("mu", dist.Normal(0, 5))
+            tau = numpyro.sample("tau", dist.HalfCauchy(5))
+            with numpyro.plate("J", J):
+                theta = numpyro.sample("theta", dist.Normal(mu, tau))
+                numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+        ''')
+    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", "--target-accept", "0.6",
+                               "--seed", seeded(0), "--chains", "2", "--warmup", "300", "--draws", "600", "--quiet")
+    assert status == 0, err
+    verdicts = json.loads((tmp_path / "run" / "diagnostics.json").read_text())
+    divergences = next(c for c in verdicts["checks"] if c["check"] == "divergences")
+    if divergences["status"] == "fail":  # the centred funnel at target 0.6 diverges under almost every seed
+        assert "--target-accept 0.95" in out and "--target-accept 0.6" not in out and "--overwrite" in out
+
+
+def test_the_python_api_takes_a_plain_function_and_a_dict_and_matches_the_conjugate_posterior():
+    """y_i ~ N(mu, 2), mu ~ N(0, 10): posterior N(m, s) in closed form."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    import probgen
+
+    def model(N, y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("rows", N):
+            numpyro.sample("y", dist.Normal(mu, 2.0), obs=y)
+
+    y = np.random.default_rng(seeded(5)).normal(3.0, 2.0, size=25)
+    result = probgen.fit(model, {"N": 25, "y": y}, seed=seeded(5), progress=False, chains=2, warmup=500, draws=1000)
+    precision = 1 / 10.0**2 + 25 / 2.0**2
+    mean, sd = (y.sum() / 2.0**2) / precision, precision**-0.5
+    draws = result.idata.posterior["mu"].values.ravel()
+    import arviz as az
+
+    ess = float(az.ess(result.idata, var_names=["mu"])["mu"])
+    # the posterior mean is off by N(0, sd / sqrt(ESS)); 4 such errors bound a false alarm at 6e-5
+    assert abs(draws.mean() - mean) < 4 * sd / np.sqrt(ess)
+    # the sd's relative error is about 1 / sqrt(2 ESS)
+    assert abs(draws.std() / sd - 1) < 4 / np.sqrt(2 * ess)
+    assert result.idata.posterior_predictive["y"].shape == (2, 1000, 25)
