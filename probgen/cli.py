@@ -166,8 +166,12 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
                                               "the posterior of RUN_DIR, and write one CSV row per input row: mean, sd "
                                               "and predictive quantiles (regression) or class probabilities.")
     predict.add_argument("run_dir", metavar="RUN_DIR")
-    predict.add_argument("--data", required=True, metavar="DATA", help="bundled data set or .csv/.tsv/.parquet file")
-    predict.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    predict.add_argument("--data", required=True, metavar="DATA",
+                         help="the new inputs: .json/.npz of named values or a .csv/.tsv/.parquet table")
+    predict.add_argument("--out", required=True, metavar="FILE.csv",
+                         help="CSV file to write (a model bound by name also gets FILE.nc with every predictive draw)")
+    predict.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
+                         help="give the model argument NAME this value (as for fit)")
     predict.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     predict.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
 
@@ -416,18 +420,26 @@ def _predict(args) -> int:
 
     from probgen import data, report
     from probgen.sampling import write_csv
-    from probgen.spec import load_spec
+    from probgen.spec import binds_by_name, load_spec
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise_usage(f"output file '{out}' already exists (use --overwrite to replace it)")
     idata, config = report.load_run(args.run_dir)
     spec = load_spec(config["model"]["reference"])
-    if spec.predict is None:
+    key = jax.random.PRNGKey(args.seed)
+    if spec.predict is not None:
+        table = spec.predict(idata, config["model"]["options"], data.load(args.data).frame, key)
+    elif binds_by_name(spec) and "keys" in (config.get("data") or {}):  # a model bound by argument name
+        from probgen.predict import posterior_predictive_at
+
+        table, draws = posterior_predictive_at(spec, idata, args.data, key, data.parse_set(args.sets))
+        netcdf = out.with_suffix(".nc")
+        draws.to_netcdf(str(netcdf))
+        print(f"wrote the predictive draws to {netcdf}")
+    else:
         raise_usage(f"model '{spec.name}' does not predict from inputs (no ModelSpec.predict); "
                     "`probgen sample` draws new data from it")
-    frame = data.load(args.data).frame
-    table = spec.predict(idata, config["model"]["options"], frame, jax.random.PRNGKey(args.seed))
     write_csv(table, out)
     print(f"wrote {len(table)} predictions to {out}")
     return 0

@@ -319,3 +319,39 @@ def test_the_python_api_takes_a_plain_function_and_a_dict_and_matches_the_conjug
     # the sd's relative error is about 1 / sqrt(2 ESS)
     assert abs(draws.std() / sd - 1) < 4 / np.sqrt(2 * ess)
     assert result.idata.posterior_predictive["y"].shape == (2, 1000, 25)
+
+
+def test_predict_gives_the_posterior_predictive_at_new_inputs_for_any_model(tmp_path, capsys):
+    model = write(tmp_path, "line.py", '''
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(x, y=None):
+            alpha = numpyro.sample("alpha", dist.Normal(0, 10))
+            beta = numpyro.sample("beta", dist.Normal(0, 10))
+            sigma = numpyro.sample("sigma", dist.HalfNormal(5))
+            with numpyro.plate("rows", x.shape[0]):
+                numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
+        ''')
+    rng = np.random.default_rng(seeded(6))
+    x = rng.normal(size=50)
+    data = write(tmp_path, "line.json", json.dumps({"x": x.tolist(), "y": (1 + 2 * x + rng.normal(size=50)).tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    new = write(tmp_path, "new.json", json.dumps({"x": [0.0, 2.0]}))
+    assert main(["predict", str(tmp_path / "run"), "--data", str(new), "--out", str(tmp_path / "pred.csv")]) == 0
+    import arviz as az
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "pred.csv")
+    posterior = az.from_netcdf(tmp_path / "run" / "posterior.nc").posterior
+    alpha, beta, sigma = (posterior[v].values.ravel() for v in ("alpha", "beta", "sigma"))
+    for row, at in zip(table.itertuples(), (0.0, 2.0)):
+        expected = alpha + beta * at
+        spread = np.sqrt(expected.var() + (sigma**2).mean())  # predictive sd: parameters plus noise
+        # the mean of 400 predictive draws is off by spread / 20; 4 such errors bound a false alarm
+        assert abs(row.mean - expected.mean()) < 4 * spread / np.sqrt(len(alpha))
+        assert abs(row.sd / spread - 1) < 4 / np.sqrt(2 * len(alpha))
+        assert row.q5 < row.q50 < row.q95
+    assert (tmp_path / "pred.nc").is_file()
