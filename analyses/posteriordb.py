@@ -34,7 +34,10 @@ SLOW = ("diamonds-diamonds", "hudson_lynx_hare-lotka_volterra", "gp_pois_regr-gp
 
 # Settings a user would reach for after reading the report: the GP's funnel between alpha and
 # f_tilde gives divergences at the default target acceptance of 0.8 (27 in 4,000 draws).
+# At 0.95 4 divergences remain (measured), so its verdict stays "failed" while every parameter
+# matches the reference: a finding the README's table explains, not a pass.
 SETTINGS = {"gp_pois_regr-gp_pois_regr": {"target_accept": 0.95}}
+DIVERGENT = ("gp_pois_regr-gp_pois_regr",)
 
 
 def names() -> list[str]:
