@@ -51,7 +51,7 @@ def test_missing_model_file():
 def test_model_file_that_fails_to_import(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text("import not_a_module_anywhere\n")
-    with pytest.raises(ModelError, match="failed to import: ModuleNotFoundError"):
+    with pytest.raises(ModelError, match="broken.py., line 1, in <module>: ModuleNotFoundError"):
         load_spec(str(path))
 
 
