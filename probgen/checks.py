@@ -305,3 +305,27 @@ def held_out_scores(idata) -> dict | None:
         f"{scores['bits_per_dimension']:.3f} bits per dimension, perplexity {scores['perplexity']:.4g}"
     )
     return scores
+
+
+def discrete_summary(idata, max_rows: int = 20) -> tuple[pd.DataFrame, dict] | None:
+    """The recovered discrete sites (`discrete_posterior` group): per element, the posterior
+    mode and its probability over the draws. Returns (table of the first `max_rows` elements
+    of each site, {site: {"elements", "mode_probability_mean", "confident": elements whose
+    mode has probability >= 0.9}}), or None without such sites."""
+    if "discrete_posterior" not in idata.groups():
+        return None
+    rows, summary = [], {}
+    for name, variable in idata.discrete_posterior.data_vars.items():
+        values = variable.values.reshape(variable.shape[0] * variable.shape[1], -1).astype(int)
+        modes, probabilities = [], []
+        for column in values.T:
+            counts = np.bincount(column - column.min())
+            modes.append(int(counts.argmax() + column.min()))
+            probabilities.append(float(counts.max() / len(column)))
+        probabilities = np.asarray(probabilities)
+        summary[name] = {"elements": int(values.shape[1]), "mode_probability_mean": float(probabilities.mean()),
+                         "confident": int(np.sum(probabilities >= 0.9))}
+        for index in range(min(max_rows, values.shape[1])):
+            rows.append({"element": f"{name}[{index}]", "posterior_mode": modes[index],
+                         "probability": probabilities[index]})
+    return pd.DataFrame(rows).set_index("element"), summary

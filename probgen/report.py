@@ -228,6 +228,17 @@ def build_report(
         prior_check = step("prior predictive check", lambda: checks.predictive_check(idata, "prior_predictive", seed=seed))
         if prior_check is not None:
             metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
+    discrete = step("discrete sites", lambda: checks.discrete_summary(idata))
+    discrete_sections = []
+    if discrete is not None:
+        table, discrete_metrics = discrete
+        metrics["discrete_sites"] = discrete_metrics
+        text = " ".join(f"{name}: {m['elements']} element(s), {m['confident']} with a posterior mode of probability "
+                        f">= 0.9 (mean mode probability {m['mode_probability_mean']:.3f})."
+                        for name, m in discrete_metrics.items())
+        discrete_sections.append(Section("Discrete sites (summed out by NUTS, recovered by infer_discrete)",
+                                         text + " The table shows the first elements; every draw is in posterior.nc "
+                                         "(group discrete_posterior).", table))
     scores = step("held-out scores", lambda: checks.held_out_scores(idata))
     if scores is not None:
         metrics["held_out"] = scores
@@ -257,8 +268,8 @@ def build_report(
         metrics["skipped"] = skipped
     if failures:
         metrics["failed_steps"] = failures
-    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections),
-                  failures=tuple(failures))
+    return Report(config, assessment, summary, units, metrics, figures,
+                  tuple(discrete_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
 
 
 def _amortized_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:

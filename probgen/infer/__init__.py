@@ -128,6 +128,21 @@ def user_code(spec: ModelSpec, step):
         raise ModelError(located) from exc
 
 
+def check_discrete_sites(structure, method: str) -> None:
+    """Discrete latent sites are summed out by enumeration, which NUTS and HMC do (NumPyro's
+    funsor enumeration); a site without finite support, or a method that cannot sum, is an
+    error naming the site."""
+    if structure.not_enumerable:
+        raise ModelError(f"discrete latent site{'s' if len(structure.not_enumerable) > 1 else ''} "
+                         f"{', '.join(structure.not_enumerable)} cannot be enumerated (no finite support to sum "
+                         "over); marginalise it in the model or give it a finite support")
+    if structure.discrete and method not in ("nuts", "hmc"):
+        plural = len(structure.discrete) > 1
+        raise InferenceError(f"the discrete latent site{'s' if plural else ''} {', '.join(structure.discrete)} "
+                             f"{'are' if plural else 'is'} summed out by enumeration, which --method nuts and hmc do; "
+                             f"--method {method} cannot")
+
+
 def fit(
     spec,
     data,
@@ -187,6 +202,7 @@ def fit(
 
     start = time.perf_counter()
     structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
+    check_discrete_sites(structure, method)
     sample_stats = optimization = None
     if method in ("nuts", "hmc"):
         sampler = mcmc.make_sampler(spec, inputs, method, settings, progress)

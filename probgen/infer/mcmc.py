@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,7 +88,12 @@ def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chai
 def run_sampler(sampler: MCMC, inputs: ModelInputs, rng_key, max_tree_depth: int | None,
                 init_params: dict | None = None) -> tuple[dict, dict]:
     """Run `sampler`; return latent draws and sample stats, both with (chain, draw) axes."""
-    sampler.run(rng_key, extra_fields=EXTRA_FIELDS, init_params=init_params, **inputs.observed)
+    with warnings.catch_warnings():
+        # NumPyro enumerates a model's discrete sites on its own and warns that it will one day
+        # ask for them to be marked; probgen's users need not mark them (DESIGN: discrete
+        # latents are marginalised)
+        warnings.filterwarnings("ignore", message="Some algorithms will automatically enumerate", category=FutureWarning)
+        sampler.run(rng_key, extra_fields=EXTRA_FIELDS, init_params=init_params, **inputs.observed)
     samples = {k: np.asarray(v) for k, v in sampler.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in sampler.get_extra_fields(group_by_chain=True).items()}
     stats = {

@@ -93,6 +93,8 @@ class ModelStructure:
     deterministic: `numpyro.deterministic` sites.
     discrete:  discrete latent sites (enumerated by NUTS, not drawn).
     improper:  latent sites whose prior cannot be drawn from (`ImproperUniform`).
+    not_enumerable: discrete latent sites whose distribution has no finite support to sum
+               over (a Poisson latent count), as "name (Distribution)".
     """
 
     latent: tuple[str, ...]
@@ -102,6 +104,7 @@ class ModelStructure:
     deterministic: tuple[str, ...] = ()
     discrete: tuple[str, ...] = ()
     improper: tuple[str, ...] = ()
+    not_enumerable: tuple[str, ...] = ()
 
 
 def _is_factor(site) -> bool:
@@ -135,13 +138,16 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
         found["discrete"] = tuple(site["name"] for site in latent if site["fn"].support.is_discrete)
         found["supports"] = {site["name"]: site["fn"].support for site in latent}
         found["improper"] = tuple(site["name"] for site in latent if _is_improper(site["fn"]))
+        found["not_enumerable"] = tuple(f"{site['name']} ({type(site['fn']).__name__})" for site in latent
+                                        if site["fn"].support.is_discrete and not site["fn"].has_enumerate_support)
         found["factors"] = tuple(site["name"] for site in samples if site["is_observed"] and _is_factor(site))
         found["deterministic"] = tuple(name for name, site in trace.items() if site["type"] == "deterministic")
         return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
 
     values = jax.jit(run)(dict(observed))
     return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
-                          found["factors"], found["deterministic"], found["discrete"], found["improper"])
+                          found["factors"], found["deterministic"], found["discrete"], found["improper"],
+                          found["not_enumerable"])
 
 
 class uncondition(Messenger):
@@ -181,6 +187,18 @@ def _predict_and_score(model, rng_key, flat_samples, observed, sites):
     predicted = Predictive(uncondition(model, sites), posterior_samples=flat_samples, parallel=True)(rng_key, **unobserved)
     pointwise = pointwise_log_likelihood(model, flat_samples, observed, sites)
     return predicted, pointwise
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _discrete_draws(model, rng_key, flat_samples, sites):
+    return Predictive(model, posterior_samples=flat_samples, infer_discrete=True, return_sites=list(sites))(rng_key)
+
+
+def discrete_posterior(model, flat_samples: dict, rng_key, sites: tuple[str, ...]) -> dict:
+    """A draw of each discrete latent site from p(z | y, theta) under each posterior draw of the
+    continuous sites theta (NumPyro's `infer_discrete`, by enumeration): the discrete sites that
+    NUTS summed out, recovered."""
+    return {k: np.asarray(v) for k, v in _discrete_draws(model, rng_key, flat_samples, tuple(sites)).items()}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
@@ -348,6 +366,10 @@ def build_inference_data(
             idata.add_groups(
                 optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
             )
+        if structure.discrete:
+            drawn = discrete_posterior(model, flat, jax.random.fold_in(rng_key, 4), structure.discrete)
+            discrete = az.from_dict(posterior={k: by_chain(v) for k, v in drawn.items()}).posterior
+            idata.add_groups(discrete_posterior=discrete)
     if notes:
         idata.posterior.attrs[NOTES_ATTRIBUTE] = json.dumps(notes)
     return idata
