@@ -105,6 +105,7 @@ class ModelStructure:
     discrete: tuple[str, ...] = ()
     improper: tuple[str, ...] = ()
     not_enumerable: tuple[str, ...] = ()
+    plates: dict = dataclasses.field(default_factory=dict)  # sample site -> names of its plates
 
 
 def _is_factor(site) -> bool:
@@ -142,12 +143,13 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
                                         if site["fn"].support.is_discrete and not site["fn"].has_enumerate_support)
         found["factors"] = tuple(site["name"] for site in samples if site["is_observed"] and _is_factor(site))
         found["deterministic"] = tuple(name for name, site in trace.items() if site["type"] == "deterministic")
+        found["plates"] = {site["name"]: tuple(frame.name for frame in site["cond_indep_stack"]) for site in samples}
         return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
 
     values = jax.jit(run)(dict(observed))
     return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
                           found["factors"], found["deterministic"], found["discrete"], found["improper"],
-                          found["not_enumerable"])
+                          found["not_enumerable"], found["plates"])
 
 
 class uncondition(Messenger):
@@ -192,6 +194,38 @@ def _predict_and_score(model, rng_key, flat_samples, observed, sites):
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _discrete_draws(model, rng_key, flat_samples, sites):
     return Predictive(model, posterior_samples=flat_samples, infer_discrete=True, return_sites=list(sites))(rng_key)
+
+
+def local_discrete_sites(structure: ModelStructure) -> bool:
+    """Whether each discrete site sits in exactly the plates of the one observed site (a per-row
+    assignment, as in a mixture): then log p(y_i | theta) sums out row i's own discrete values
+    alone, and LOO applies."""
+    if len(structure.observed) != 1:
+        return False
+    plates = structure.plates.get(next(iter(structure.observed)), ())
+    return bool(plates) and all(structure.plates.get(name) == plates for name in structure.discrete)
+
+
+def enumerated_log_likelihood(model, flat_samples: dict, observed: dict, structure: ModelStructure) -> dict:
+    """log p(y_i | theta) for each element i of the one observed site of a model whose discrete
+    sites are local to its rows (`local_discrete_sites`), under each draw: the joint of y_i and
+    row i's discrete values, enumerated by NumPyro's funsor, summed over those values."""
+    from numpyro.contrib.funsor import config_enumerate, enum, trace as enum_trace
+
+    site = next(iter(structure.observed))
+    batch_ndim = len(structure.plates[site])
+    first_dim = -max(len(plates) for plates in structure.plates.values()) - 1
+
+    def one(sample):
+        enumerated = enum(config_enumerate(handlers.substitute(model, data=sample)), first_available_dim=first_dim)
+        trace = enum_trace(enumerated).get_trace(**observed)
+        total = trace[site]["fn"].log_prob(trace[site]["value"])
+        for name in structure.discrete:
+            total = total + trace[name]["fn"].log_prob(trace[name]["value"])
+        enumerated_axes = tuple(range(jnp.ndim(total) - batch_ndim))
+        return jax.nn.logsumexp(total, axis=enumerated_axes) if enumerated_axes else total
+
+    return {site: np.asarray(jax.jit(jax.vmap(one))(flat_samples))}
 
 
 def discrete_posterior(model, flat_samples: dict, rng_key, sites: tuple[str, ...]) -> dict:
@@ -284,7 +318,8 @@ def build_inference_data(
     notes = structure_notes(structure)
     predicted, pointwise = predictions_and_log_likelihood(model, flat, inputs.observed, rng_key, sites)
     if structure.discrete:  # log p(y | theta) needs the discrete sites summed out, not drawn
-        pointwise = {}
+        pointwise = (enumerated_log_likelihood(model, flat, inputs.observed, structure)
+                     if local_discrete_sites(structure) else {})
 
     def by_chain(array):
         return array.reshape((chains, draws) + array.shape[1:])
@@ -391,9 +426,10 @@ def draws_only(samples: Mapping[str, Any], sample_stats=None, optimization=None,
 def structure_notes(structure: ModelStructure) -> dict[str, str]:
     """Checks that cannot apply to a model, each with the reason (the report prints them)."""
     notes = {}
-    if structure.discrete:
-        notes["loo"] = (f"the discrete sites {', '.join(structure.discrete)} are summed out (enumerated); the pointwise "
-                        "log-likelihood that LOO and WAIC need is not computed for them")
+    if structure.discrete and not local_discrete_sites(structure):
+        notes["loo"] = (f"the discrete sites {', '.join(structure.discrete)} are summed out (enumerated) but are not "
+                        "local to the rows of one observed site, so the data do not split into pointwise "
+                        "log-likelihoods for LOO and WAIC")
     elif not structure.observed and structure.factors:
         notes["loo"] = (f"the likelihood is all in factor terms ({', '.join(structure.factors)}); LOO and WAIC need "
                         "pointwise log-likelihoods of observed sample sites")
