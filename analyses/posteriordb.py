@@ -36,7 +36,11 @@ SLOW = ("diamonds-diamonds", "hudson_lynx_hare-lotka_volterra", "gp_pois_regr-gp
 # f_tilde gives divergences at the default target acceptance of 0.8 (27 in 4,000 draws).
 # At 0.95 4 divergences remain (measured), so its verdict stays "failed" while every parameter
 # matches the reference: a finding the README's table explains, not a pass.
-SETTINGS = {"gp_pois_regr-gp_pois_regr": {"target_accept": 0.95}}
+# The Lotka-Volterra rate constants started at uniform(-2, 2) on the log scale (up to 7.4, where
+# the prey-predator cycles turn stiff) left every chain stuck with the ODE solver at its step
+# limit (0 of 8 parameters matched, 815 s); from the prior median they mix.
+SETTINGS = {"gp_pois_regr-gp_pois_regr": {"target_accept": 0.95},
+            "hudson_lynx_hare-lotka_volterra": {"init": "median"}}
 DIVERGENT = ("gp_pois_regr-gp_pois_regr",)
 
 

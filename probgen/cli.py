@@ -26,6 +26,8 @@ METHOD_FLAGS = {
                         ("nuts", "hmc")),
     "--max-tree-depth": ("max_tree_depth", int, "NUTS maximum tree depth (default 10)", ("nuts",)),
     "--chain-method": ("chain_method", str, "auto (default), sequential, parallel or vectorized", ("nuts", "hmc")),
+    "--init": ("init", str, "where chains start: uniform (default: uniform(-2, 2) on the unconstrained scale, as Stan), "
+               "median (the prior median) or sample (a prior draw)", ("nuts", "hmc")),
     "--steps": ("steps", int, "maximum optimisation steps (SVI/MAP, default 20000; stops early on convergence)",
                 ("svi", "map", "amortized")),
     "--learning-rate": ("learning_rate", float, "Adam learning rate (SVI/MAP, default 0.01; VAE 0.001)",

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import HMC, MCMC, NUTS
+from numpyro.infer import HMC, MCMC, NUTS, init_to_median, init_to_sample, init_to_uniform
 
 from probgen.errors import InferenceError
 from probgen.infer.results import ModelStructure
@@ -22,7 +22,14 @@ DEFAULTS = {
     "max_tree_depth": 10,  # NUTS only
     "trajectory_length": 2 * np.pi,  # HMC only
     "chain_method": "auto",
+    "init": "uniform",  # where chains start when the model has no starting points of its own
 }
+
+# Starting points (NumPyro's init strategies): "uniform" draws each unconstrained coordinate
+# from uniform(-2, 2), as Stan does; "median" starts at the prior median (15 prior draws),
+# which keeps an ODE's rate constants in the range where its solver stays fast. "median" needs
+# a proper prior to draw from.
+INIT_STRATEGIES = {"uniform": init_to_uniform, "median": init_to_median, "sample": init_to_sample}
 
 EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
 
@@ -54,10 +61,15 @@ def make_sampler(spec: ModelSpec, inputs: ModelInputs, method: str, settings: di
         )
     if not 0 < settings["target_accept"] < 1:
         raise InferenceError(f"target_accept must be in (0, 1), got {settings['target_accept']}")
+    if settings["init"] not in INIT_STRATEGIES:
+        raise InferenceError(f"--init must be one of {', '.join(INIT_STRATEGIES)}, got {settings['init']!r}")
+    init_strategy = INIT_STRATEGIES[settings["init"]]
     if method == "nuts":
-        kernel = NUTS(model, target_accept_prob=settings["target_accept"], max_tree_depth=settings["max_tree_depth"])
+        kernel = NUTS(model, target_accept_prob=settings["target_accept"], max_tree_depth=settings["max_tree_depth"],
+                      init_strategy=init_strategy)
     else:
-        kernel = HMC(model, target_accept_prob=settings["target_accept"], trajectory_length=settings["trajectory_length"])
+        kernel = HMC(model, target_accept_prob=settings["target_accept"], trajectory_length=settings["trajectory_length"],
+                     init_strategy=init_strategy)
     chain_method = settings["chain_method"]
     if chain_method == "auto":
         chain_method = choose_chain_method(settings["chains"])
