@@ -135,8 +135,11 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
             continue
         named = result if isinstance(result, dict) else {name: result}
         for figure_name, figure in named.items():
-            if not hasattr(figure, "savefig"):
-                figure = np.asarray(figure).ravel()[0].get_figure()
+            if not hasattr(figure, "savefig"):  # ArviZ returns its axes: lay out the grid so that a row's
+                figure = np.asarray(figure).ravel()[0].get_figure()  # x labels clear the titles below
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    figure.tight_layout(h_pad=1.5)
             pngs[figure_name] = figure_png(figure)
         plt.close("all")
     return pngs
