@@ -423,3 +423,15 @@ def test_a_discrete_site_that_cannot_be_enumerated_is_named(tmp_path, capsys):
     mixture = write(tmp_path, "mixture.py", MIXTURE)
     status, _, err = fit_cli(capsys, mixture, "--data", data, "--method", "svi", "--out", tmp_path / "run", "--quiet")
     assert status == 2 and "site z is summed out by enumeration" in err
+
+
+def test_the_installed_command_binds_json_and_names_a_missing_argument(tmp_path):
+    """The real entry point, as a user runs it (a subprocess): one line, exit 2, no folder."""
+    from conftest import run_cli
+
+    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
+    data = write(tmp_path, "eight.json", json.dumps({"y": EIGHT_DATA["y"], "sigma": EIGHT_DATA["sigma"]}))
+    result = run_cli("fit", model, "--data", data, "--out", tmp_path / "run", "--quiet")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "needs argument 'J'" in result.stderr and "it holds: sigma, y" in result.stderr
+    assert not (tmp_path / "run").exists()
