@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
 
 from probgen.data import NamedData
-from probgen.errors import DataError, ModelError
+from probgen.errors import DataError
 from probgen.spec import ModelInputs, describe_function
 
 

@@ -38,6 +38,18 @@ def write(folder, name, text):
     return path
 
 
+def eight_schools(folder):
+    """(model file, JSON data file) of eight schools in `folder`."""
+    return write(folder, "eight.py", EIGHT_SCHOOLS), write(folder, "eight.json", json.dumps(EIGHT_DATA))
+
+
+def line_data(folder, seed: int, rows: int):
+    """line.json: x ~ N(0, 1) and y = 1 + 2 x + N(0, 1) noise, `rows` of them."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    return write(folder, "line.json", json.dumps({"x": x.tolist(), "y": (1 + 2 * x + rng.normal(size=rows)).tolist()}))
+
+
 def fit_cli(capsys, *argv):
     """(exit status, stdout, stderr) of `probgen fit ARGV`."""
     status = main(["fit", *map(str, argv)])
@@ -46,8 +58,7 @@ def fit_cli(capsys, *argv):
 
 
 def test_eight_schools_json_binds_by_name_ignores_extra_keys_and_skips_small_sample_tests(tmp_path, capsys):
-    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
-    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    model, data = eight_schools(tmp_path)
     status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", "--seed", seeded(0), *QUICK)
     assert status == 0, err
     assert "takes no argument named note; ignored" in err and err.count("\n") == 1  # named once
@@ -92,9 +103,7 @@ def test_improper_flat_prior_fits_and_the_prior_predictive_is_skipped_with_the_r
             with numpyro.plate("rows", x.shape[0]):
                 numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
         ''')
-    rng = np.random.default_rng(seeded(0))
-    x = rng.normal(size=60)
-    data = write(tmp_path, "line.json", json.dumps({"x": x.tolist(), "y": (1 + 2 * x + rng.normal(size=60)).tolist()}))
+    data = line_data(tmp_path, seeded(0), 60)
     status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
     assert status == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -237,8 +246,7 @@ def test_a_failure_after_sampling_keeps_the_draws_and_names_the_step(tmp_path, c
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure in a check")
 
-    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
-    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    model, data = eight_schools(tmp_path)
     monkeypatch.setattr(checks, "predictive_check", broken)
     status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
     assert status == 1
@@ -259,8 +267,7 @@ def test_a_failure_building_the_results_still_saves_every_draw(tmp_path, capsys,
     def broken(*args, **kwargs):
         raise TypeError("simulated failure while building the results")
 
-    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
-    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    model, data = eight_schools(tmp_path)
     monkeypatch.setattr(infer, "build_inference_data", broken)
     status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
     assert status == 1 and "simulated failure while building the results" in err
@@ -334,9 +341,7 @@ def test_predict_gives_the_posterior_predictive_at_new_inputs_for_any_model(tmp_
             with numpyro.plate("rows", x.shape[0]):
                 numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
         ''')
-    rng = np.random.default_rng(seeded(6))
-    x = rng.normal(size=50)
-    data = write(tmp_path, "line.json", json.dumps({"x": x.tolist(), "y": (1 + 2 * x + rng.normal(size=50)).tolist()}))
+    data = line_data(tmp_path, seeded(6), 50)
     status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
     assert status == 0, err
     new = write(tmp_path, "new.json", json.dumps({"x": [0.0, 2.0]}))
