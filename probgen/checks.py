@@ -62,6 +62,8 @@ def _observations_by_column(values: np.ndarray, leading: int, layout: tuple = (F
     only the real rows are kept (padding of sequences of unequal length is not data)."""
     feature_last, mask = layout
     shape = values.shape
+    if values.ndim == leading:  # a scalar observation: one row of one column
+        return values.reshape(shape + (1, 1))
     if feature_last:
         values = values.reshape(shape[:leading] + (-1, shape[-1]))
         return values if mask is None else values[(slice(None),) * leading + (mask,)]
@@ -107,6 +109,8 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
         else:
             columns = (list(idata.observed_data[name][dims[1]].values) if len(dims) == 2 else [name]) if observed.shape[1] > 1 or len(dims) == 2 else [name]
         for statistic, function in statistics.items():
+            if statistic == "sd" and observed.shape[0] < 2:  # one row has no spread to check
+                continue
             observed_value = np.atleast_1d(np.asarray(function(observed), dtype=float))
             replicated_values = np.asarray(function(draws), dtype=float).reshape(len(draws), -1)
             labels = columns if replicated_values.shape[1] == len(columns) else [f"{name}"]
@@ -205,7 +209,9 @@ def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, gro
     """
     from probgen import metrics
 
-    name = next(iter(idata.posterior_predictive.data_vars))
+    # the observed variable with the most rows (several observed sites: the one with most to compare)
+    candidates = [name for name in idata.posterior_predictive.data_vars if name in idata[group]]
+    name = max(candidates, key=lambda n: len(_observations_by_column(idata[group][n].values, 0, _layout(idata, n, group))))
     values = idata[group][name].values
     if values.ndim == 0:
         return {"variable": name, "skipped": f"'{name}' is one value, not rows: two-sample tests and KL need rows"}

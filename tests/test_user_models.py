@@ -440,3 +440,34 @@ def test_the_installed_command_binds_json_and_names_a_missing_argument(tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "needs argument 'J'" in result.stderr and "it holds: sigma, y" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_observed_sites_of_every_shape_go_through_the_checks(tmp_path, capsys):
+    """A scalar, an (N, D) matrix and an (S, T, D) array observed in one model: the predictive
+    check covers each (a scalar is one row), the two-sample tests take the site with the most
+    rows, and nothing fails."""
+    model = write(tmp_path, "shapes.py", '''
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(s, m, cube):
+            mu = numpyro.sample("mu", dist.Normal(0, 10))
+            numpyro.sample("s", dist.Normal(mu, 1), obs=s)
+            with numpyro.plate("columns", m.shape[1], dim=-1):
+                with numpyro.plate("rows", m.shape[0], dim=-2):
+                    numpyro.sample("m", dist.Normal(mu, 1), obs=m)
+            numpyro.sample("cube", dist.Normal(mu, 1).expand(list(cube.shape)).to_event(3), obs=cube)
+        ''')
+    rng = np.random.default_rng(seeded(8))
+    data = write(tmp_path, "shapes.json", json.dumps({"s": 1.5, "m": rng.normal(1, 1, (30, 3)).tolist(),
+                                                      "cube": rng.normal(1, 1, (2, 10, 3)).tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "failed_steps" not in metrics
+    checked = {row["variable"] for row in metrics["fit_quality"]["predictive_check"]}
+    assert checked == {"s", "m", "cube"}
+    assert metrics["fit_quality"]["generated_vs_observed"]["variable"] == "m"
+    # the cube is one event (to_event(3)): one log-likelihood, one point of LOO
+    assert metrics["predictive"]["num_points"] == 1 + 90 + 1
