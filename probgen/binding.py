@@ -90,3 +90,28 @@ def bind(model: Callable, data: NamedData) -> ModelInputs:
               if name in data.values}
     unused = tuple(sorted(name for name in data.values if name not in taken))
     return ModelInputs(kwargs=kwargs, observed={}, unused=unused)
+
+
+def conditioned_spec(spec, data: NamedData):
+    """A model bound by name, recast so that its observed sites are its call arguments: the
+    shape simulation-based calibration (`probgen.sbc`) refits, drawing each site's data from
+    the prior predictive and conditioning on them (NumPyro's `condition`), whatever the model's
+    arguments are called. A site passed as None is drawn (un-conditioned)."""
+    from numpyro import handlers
+
+    from probgen.infer.results import model_structure, uncondition
+    from probgen.spec import ModelSpec
+
+    inputs = bind(spec.model, data)
+    bound = inputs.bound_model(spec.model)
+    observed = dict(model_structure(bound, {}).observed)
+
+    def conditioned(**sites):
+        given = {name: value for name, value in sites.items() if value is not None}
+        drawn = tuple(name for name, value in sites.items() if value is None)
+        return uncondition(handlers.condition(bound, data=given), drawn)()
+
+    def prepare(frame, options) -> ModelInputs:
+        return ModelInputs(kwargs={}, observed=observed)
+
+    return ModelSpec(name=spec.name, model=conditioned, prepare=prepare, description=spec.description)

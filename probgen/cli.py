@@ -129,7 +129,8 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
                     "defaults here are 2 chains x 500 warm-up x 500 draws, SVI 5000 steps.")
     sbc.add_argument("model", metavar="MODEL", help="built-in model name or path to a model .py file")
     sbc.add_argument("--data", required=True, metavar="DATA",
-                     help="data set whose design (number of rows, columns) the simulations copy; its values are not fitted")
+                     help="data whose design the simulations copy (number of rows, columns; for a model bound by "
+                          "name, every argument, e.g. a .json file); the observed values are not fitted")
     sbc.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
     sbc.add_argument("--method", choices=[m for m in METHODS if m != "map"], default="nuts",
                      help="inference method under test (default nuts)")

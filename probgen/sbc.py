@@ -248,8 +248,10 @@ def run_sbc(
     that address). settings: the method's settings (chains, warmup, draws, ...); unless given,
     SBC_DEFAULTS (2 chains x 500 warm-up x 500 draws; SVI 5000 steps).
     """
+    from probgen.binding import conditioned_spec
+    from probgen.data import load_named
     from probgen.infer import _as_dataset, resolve_settings
-    from probgen.spec import load_spec
+    from probgen.spec import binds_by_name, load_spec, takes_x_array
 
     if simulations < 1 or num_draws < 1:
         raise InferenceError(f"simulations and num_draws must be >= 1, got {simulations} and {num_draws}")
@@ -258,15 +260,24 @@ def run_sbc(
     settings = resolve_settings(method, {**SBC_DEFAULTS.get(method, {}), **settings})
     reference = spec  # a name or path is loaded again in each worker; a ModelSpec travels pickled
     spec_object = load_spec(spec) if isinstance(spec, str) else spec
-    dataset = _as_dataset(data, columns, False)
-    spec_object.prepare(dataset.frame, spec_object.resolve_options(options))  # fail fast on bad options
+    if binds_by_name(spec_object):
+        named = load_named(data)
+        if not takes_x_array(spec_object, named.values):  # a model bound by argument name
+            if workers or scheduler:
+                raise InferenceError("SBC of a model bound by argument name runs in this process; drop --workers "
+                                     "and --scheduler")
+            spec_object = reference = conditioned_spec(spec_object, named)
+            data = pd.DataFrame()
+    dataset = _as_dataset(data, columns, False) if not isinstance(data, pd.DataFrame) or len(data.columns) else None
+    frame = dataset.frame if dataset is not None else pd.DataFrame()
+    spec_object.prepare(frame, spec_object.resolve_options(options))  # fail fast on bad options
     draws_available = settings["draws"] * settings.get("chains", 1)
     if num_draws > draws_available:
         raise InferenceError(f"num_draws {num_draws} is more than the {draws_available} posterior draws per fit")
     seeds = np.random.SeedSequence(seed).generate_state(simulations).tolist()
     size = chunk_size or (max(1, math.ceil(simulations / (workers or 1) / 4)) if (workers or scheduler) else simulations)
     chunks = [(seeds[i:i + size], i) for i in range(0, simulations, size)]
-    arguments = (reference, dataset.frame, dict(options or {}), dict(simulation_options or {}), method, settings)
+    arguments = (reference, frame, dict(options or {}), dict(simulation_options or {}), method, settings)
 
     results: list[dict] = []
     if workers or scheduler:
