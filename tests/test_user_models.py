@@ -499,3 +499,20 @@ def test_sbc_of_a_model_bound_by_name(tmp_path, capsys):
     assert status == 0 and out.startswith("CALIBRATED"), out
     ranks = pd.read_csv(tmp_path / "sbc" / "ranks.csv")
     assert len(ranks) == 100 and ranks["mu"].between(0, 49).all() and ranks["sigma"].between(0, 49).all()
+
+
+def test_the_readme_tour_model_and_json_fit_as_shown(tmp_path, capsys):
+    """The README opens with eight schools as a plain function and a JSON file: they fit."""
+    import re
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    source = re.search(r"```python\n(# eight_schools.py.*?)```", readme, re.S).group(1)
+    data = re.search(r"```json\n(.*?)```", readme, re.S).group(1)
+    model = write(tmp_path, "eight_schools.py", source)
+    data_file = write(tmp_path, "eight_schools.json", data)
+    status, out, err = fit_cli(capsys, model, "--data", data_file, "--out", tmp_path / "run", *QUICK)
+    assert status == 0, err
+    summary = (tmp_path / "run" / "summary.csv").read_text()
+    assert "theta[7]" in summary
