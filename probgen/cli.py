@@ -423,7 +423,7 @@ def _predict(args) -> int:
 
     from probgen import data, report
     from probgen.sampling import write_csv
-    from probgen.spec import binds_by_name, load_spec
+    from probgen.spec import is_plain_model, load_spec
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -433,7 +433,7 @@ def _predict(args) -> int:
     key = jax.random.PRNGKey(args.seed)
     if spec.predict is not None:
         table = spec.predict(idata, config["model"]["options"], data.load(args.data).frame, key)
-    elif binds_by_name(spec) and "keys" in (config.get("data") or {}):  # a model bound by argument name
+    elif is_plain_model(spec) and "keys" in (config.get("data") or {}):  # a model bound by argument name
         from probgen.predict import posterior_predictive_at
 
         table, draws = posterior_predictive_at(spec, idata, args.data, key, data.parse_set(args.sets))

@@ -22,6 +22,7 @@ import dataclasses
 import math
 import traceback
 import warnings
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -251,7 +252,7 @@ def run_sbc(
     from probgen.binding import conditioned_spec
     from probgen.data import load_named
     from probgen.infer import _as_dataset, resolve_settings
-    from probgen.spec import binds_by_name, load_spec, takes_x_array
+    from probgen.spec import is_plain_model, load_spec, takes_x_array
 
     if simulations < 1 or num_draws < 1:
         raise InferenceError(f"simulations and num_draws must be >= 1, got {simulations} and {num_draws}")
@@ -260,7 +261,7 @@ def run_sbc(
     settings = resolve_settings(method, {**SBC_DEFAULTS.get(method, {}), **settings})
     reference = spec  # a name or path is loaded again in each worker; a ModelSpec travels pickled
     spec_object = load_spec(spec) if isinstance(spec, str) else spec
-    if binds_by_name(spec_object):
+    if is_plain_model(spec_object):
         named = load_named(data)
         if not takes_x_array(spec_object, named.values):  # a model bound by argument name
             if workers or scheduler:
@@ -435,7 +436,7 @@ def render_html(result: SBCResult, pngs: Mapping[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-def write_sbc(result: SBCResult, out, overwrite: bool = False) -> "Path":
+def write_sbc(result: SBCResult, out, overwrite: bool = False) -> Path:
     """An SBC run folder, written atomically: config.json (settings, seed, versions), ranks.csv
     (NaN rows are failed simulations), uniformity.csv, sbc.json (verdict, failures,
     divergences), plots/*.png, report.md and report.html."""

@@ -99,9 +99,10 @@ def takes_x_array(spec: "ModelSpec", keys) -> bool:
             and "x" not in keys)
 
 
-def binds_by_name(spec: "ModelSpec") -> bool:
-    """A spec without a `prepare` of its own: its data are bound to the model by argument name
-    unless it takes the `x` array (`takes_x_array`)."""
+def is_plain_model(spec: "ModelSpec") -> bool:
+    """A model without a `prepare` of its own (a model file with no SPEC, a function given to
+    `probgen.fit`): it is bound to its data by argument name, unless it takes the `x` array
+    (`takes_x_array`)."""
     return getattr(spec.prepare, "x_array_contract", False)
 
 

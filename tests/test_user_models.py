@@ -57,7 +57,7 @@ def fit_cli(capsys, *argv):
     return status, captured.out, captured.err
 
 
-def test_eight_schools_json_binds_by_name_ignores_extra_keys_and_skips_small_sample_tests(tmp_path, capsys):
+def test_eight_schools_json_is_plain_model_ignores_extra_keys_and_skips_small_sample_tests(tmp_path, capsys):
     model, data = eight_schools(tmp_path)
     status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", "--seed", seeded(0), *QUICK)
     assert status == 0, err

@@ -20,7 +20,7 @@ from probgen.infer import amortized
 from probgen.infer import map as map_method
 from probgen.infer import mcmc, svi
 from probgen.infer.results import Fit, build_inference_data, draws_only, model_structure, versions
-from probgen.spec import ModelSpec, binds_by_name, describe_function, load_spec, takes_x_array
+from probgen.spec import ModelSpec, describe_function, is_plain_model, load_spec, takes_x_array
 
 __all__ = ["fit", "Fit", "METHODS", "default_settings", "versions"]
 
@@ -83,7 +83,7 @@ def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0,
     (`probgen.data.Dataset`); any other plain model is bound to its data by argument name
     (`probgen.binding`): a dict, JSON, NPZ, or a table's columns.
     """
-    if binds_by_name(spec):
+    if is_plain_model(spec):
         named = data_module.load_named(data, sets)
         if not takes_x_array(spec, named.values):
             if standardize or columns:
@@ -117,7 +117,7 @@ def user_code(spec: ModelSpec, step):
         raise
     except Exception as exc:
         located = user_exception(exc, spec.model)
-        if located is None and binds_by_name(spec):  # a plain model: say where, without a traceback
+        if located is None and is_plain_model(spec):  # a plain model: say where, without a traceback
             import traceback
 
             frame = traceback.extract_tb(exc.__traceback__)[-1]
