@@ -228,6 +228,18 @@ def enumerated_log_likelihood(model, flat_samples: dict, observed: dict, structu
     return {site: np.asarray(jax.jit(jax.vmap(one))(flat_samples))}
 
 
+def predictions_and_scores(model, flat_samples: dict, observed: dict, rng_key, structure: ModelStructure):
+    """`predictions_and_log_likelihood` for the model's observed sites; with discrete sites, the
+    log-likelihood sums them out (`enumerated_log_likelihood`) or, when they are not local to
+    the rows, is left out (no pointwise log-likelihood exists)."""
+    sites = tuple(structure.observed)
+    predicted, pointwise = predictions_and_log_likelihood(model, flat_samples, observed, rng_key, sites)
+    if structure.discrete:  # log p(y | theta) needs the discrete sites summed out, not drawn
+        pointwise = (enumerated_log_likelihood(model, flat_samples, observed, structure)
+                     if local_discrete_sites(structure) else {})
+    return predicted, pointwise
+
+
 def discrete_posterior(model, flat_samples: dict, rng_key, sites: tuple[str, ...]) -> dict:
     """A draw of each discrete latent site from p(z | y, theta) under each posterior draw of the
     continuous sites theta (NumPyro's `infer_discrete`, by enumeration): the discrete sites that
@@ -316,10 +328,7 @@ def build_inference_data(
 
     sites = tuple(observed)
     notes = structure_notes(structure)
-    predicted, pointwise = predictions_and_log_likelihood(model, flat, inputs.observed, rng_key, sites)
-    if structure.discrete:  # log p(y | theta) needs the discrete sites summed out, not drawn
-        pointwise = (enumerated_log_likelihood(model, flat, inputs.observed, structure)
-                     if local_discrete_sites(structure) else {})
+    predicted, pointwise = predictions_and_scores(model, flat, inputs.observed, rng_key, structure)
 
     def by_chain(array):
         return array.reshape((chains, draws) + array.shape[1:])
@@ -375,12 +384,15 @@ def build_inference_data(
         if held_out is not None:
             key = jax.random.fold_in(rng_key, 1)
             held_model = held_out.bound_model(spec.model)
-            held_predicted, held_pointwise = predictions_and_log_likelihood(held_model, flat, held_out.observed, key, sites)
+            held_predicted, held_pointwise = predictions_and_scores(held_model, flat, held_out.observed, key, structure)
+            # the held-out rows' values as the model observes them (a model bound by name
+            # computes its observations from its arguments)
+            held_values = model_structure(held_model, held_out.observed).observed
             held_dims = {name: _leading_dims(held_out.dims, name, value.ndim - 1)
                          for name, value in held_pointwise.items()}
             held_ll = az.from_dict(log_likelihood={name: by_chain(value) for name, value in held_pointwise.items()},
                                    coords=dict(held_out.coords), dims={k: v for k, v in held_dims.items() if v is not None})
-            held_data = az.from_dict(observed_data={name: np.asarray(held_out.observed[name]) for name in held_pointwise},
+            held_data = az.from_dict(observed_data={name: np.asarray(held_values[name]) for name in held_pointwise},
                                      coords=dict(held_out.coords), dims=dict(held_out.dims))
             # draws of the held-out rows (and deterministic sites there) from the posterior predictive
             held_predictive = az.from_dict(posterior_predictive={name: by_chain(value) for name, value in held_predicted.items()},
