@@ -38,6 +38,20 @@ def write(folder, name, text):
     return path
 
 
+LINE_MODEL = '''
+    import numpyro
+    import numpyro.distributions as dist
+
+
+    def model(x, y=None):
+        alpha = numpyro.sample("alpha", dist.Normal(0, 10))
+        beta = numpyro.sample("beta", dist.Normal(0, 10))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(5))
+        with numpyro.plate("rows", x.shape[0]):
+            numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
+    '''
+
+
 def eight_schools(folder):
     """(model file, JSON data file) of eight schools in `folder`."""
     return write(folder, "eight.py", EIGHT_SCHOOLS), write(folder, "eight.json", json.dumps(EIGHT_DATA))
@@ -329,18 +343,7 @@ def test_the_python_api_takes_a_plain_function_and_a_dict_and_matches_the_conjug
 
 
 def test_predict_gives_the_posterior_predictive_at_new_inputs_for_any_model(tmp_path, capsys):
-    model = write(tmp_path, "line.py", '''
-        import numpyro
-        import numpyro.distributions as dist
-
-
-        def model(x, y=None):
-            alpha = numpyro.sample("alpha", dist.Normal(0, 10))
-            beta = numpyro.sample("beta", dist.Normal(0, 10))
-            sigma = numpyro.sample("sigma", dist.HalfNormal(5))
-            with numpyro.plate("rows", x.shape[0]):
-                numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
-        ''')
+    model = write(tmp_path, "line.py", LINE_MODEL)
     data = line_data(tmp_path, seeded(6), 50)
     status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
     assert status == 0, err
@@ -527,18 +530,7 @@ def test_holdout_on_a_table_bound_by_name_scores_the_held_out_rows_exactly(tmp_p
 
     from probgen.data import Dataset
 
-    model = write(tmp_path, "line.py", '''
-        import numpyro
-        import numpyro.distributions as dist
-
-
-        def model(x, y=None):
-            alpha = numpyro.sample("alpha", dist.Normal(0, 10))
-            beta = numpyro.sample("beta", dist.Normal(0, 10))
-            sigma = numpyro.sample("sigma", dist.HalfNormal(5))
-            with numpyro.plate("rows", x.shape[0]):
-                numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
-        ''')
+    model = write(tmp_path, "line.py", LINE_MODEL)
     rng = np.random.default_rng(seeded(10))
     x = rng.normal(size=80)
     frame = pd.DataFrame({"x": x, "y": 1 + 2 * x + rng.normal(size=80)})
