@@ -44,7 +44,7 @@ import numpyro.distributions as dist
 import pandas as pd
 
 from probgen.errors import ModelError
-from probgen.models.gmm import OrderedNormal, component_log_densities, kmeans, relabel_permutations
+from probgen.models._shared import OrderedNormal, component_log_densities, kmeans, relabel_permutations
 from probgen.spec import ModelInputs, ModelSpec, Option
 
 EMISSIONS = ("gaussian", "poisson", "categorical")
