@@ -102,8 +102,15 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
     if "posterior_predictive" in idata.groups():
         def ppc():
             rows = checks.rows_view(idata)  # (sequence, time, feature) data: real steps as rows
-            flatten = list(rows.observed_data[next(iter(rows.observed_data.data_vars))].dims[:1])
-            return az.plot_ppc(rows, num_pp_samples=min(100, draws), flatten=flatten)
+            # a scalar observation has no distribution to draw (the predictive check covers it)
+            names = [n for n in rows.observed_data.data_vars if rows.observed_data[n].size > 1] or \
+                list(rows.observed_data.data_vars)
+            first = rows.observed_data[names[0]]
+            # one table with feature columns: a panel per column; otherwise (a user's model with
+            # several observed sites of other shapes) one panel per site, all its values pooled,
+            # rather than a panel (and 100 densities) for every element
+            flatten = list(first.dims[:1]) if len(names) == 1 and "feature" in first.dims else None
+            return az.plot_ppc(rows, var_names=names, num_pp_samples=min(100, draws), flatten=flatten)
         makers["posterior_predictive"] = ppc
     if "optimization" in idata.groups():
         def loss_curve():
