@@ -22,8 +22,6 @@ QUANTILES = (0.05, 0.5, 0.95)
 def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
     """(table, xarray Dataset of draws): the posterior predictive of every observed site of
     `spec`'s model at the inputs `data`, under the run's posterior draws `idata.posterior`."""
-    import jax
-
     from probgen import binding
     from probgen import data as data_module
     from probgen.infer import user_code
@@ -56,7 +54,6 @@ def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
         raise ModelError(f"the run's posterior has no draws of {', '.join(absent)}: was it fitted with this model?")
     flat = {name: posterior[name].values.reshape((-1,) + posterior[name].shape[2:]) for name in latent}
     predicted, _ = explain(lambda: predictions_and_log_likelihood(model, flat, {}, rng_key, sites))
-    del jax
     rows, draws = [], {}
     for site in sites:
         values = np.asarray(predicted[site])

@@ -261,6 +261,7 @@ def run_sbc(
     settings = resolve_settings(method, {**SBC_DEFAULTS.get(method, {}), **settings})
     reference = spec  # a name or path is loaded again in each worker; a ModelSpec travels pickled
     spec_object = load_spec(spec) if isinstance(spec, str) else spec
+    frame = None
     if is_plain_model(spec_object):
         named = load_named(data)
         if not takes_x_array(spec_object, named.values):  # a model bound by argument name
@@ -268,9 +269,9 @@ def run_sbc(
                 raise InferenceError("SBC of a model bound by argument name runs in this process; drop --workers "
                                      "and --scheduler")
             spec_object = reference = conditioned_spec(spec_object, named)
-            data = pd.DataFrame()
-    dataset = _as_dataset(data, columns, False) if not isinstance(data, pd.DataFrame) or len(data.columns) else None
-    frame = dataset.frame if dataset is not None else pd.DataFrame()
+            frame = pd.DataFrame()  # the design is bound into the conditioned model
+    if frame is None:
+        frame = _as_dataset(data, columns, False).frame
     spec_object.prepare(frame, spec_object.resolve_options(options))  # fail fast on bad options
     draws_available = settings["draws"] * settings.get("chains", 1)
     if num_draws > draws_available:
