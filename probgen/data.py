@@ -345,7 +345,7 @@ class NamedData:
         """What the run config records about the data: source, hash, and each key's shape."""
         return {
             "source": self.source,
-            "keys": {name: list(np.shape(value)) for name, value in self.values.items()},
+            "keys": {name: _shape(value) for name, value in self.values.items()},
             "num_rows": self.rows,
             "sha256": self.sha256,
             **({"holdout": self.holdout} if self.holdout else {}),
@@ -364,11 +364,23 @@ class NamedData:
                      for part in parts)
 
 
+def _shape(value) -> list[int] | None:
+    """The shape of a value as a list, or None for ragged nested lists."""
+    try:
+        return list(np.shape(value))
+    except ValueError:
+        return None
+
+
 def _hash_values(values: Mapping[str, Any]) -> str:
     digest = hashlib.sha256()
     for name in sorted(values):
-        array = np.asarray(values[name])
         digest.update(name.encode())
+        try:
+            array = np.asarray(values[name])
+        except ValueError:  # ragged nested lists: binding names them if the model uses them
+            digest.update(repr(values[name]).encode())
+            continue
         digest.update(str(array.dtype).encode() + str(array.shape).encode())
         digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
     return digest.hexdigest()

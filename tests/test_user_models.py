@@ -547,3 +547,18 @@ def test_holdout_on_a_table_bound_by_name_scores_the_held_out_rows_exactly(tmp_p
     np.testing.assert_allclose(idata.held_out_log_likelihood["y"].values.reshape(-1, 20), expected, rtol=1e-4, atol=1e-4)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["held_out"]["num_points"] == 20
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"J": 8, "y": [1, 2', "is not valid JSON"),
+    ('[1, 2, 3]', "must hold a JSON object of named values"),
+    ('{"J": 8, "y": [[1, 2], [3]], "sigma": [1, 2]}', "'y' in data file"),
+    ('{"J": 8, "y": ["a", "b"], "sigma": [1, 2]}', "'y' in data file"),
+    ('{"J": 8, "y": [1, NaN], "sigma": [1, 2]}', "missing or infinite"),
+])
+def test_bad_json_data_is_one_line_naming_the_problem(tmp_path, capsys, content, expected):
+    model = write(tmp_path, "eight.py", EIGHT_SCHOOLS)
+    data = write(tmp_path, "bad.json", content)
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "run").exists()
