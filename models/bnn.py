@@ -37,7 +37,7 @@ import numpyro.distributions as dist
 import xarray as xr
 
 from probgen.errors import ModelError
-from probgen.spec import ModelInputs, ModelSpec, Option
+from probgen.spec import HeldOut, ModelInputs, ModelSpec, Option, ReportPart, Section
 
 LIKELIHOODS = ("gaussian", "student_t", "bernoulli", "categorical")
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "sigmoid")
@@ -146,10 +146,6 @@ def scaling(frame, options) -> dict:
 
 
 def _model_kwargs(options, num_points: int, num_features: int, num_classes: int) -> dict:
-    if options["prior_scale"] <= 0:
-        raise ModelError(f"--prior-scale must be > 0, got {options['prior_scale']}")
-    if options["noise_sd"] < 0:
-        raise ModelError(f"--noise-sd must be >= 0 (0: learned), got {options['noise_sd']}")
     return {"num_points": num_points, "num_features": num_features, "hidden": parse_hidden(options["hidden"]),
             "activation": options["activation"], "prior": options["prior"], "prior_scale": float(options["prior_scale"]),
             "likelihood": options["likelihood"], "num_classes": num_classes, "noise_prior": float(options["noise_prior"]),
@@ -383,7 +379,7 @@ def report(idata, config: dict):
     """The BNN's sections: how convergence was judged, and the held-out evaluation."""
     import pandas as pd
 
-    from probgen.report import Section
+
 
     options = config["model"]["options"]
     sections = [Section(
@@ -426,7 +422,7 @@ def report(idata, config: dict):
         sections.append(Section("Held-out predictive performance", text, table))
     if int(idata.posterior["w0"].shape[-2]) == 1 and options["likelihood"] in REGRESSION:
         figures["predictive_uncertainty"] = _uncertainty_figure(idata, options)
-    return sections, metrics, figures
+    return ReportPart(tuple(sections), metrics, figures)
 
 
 def _predicted_figure(idata, options: dict):
@@ -493,7 +489,7 @@ SPEC = ModelSpec(
     name="bnn",
     model=bnn,
     prepare=prepare,
-    held_out=held_out,
+    held_out=HeldOut(inputs=held_out),
     options=(
         Option("target", str, "", "column to predict (default: the last column)"),
         Option("hidden", str, "20", "hidden layer sizes, e.g. 20 or 50,50 (0: none, Bayesian linear/logistic "
@@ -501,12 +497,13 @@ SPEC = ModelSpec(
         Option("activation", str, "tanh", "activation between layers", ACTIVATIONS),
         Option("prior", str, "fixed", "weight prior: fixed Normal(0, prior_scale / sqrt(fan_in)), or hierarchical "
                                       "(a HalfNormal scale per layer)", PRIORS),
-        Option("prior_scale", float, 1.0, "prior scale of the weights (times 1/sqrt(fan_in)) and biases"),
+        Option("prior_scale", float, 1.0, "prior scale of the weights (times 1/sqrt(fan_in)) and biases", above=0),
         Option("likelihood", str, "gaussian", "gaussian or student_t (regression), bernoulli or categorical "
                                               "(classification)", LIKELIHOODS),
         Option("num_classes", int, 0, "categorical: number of classes (default: largest label + 1)"),
         Option("noise_prior", float, 1.0, "regression: HalfNormal scale of the noise sd (standardised target units)"),
-        Option("noise_sd", float, 0.0, "regression: fix the noise sd (standardised units) instead of learning it"),
+        Option("noise_sd", float, 0.0, "regression: fix the noise sd (standardised units) instead of learning it (0: learned)",
+               minimum=0),
         Option("student_df", float, 4.0, "student_t: degrees of freedom"),
         Option("scaling", str, "standardize", "standardize the features (and a regression target) with the "
                                                "training rows' mean and sd (the priors are set for that scale), or "

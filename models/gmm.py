@@ -143,15 +143,9 @@ def prepare(frame, options) -> ModelInputs:
     """Model inputs from a numeric table; validates the options against the data."""
     x = frame.to_numpy(dtype=np.float32)
     num_points, num_dims = x.shape
-    K = options["num_components"]
-    if not isinstance(K, (int, np.integer)) or K < 1:
-        raise ModelError(f"--num-components must be an integer >= 1, got {K!r}")
+    K = options["num_components"]  # an integer >= 1: its Option says so, and resolve_options checks it
     if K > num_points:
         raise ModelError(f"--num-components {K} is more than the number of data points ({num_points})")
-    if options["covariance"] not in COVARIANCES:
-        raise ModelError(f"--covariance must be one of {', '.join(COVARIANCES)}, got {options['covariance']!r}")
-    if options["identify"] not in IDENTIFICATIONS:
-        raise ModelError(f"--identify must be one of {', '.join(IDENTIFICATIONS)}, got {options['identify']!r}")
     low, high = x.min(axis=0), x.max(axis=0)
     spread = high - low
     constant = [str(c) for c, s in zip(frame.columns, spread) if not s > 0]
@@ -366,7 +360,7 @@ SPEC = ModelSpec(
     model=gmm,
     prepare=prepare,
     options=(
-        Option("num_components", int, 2, "number of mixture components K (1 <= K <= number of points)"),
+        Option("num_components", int, 2, "number of mixture components K (1 <= K <= number of points)", minimum=1),
         Option("covariance", str, "full", "component covariance: full (LKJ-Cholesky prior) or diagonal", COVARIANCES),
         Option("identify", str, "ordered", "label switching: ordered first column, post-hoc relabel, or none", IDENTIFICATIONS),
         Option("weight_concentration", float, 1.0, "Dirichlet concentration of the mixture weights"),

@@ -45,7 +45,7 @@ import pandas as pd
 
 from probgen.errors import ModelError
 from probgen.models._shared import OrderedNormal, component_log_densities, kmeans, relabel_permutations
-from probgen.spec import ModelInputs, ModelSpec, Option
+from probgen.spec import HeldOut, ModelInputs, ModelSpec, Option, ReportPart, Section
 
 EMISSIONS = ("gaussian", "poisson", "categorical")
 COVARIANCES = ("diagonal", "full")
@@ -421,16 +421,9 @@ def split_sequences(frame: pd.DataFrame, sequence_column: str, time_column: str 
 
 def prepare(frame, options) -> ModelInputs:
     """Padded sequences, mask and hyperparameters from a table; validates options and values."""
+    # the options' types, choices and bounds are checked from their Option metadata (resolve_options)
     K = options["num_states"]
-    if not isinstance(K, (int, np.integer)) or K < 1:
-        raise ModelError(f"--num-states must be an integer >= 1, got {K!r}")
     emission = options["emission"]
-    for name, allowed in (("emission", EMISSIONS), ("covariance", COVARIANCES), ("algorithm", ALGORITHMS),
-                          ("identify", IDENTIFICATIONS)):
-        if options[name] not in allowed:
-            raise ModelError(f"--{name} must be one of {', '.join(allowed)}, got {options[name]!r}")
-    if not options["sticky"] >= 0:
-        raise ModelError(f"--sticky must be >= 0, got {options['sticky']}")
     groups, ids, columns, times = split_sequences(frame, options["sequence_column"], options["time_column"])
     values = np.concatenate(groups)
     num_dims = values.shape[1]
@@ -812,11 +805,11 @@ SPEC = ModelSpec(
     model=hmm,
     prepare=prepare,
     options=(
-        Option("num_states", int, 2, "number of hidden states K (>= 1)"),
+        Option("num_states", int, 2, "number of hidden states K (>= 1)", minimum=1),
         Option("emission", str, "gaussian", "emission distribution", EMISSIONS),
         Option("covariance", str, "diagonal", "Gaussian emissions in several columns: diagonal or full covariance",
                COVARIANCES),
-        Option("sticky", float, 0.0, "extra Dirichlet mass on staying in the same state (>= 0)"),
+        Option("sticky", float, 0.0, "extra Dirichlet mass on staying in the same state (>= 0)", minimum=0),
         Option("algorithm", str, "scan", "forward algorithm: sequential scan, or parallel (associative scan, "
                                          "O(log T) depth, for accelerators)", ALGORITHMS),
         Option("sequence_column", str, "", "column holding a sequence id (rows of one id are one sequence, in "
@@ -834,8 +827,7 @@ SPEC = ModelSpec(
     summary_vars=("init_probs", "transition", "means", "scales", "rates", "emission_probs"),
     init=init,
     derived=decode,
-    time_order=time_order,
-    held_out=held_out,
+    held_out=HeldOut(inputs=held_out, sequence=time_order),
     description="Bayesian hidden Markov model, K states (forward algorithm), Gaussian/Poisson/categorical emissions, "
                 "several sequences, decoding",
 )

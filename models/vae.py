@@ -371,14 +371,14 @@ def _mean_se(values) -> tuple[float, float]:
 
 
 def report(idata, config: dict):
-    """The VAE's part of the report: (latent-dimension summary table, sections, metrics,
-    figures). Everything is read from the run's InferenceData (network parameters, per-row
+    """The VAE's report (`ReportPart`): the latent-dimension summary table, sections, metrics,
+    figures. Everything is read from the run's InferenceData (network parameters, per-row
     scores, data), so `probgen report RUN_DIR` rebuilds the same report."""
     import pandas as pd
 
     from probgen import checks, two_sample, metrics as information
     from probgen.infer.amortized import params_from_dataset
-    from probgen.report import Section
+    from probgen.spec import ReportPart, Section
 
     options = config["model"]["options"]
     seed = int(config.get("seed", 0))
@@ -485,7 +485,8 @@ def report(idata, config: dict):
                        "generated_vs_held_out": [t.as_dict() for t in tests],
                        **({"anomaly": anomaly} if anomaly else {})}}
     figures = _report_figures(idata, params, architecture, options, loc, kl, key)
-    return summary, sections, metrics, figures
+    return ReportPart(tuple(sections), metrics, figures, summary=summary, summary_title="Latent dimensions",
+                      summary_units="nats, per latent dimension, over the held-out rows")
 
 
 def generate(idata, config: dict, rng_key, num_rows: int) -> np.ndarray:
@@ -609,7 +610,8 @@ def _spec():
                                            "when the number of values is a square)"),
             Option("iwae_samples", int, 1000, "importance samples K of the held-out log-likelihood bound"),
         ),
-        amortized=Amortized(elbo=_elbo, evaluate=evaluate, report=report, preprocess=preprocess, generate=generate),
+        report=report,
+        amortized=Amortized(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),
         description="variational autoencoder: MLP decoder p(x | z), amortised encoder q(z | x), minibatch SVI "
                     "(--method svi) with early stopping, checkpoints and --resume",
     )

@@ -16,39 +16,31 @@ EXIT_STEP_FAILED = 1  # a step after inference failed; the run folder holds the 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-METHOD_FLAGS = {
-    # flag: (setting name, type, help, methods it applies to)
-    "--chains": ("chains", int, "number of MCMC chains (default 4)", ("nuts", "hmc")),
-    "--warmup": ("warmup", int, "warm-up (adaptation) iterations per chain (default 1000)", ("nuts", "hmc")),
-    "--draws": ("draws", int, "draws kept per chain (MCMC, default 1000) or from the fitted guide (SVI, default 4000)",
-                ("nuts", "hmc", "svi")),
-    "--target-accept": ("target_accept", float, "target acceptance probability of step-size adaptation (default 0.8)",
-                        ("nuts", "hmc")),
-    "--max-tree-depth": ("max_tree_depth", int, "NUTS maximum tree depth (default 10)", ("nuts",)),
-    "--chain-method": ("chain_method", str, "auto (default), sequential, parallel or vectorized", ("nuts", "hmc")),
-    "--init": ("init", str, "where chains start: uniform (default: uniform(-2, 2) on the unconstrained scale, as Stan), "
-               "median (the prior median) or sample (a prior draw)", ("nuts", "hmc")),
-    "--steps": ("steps", int, "maximum optimisation steps (SVI/MAP, default 20000; stops early on convergence)",
-                ("svi", "map", "amortized")),
-    "--learning-rate": ("learning_rate", float, "Adam learning rate (SVI/MAP, default 0.01; VAE 0.001)",
-                        ("svi", "map", "amortized")),
-    "--guide": ("guide", str, "SVI guide: normal (mean-field), mvn, lowrank, delta, or spec (the model's own)", ("svi",)),
-    # amortised models (vae): minibatch training with early stopping and checkpoints
-    "--batch-size": ("batch_size", int, "VAE: rows per minibatch (default 128)", ("amortized",)),
-    "--schedule": ("schedule", str, "VAE: learning-rate schedule: constant (default), cosine or warmup_cosine",
-                   ("amortized",)),
-    "--kl-warmup": ("kl_warmup", int, "VAE: steps over which the KL weight rises from 0 to 1 (default 0: none)",
-                    ("amortized",)),
-    "--eval-every": ("eval_every", int, "VAE: steps between validation ELBO evaluations (default 250)", ("amortized",)),
-    "--patience": ("patience", int, "VAE: evaluations without improvement before stopping (default 10)",
-                   ("amortized",)),
-    "--min-delta": ("min_delta", float, "VAE: nats per row that count as an improvement (default 0.01)",
-                    ("amortized",)),
-    "--checkpoint-every": ("checkpoint_every", int, "VAE: steps between checkpoints in the run folder (default 1000)",
-                           ("amortized",)),
-}
-for _flag in ("--draws",):  # the VAE keeps a few draws of each training row's latents from its encoder
-    METHOD_FLAGS[_flag] = METHOD_FLAGS[_flag][:3] + (METHOD_FLAGS[_flag][3] + ("amortized",),)
+def method_flags() -> dict[str, tuple]:
+    """flag -> (setting name, type, help, names of the methods it applies to), generated from
+    the registered methods' `Setting`s: a method brings its flags with it."""
+    from probgen.infer import methods
+
+    flags: dict[str, list] = {}
+    defaults: dict[str, dict] = {}
+    for method in methods.registered():
+        label = method.command_name if not method.exclusive else method.describe()
+        for setting in method.settings:
+            if setting.help is None:
+                continue
+            entry = flags.setdefault(setting.flag, [setting.name, setting.type, setting.help, []])
+            if entry[1] is not setting.type:
+                raise TypeError(f"{setting.flag}: {method.name} gives it type {setting.type.__name__}, another "
+                                f"method {entry[1].__name__}")
+            entry[3].append(method.name)
+            defaults.setdefault(setting.flag, {}).setdefault(str(setting.default), []).append(label)
+    described = {}
+    for flag, (dest, kind, help_text, names) in flags.items():
+        values = defaults[flag]
+        default = (f"default {next(iter(values))}" if len(values) == 1 else
+                   "default " + "; ".join(f"{', '.join(labels)} {value}" for value, labels in values.items()))
+        described[flag] = (dest, kind, f"{help_text} ({default})", tuple(names))
+    return described
 
 
 SWITCHES = {"--quiet", "--overwrite", "--standardize", "--help", "-h"}
@@ -84,7 +76,7 @@ def _chains_argument(argv: list[str]) -> int:
 
 
 def build_parser(model_spec=None) -> argparse.ArgumentParser:
-    from probgen.infer import METHODS
+    from probgen.infer import METHODS, methods
 
     parser = argparse.ArgumentParser(
         prog="probgen",
@@ -110,7 +102,7 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
                      help="keep this fraction of rows (drawn with --seed) out of the fit; the report scores the model "
                           "on them and compares generated data with them (default 0: fit every row)")
     fit.add_argument("--method", choices=METHODS, default=None,
-                     help="inference method (default nuts; svi for amortised models such as vae)")
+                     help="inference method (default nuts; svi for amortised models such as vae; see `probgen methods`)")
     fit.add_argument("--seed", type=int, default=None,
                      help="random seed; the same seed gives the same draws (default 0; with --resume, the run's)")
     fit.add_argument("--out", metavar="RUN_DIR", help="run folder to write (default runs/<model>_<data>_<method>)")
@@ -132,7 +124,8 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
                      help="data whose design the simulations copy (number of rows, columns; for a model bound by "
                           "name, every argument, e.g. a .json file); the observed values are not fitted")
     sbc.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
-    sbc.add_argument("--method", choices=[m for m in METHODS if m != "map"], default="nuts",
+    sbc.add_argument("--method", default="nuts",
+                     choices=list(dict.fromkeys(m.command_name for m in methods.registered() if m.gives_posterior_sample)),
                      help="inference method under test (default nuts)")
     sbc.add_argument("--simulations", type=int, default=200, help="number of simulated data sets (default 200)")
     sbc.add_argument("--num-draws", type=int, default=99,
@@ -187,13 +180,14 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     compare.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
 
     commands.add_parser("models", help="list the built-in models and their options")
+    commands.add_parser("methods", help="list the inference methods and their settings")
     commands.add_parser("datasets", help="list the bundled data sets")
     return parser
 
 
 def _add_settings_and_options(parser, model_spec) -> None:
     settings = parser.add_argument_group("inference settings")
-    for flag, (dest, kind, help_text, _) in METHOD_FLAGS.items():
+    for flag, (dest, kind, help_text, _) in method_flags().items():
         settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None, help=help_text)
     if model_spec is not None and model_spec.options:
         group = parser.add_argument_group(f"options of model '{model_spec.name}'")
@@ -203,35 +197,35 @@ def _add_settings_and_options(parser, model_spec) -> None:
                                help=option.help + (f" (default {option.default})" if option.default not in ("", None) else ""))
 
 
-def _options_and_settings(args, spec=None) -> tuple[dict, dict]:
-    """The model options and the inference settings given on the command line; a setting that
-    does not apply to --method (or to an amortised model) is an error."""
-    amortized = spec is not None and spec.amortized is not None
-    if args.method is None:
-        args.method = "svi" if amortized else "nuts"
+def _options_and_settings(args, spec=None) -> tuple[dict, dict, object]:
+    """The model options, the inference settings given on the command line and the method
+    that fits (`probgen.infer.methods`); a setting that does not apply to it is an error."""
+    from probgen.infer import methods
+
+    method = methods.for_spec(args.method, spec)
+    args.method = method.command_name
     options = {name[len("option_"):]: value for name, value in vars(args).items() if name.startswith("option_")}
     given = {name[len("setting_"):]: value for name, value in vars(args).items()
              if name.startswith("setting_") and value is not None}
-    kind = "amortized" if amortized else args.method
-    applicable = {dest for flag, (dest, _, _, methods) in METHOD_FLAGS.items() if kind in methods}
+    applicable = {setting.name for setting in method.settings if setting.help is not None}
     not_applicable = sorted(k for k in given if k not in applicable)
     if not_applicable:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_applicable)
-        target = f"model '{spec.name}' (amortised SVI)" if amortized else f"--method {args.method}"
-        raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to {target}")
-    if getattr(args, "resume", None) and not amortized:
-        raise_usage(f"--resume applies to amortised models such as vae, not to '{spec.name if spec else args.model}'")
-    return options, given
+        raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to {method.describe()}")
+    if getattr(args, "resume", None) and not method.checkpoints:
+        raise_usage(f"--resume applies to methods that train in checkpointed steps (amortised models such as vae), "
+                    f"not to {method.describe()} of '{spec.name if spec else args.model}'")
+    return options, given, method
 
 
 def _fit(args, spec) -> int:
     from probgen import report
-    from probgen.infer import fit, resolve_settings
+    from probgen.infer import fit
 
-    options, given = _options_and_settings(args, spec)
-    resolve_settings(args.method, given, spec)  # fail on bad settings before loading anything heavy
-    if spec.amortized is not None:
-        return _fit_amortized(args, spec, options, given)
+    options, given, method = _options_and_settings(args, spec)
+    method.resolve(given)  # fail on bad settings before loading anything heavy
+    if method.checkpoints:
+        return _fit_with_checkpoints(args, spec, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
     data_label = Path(args.data).stem if args.data else "data"
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
@@ -297,15 +291,16 @@ def divergence_rerun(assessment, args) -> str | None:
     return f"Divergences: rerun with smaller steps (a higher target acceptance):\n    {command}"
 
 
-def _fit_amortized(args, spec, options, given) -> int:
-    """`probgen fit vae ...`: the run folder is created first and holds the checkpoints while
-    training runs, so that an interruption loses at most the steps since the last one and
-    `--resume RUN_DIR` carries on from there; the finished run folder replaces it atomically."""
+def _fit_with_checkpoints(args, spec, method, options, given) -> int:
+    """`probgen fit vae ...` (a method that `checkpoints`): the run folder is created first and
+    holds the checkpoints while training runs, so that an interruption loses at most the steps
+    since the last one and `--resume RUN_DIR` carries on from there; the finished run folder
+    replaces it atomically."""
     global _interrupted_message
     import shlex
 
     from probgen import data, report
-    from probgen.infer import amortized, fit, resolve_settings
+    from probgen.infer import fit
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
         raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
@@ -321,15 +316,15 @@ def _fit_amortized(args, spec, options, given) -> int:
         args.columns = args.columns or (saved.get("data") or {}).get("columns")
     args.seed = 0 if args.seed is None else args.seed
     dataset = data.load(args.data, columns=args.columns, standardize=args.standardize)
-    settings = resolve_settings(args.method, given, spec)
-    request = amortized.training_request(args.model, dataset, spec.resolve_options(options), settings, args.seed,
+    settings = method.resolve(given)
+    request = method.training_request(args.model, dataset, spec.resolve_options(options), settings, args.seed,
                                          args.holdout)
     data_label = Path(args.data).stem if args.data else "data"
     checkpoint = None
     if args.resume:
         out = Path(args.resume)
-        checkpoint = amortized.load_checkpoint(out)
-        amortized.check_resume(saved, request, out)
+        checkpoint = method.load_checkpoint(out)
+        method.check_resume(saved, request, out)
     else:
         out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
         report.check_destination(out, args.overwrite)
@@ -343,7 +338,7 @@ def _fit_amortized(args, spec, options, given) -> int:
     except BaseException:
         # bad input found while preparing, or Ctrl-C before the first checkpoint: the new
         # folder holds nothing to resume from, so it goes
-        if not args.resume and not (out / amortized.CHECKPOINT).is_file():
+        if not args.resume and not (out / method.checkpoint_file).is_file():
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)
@@ -353,7 +348,7 @@ def _fit_amortized(args, spec, options, given) -> int:
     _interrupted_message = INTERRUPTED_MESSAGE
     built = report.build_report(result.idata, result.config(), result.spec)
     folder = report.save_run(result, built, out, overwrite=True, extra_config={"request": request},
-                             keep_files=(amortized.CHECKPOINT,))
+                             keep_files=(method.checkpoint_file,))
     if checkpoint is not None:
         print(f"resumed from the checkpoint at step {checkpoint['step']}")
     print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
@@ -472,10 +467,12 @@ def _sbc(args, spec) -> int:
     from probgen import report
     from probgen.sbc import run_sbc, write_sbc
 
-    if spec.amortized is not None:
+    from probgen.infer import methods
+
+    if not methods.for_spec(None, spec).gives_posterior_sample:
         raise_usage(f"simulation-based calibration needs posterior draws of global parameters; model '{spec.name}' "
-                    "is fitted by amortised SVI to point estimates of its networks")
-    options, given = _options_and_settings(args)
+                    f"is fitted by {methods.for_spec(None, spec).describe()} to point estimates of its networks")
+    options, given, _ = _options_and_settings(args)
     if args.simulations < 1 or args.num_draws < 1:
         raise_usage(f"--simulations and --num-draws must be >= 1 (got {args.simulations}, {args.num_draws})")
     if args.workers is not None and args.workers < 1:
@@ -534,6 +531,20 @@ def _models() -> int:
             choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
             default = f" (default {option.default})" if option.default not in ("", None) else ""
             print(f"    --{option.name.replace('_', '-')}{choices}  {option.help}{default}")
+    return 0
+
+
+def _methods() -> int:
+    import inspect
+
+    from probgen.infer import methods
+
+    for method in methods.registered():
+        doc = (inspect.getdoc(type(method)) or "").split("\n")[0]
+        print(f"{method.command_name}{'' if not method.exclusive else ' (' + method.describe() + ')'}: {doc}")
+        for setting in method.settings:
+            if setting.help is not None:
+                print(f"    {setting.flag}  {setting.help} (default {setting.default})")
     return 0
 
 
@@ -611,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sbc(args, spec)
         if args.command == "models":
             return _models()
+        if args.command == "methods":
+            return _methods()
         return _datasets()
     except ProbgenError as exc:
         print(f"probgen: error: {exc}", file=sys.stderr)

@@ -217,6 +217,17 @@ def check_pareto_k(idata) -> Verdict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, khat = az.psislw(log_weights)
+    return pareto_k_verdict(float(khat))
+
+
+def pareto_k_verdict(khat: float | None) -> Verdict:
+    """The verdict on an approximation from the Pareto k of its importance weights
+    (Yao et al. 2018): <= 0.5 close to the posterior, up to 0.7 rough, above unusable."""
+    warn, fail = THRESHOLDS["pareto_k_warn"], THRESHOLDS["pareto_k_fail"]
+    threshold = f"<= {warn} (warn up to {fail})"
+    if khat is None or not np.isfinite(khat):
+        return Verdict("pareto_k", "fail", None, threshold,
+                       "the importance weights are degenerate (no finite Pareto k): the approximation misses the posterior")
     khat = float(khat)
     if khat <= warn:
         return Verdict("pareto_k", "pass", khat, threshold, f"the approximation is close to the posterior (k = {khat:.2f})")
@@ -227,26 +238,19 @@ def check_pareto_k(idata) -> Verdict:
                    f"k = {khat:.2f}: the approximation is far from the posterior; use NUTS for inference")
 
 
-def assess(idata: az.InferenceData, method: str, settings: dict | None = None, quantities=None) -> Assessment:
-    """Run the checks that apply to `method` ("nuts", "hmc", "svi", "map").
+def assess(idata: az.InferenceData, method, settings: dict | None = None, quantities=None) -> Assessment:
+    """Run the checks that apply to `method`: a registered `probgen.infer.methods.Method`, or
+    the name a run folder's config gives it (read together with `settings`).
 
     quantities: an xarray Dataset of (chain, draw, ...) variables that R-hat and ESS are judged
     on instead of the posterior (`ModelSpec.convergence_on`: a BNN's predictions and log
     density, as its weights are not identified across chains)."""
+    from probgen.infer import methods
+
     settings = settings or {}
-    if method in ("nuts", "hmc"):
-        judged = idata if quantities is None else az.InferenceData(posterior=quantities)
-        verdicts = [check_r_hat(judged), *check_ess(judged), check_divergences(idata), check_bfmi(idata)]
-        if method == "nuts":
-            verdicts.append(check_tree_depth(idata, settings.get("max_tree_depth")))
-    elif method == "svi" and settings.get("amortized"):
-        verdicts = [check_training(idata, settings)]
-    elif method == "svi":
-        verdicts = [check_optimization(idata, settings, "the ELBO"), check_pareto_k(idata)]
-    elif method == "map":
-        verdicts = [check_optimization(idata, settings, "the log posterior")]
-    else:
-        raise ValueError(f"unknown method {method!r}")
+    if isinstance(method, str):
+        method = methods.for_config({"method": method, "settings": settings})
+    verdicts = list(method.verdicts(idata, settings, quantities))
     worst = max((v.status for v in verdicts), key=STATUS_ORDER.__getitem__)
     problems = [v for v in verdicts if v.status in ("warn", "fail")]
     if worst == "fail":
@@ -257,17 +261,5 @@ def assess(idata: az.InferenceData, method: str, settings: dict | None = None, q
         summary = "Usable with care: " + "; ".join(v.reason for v in problems) + "."
     else:
         overall = "trusted"
-        if method == "map":
-            summary = "The optimisation converged. This is a point estimate: it says nothing about uncertainty."
-        elif method == "svi" and settings.get("amortized"):
-            summary = ("Training converged: the validation ELBO stopped improving. The networks are point estimates "
-                       "and the encoder an approximation; judge the model by its held-out bounds below.")
-        elif method == "svi":
-            checked = any(v.check == "pareto_k" and v.status == "pass" for v in verdicts)
-            summary = "The ELBO converged" + (
-                " and the approximation passed its importance-sampling check (Pareto k)."
-                if checked else "; the approximation was not checked against the exact posterior."
-            )
-        else:
-            summary = "Every convergence check passed: the chains agree, mix well and saw no divergences."
+        summary = method.trusted_summary(verdicts, settings)
     return Assessment(overall, summary, tuple(verdicts))

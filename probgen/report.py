@@ -27,16 +27,7 @@ from probgen.runfolder import (  # noqa: F401  (the run-folder API, re-exported:
     RUN_FILES, TRAINING_NOTE, _write_report_files, atomic_folder, check_destination, load_config, load_run,
     start_training_folder, write_json,
 )
-from probgen.spec import ModelSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Section:
-    """An extra report section: a title, a paragraph, and optionally a table."""
-
-    title: str
-    text: str
-    table: pd.DataFrame | None = None
+from probgen.spec import ModelSpec, ReportPart, Section  # noqa: F401  (Section: report.Section, as before)
 
 
 @dataclasses.dataclass
@@ -84,7 +75,7 @@ def summary_table(idata, spec: ModelSpec | None, config: dict) -> tuple[pd.DataF
     return table, units
 
 
-def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[str]) -> dict[str, bytes]:
+def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str]) -> dict[str, bytes]:
     """The report's plots as PNG bytes. A plot that fails is left out, with a note, rather
     than losing the whole report."""
     import matplotlib
@@ -95,7 +86,7 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
     makers: dict[str, Callable] = {}
     draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     var_names = list(var_names)
-    if method in ("nuts", "hmc") and var_names:
+    if method.markov_chains and var_names:
         makers["rank"] = lambda: az.plot_rank(idata, var_names=var_names)
     if draws > 1 and var_names:
         makers["posterior"] = lambda: az.plot_posterior(idata, var_names=var_names, hdi_prob=0.94)
@@ -123,7 +114,7 @@ def figures_for(idata, spec: ModelSpec | None, method: str, var_names: Sequence[
             low, high = np.percentile(loss[len(loss) // 10 :], [0, 99]) if len(loss) > 10 else (loss.min(), loss.max())
             axis.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
             axis.set_xlabel("step")
-            axis.set_ylabel("negative ELBO" if method == "svi" else "negative log posterior")
+            axis.set_ylabel(method.loss_label)
             axis.legend()
             return figure
         makers["loss"] = loss_curve
@@ -195,7 +186,9 @@ def build_report(
     sections, plots. Each step runs on its own: one that fails is named in the report (and in
     `Report.failures`) and the others still run, so that a model the checks cannot handle still
     gets its draws summarised."""
-    method = config["method"]
+    from probgen.infer import methods
+
+    method = methods.for_config(config)
     failures: list[dict] = [dict(failure) for failure in config.get("failed_steps", ())]
 
     def step(name: str, compute, default=None):
@@ -210,8 +203,8 @@ def build_report(
     if assessment is None:
         assessment = diagnostics.Assessment("failed", "The convergence checks could not run (see the failed steps): "
                                                       "do not use these estimates until they do.", ())
-    if spec is not None and spec.amortized is not None and "parameters" in idata.groups():
-        return _amortized_report(idata, config, spec, assessment, sections, extra_metrics)
+    if not method.posterior_report:  # no posterior of global parameters: the model's own report is the report
+        return _model_report(idata, config, spec, assessment, sections, extra_metrics)
     seed = int(config.get("seed", 0))
     skipped = dict(checks.run_notes(idata))
     summary, units = step("posterior summary", lambda: summary_table(idata, spec, config),
@@ -256,9 +249,9 @@ def build_report(
         metrics["sections"] = [_section_record(section) for section in sections]
     model_sections, model_figures = [], {}
     if spec is not None and spec.report is not None:
-        model_sections, model_metrics, model_figures = step("the model's own report (ModelSpec.report)",
-                                                            lambda: spec.report(idata, config), ([], {}, {}))
-        metrics.update(model_metrics)
+        part = step("the model's own report (ModelSpec.report)", lambda: spec.report(idata, config), ReportPart())
+        model_sections, model_figures = list(part.sections), dict(part.figures)
+        metrics.update(part.metrics)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
     figures = step("plots", lambda: figures_for(idata, spec, method, var_names), {})
     if predictive_check is not None:
@@ -282,25 +275,24 @@ def build_report(
                   tuple(discrete_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
 
 
-def _amortized_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:
-    """The report of an amortised model (VAE): its spec lays out the summary (one row per
-    latent dimension), the sections, metrics and figures; sections given by the caller (an
-    analysis script) follow them."""
+def _model_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:
+    """The report of a fit without a posterior of global parameters (an amortised VAE): the
+    model's `ReportPart` lays out the summary (for a VAE, one row per latent dimension), the
+    sections, metrics and figures; sections given by the caller (an analysis script) follow."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    summary, model_sections, model_metrics, made = spec.amortized.report(idata, config)
+    part = spec.report(idata, config)
     metrics = {"predictive": {"available": False, "reason": "amortised model: see the held-out bounds"},
-               **(extra_metrics or {}), **model_metrics}
+               **(extra_metrics or {}), **part.metrics}
     if sections:
         metrics["sections"] = [_section_record(section) for section in sections]
-    figures = {name: figure_png(figure) for name, figure in made.items()}
+    figures = {name: figure_png(figure) for name, figure in part.figures.items()}
     plt.close("all")
-    units = "nats, per latent dimension, over the held-out rows"
-    return Report(config, assessment, summary, units, metrics, figures, tuple(model_sections) + tuple(sections),
-                  summary_title="Latent dimensions")
+    return Report(config, assessment, part.summary, part.summary_units, metrics, figures,
+                  tuple(part.sections) + tuple(sections), summary_title=part.summary_title)
 
 
 def predictive_statistics_figure(

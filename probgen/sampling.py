@@ -29,21 +29,51 @@ def posterior_parameters(idata) -> dict[str, np.ndarray]:
     }
 
 
+def predictive_rows(idata, rng_key, num_rows: int) -> tuple[np.ndarray, list[str]]:
+    """`num_rows` rows of the stored posterior predictive draws of the first observed site,
+    each from a posterior draw and a row chosen at random: new data from the model itself, for
+    a family without a simulator of its own. Returns ((num_rows, D) values, column names)."""
+    if "posterior_predictive" not in idata.groups() or "observed_data" not in idata.groups():
+        raise ModelError("the run holds no posterior predictive draws to take new rows from, and the model has "
+                         "no simulator (ModelSpec.simulate)")
+    name = next(iter(idata.observed_data.data_vars))
+    draws = idata.posterior_predictive[name]
+    has_features = draws.dims[-1] == "feature"
+    values = np.asarray(draws.values)
+    values = values.reshape((values.shape[0] * values.shape[1], -1, values.shape[-1] if has_features else 1))
+    if "feature" in draws.dims and has_features:
+        columns = [str(c) for c in draws["feature"].values]
+    else:
+        columns = [name]
+    generator = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
+    which_draw = generator.integers(values.shape[0], size=num_rows)
+    which_row = generator.integers(values.shape[1], size=num_rows)
+    return values[which_draw, which_row], columns
+
+
 def posterior_predictive_table(run_dir, num_rows: int, seed: int = 0) -> pd.DataFrame:
-    """`num_rows` new rows, each simulated from a posterior draw chosen at random."""
+    """`num_rows` new rows, each simulated from a posterior draw chosen at random: by the
+    fitting method's own generator (a VAE's decoder), the family's simulator, or the stored
+    posterior predictive draws."""
+    from probgen.infer import methods
+
     idata, config = load_run(run_dir)
     spec = load_spec(config["model"]["reference"])
-    if spec.amortized is not None and spec.amortized.generate is not None:  # a VAE: its decoder draws them
-        values = np.asarray(spec.amortized.generate(idata, config, jax.random.PRNGKey(seed), num_rows))
-    elif spec.simulate is None:
-        raise ModelError(f"model '{spec.name}' has no simulator (ModelSpec.simulate), so it cannot draw new data")
-    else:
-        values = np.asarray(spec.simulate(jax.random.PRNGKey(seed), posterior_parameters(idata), num_rows))
-    columns = config["data"]["columns"]
+    key = jax.random.PRNGKey(seed)
+    values = methods.for_config(config).new_rows(spec, idata, config, key, num_rows)
+    columns = (config.get("data") or {}).get("columns")
+    if values is None and spec.simulate is not None:
+        values = spec.simulate(key, posterior_parameters(idata), num_rows)
+    elif values is None and spec.predict is not None:
+        raise ModelError(f"model '{spec.name}' models a target given inputs; `probgen predict RUN_DIR --data NEW` "
+                         "draws it at new inputs")
+    elif values is None:
+        values, columns = predictive_rows(idata, key, num_rows)
+    values = np.asarray(values)
     observed = idata.observed_data[next(iter(idata.observed_data.data_vars))]
     if "feature" in observed.dims and observed.sizes["feature"] == values.shape[-1]:
         columns = [str(c) for c in observed["feature"].values]  # e.g. without an HMM's sequence column
-    standardization = config["data"].get("standardization")
+    standardization = (config.get("data") or {}).get("standardization")
     if standardization:
         loc, scale = standardization_arrays(standardization, columns)
         values = values * scale + loc

@@ -10,8 +10,8 @@ Simulations run in chunks through an executor: in this process by default, or on
 `distributed` workers (`workers=N` starts a LocalCluster; `scheduler="tcp://..."` uses any
 running cluster). Failed fits are counted and reported.
 
-Speed: every refit reuses one compiled program (`probgen.infer.mcmc.compiled_refit`,
-`probgen.infer.svi.compiled_refit`): about 0.02 s a simulation for a small model on a CPU core
+Speed: every refit reuses one compiled program (the method's `sbc_refit`: for NUTS and HMC
+`probgen.infer.mcmc.compiled_refit`, for SVI `probgen.infer.svi.compiled_refit`): about 0.02 s a simulation for a small model on a CPU core
 after one compilation, against 1.5-2 s when each fit compiles inside `MCMC.run`. SVI refits
 run their full `steps` (no early stop inside a compiled loop).
 """
@@ -32,9 +32,6 @@ from probgen.errors import InferenceError
 
 UNIFORMITY_BINS = 10
 # Lighter than a single fit's defaults: SBC ranks only need ~100 near-independent draws per fit.
-SBC_DEFAULTS = {"nuts": {"chains": 2, "warmup": 500, "draws": 500},
-                "hmc": {"chains": 2, "warmup": 500, "draws": 500},
-                "svi": {"steps": 5000}}
 
 
 @dataclasses.dataclass
@@ -102,7 +99,7 @@ def _programs(spec_or_reference, frame: pd.DataFrame, options: dict, simulation_
     import jax
     from numpyro.infer import Predictive
 
-    from probgen.infer import mcmc, svi
+    from probgen.infer import methods
     from probgen.infer.results import model_structure
     from probgen.spec import ModelSpec, load_spec
 
@@ -136,10 +133,7 @@ def _programs(spec_or_reference, frame: pd.DataFrame, options: dict, simulation_
     def prior_draw(key):
         return Predictive(simulation_model, num_samples=1)(key, **unobserved)
 
-    if method in ("nuts", "hmc"):
-        refit = mcmc.compiled_refit(spec, inputs, method, settings, structure)
-    else:
-        refit = svi.compiled_refit(spec, inputs, settings, structure)
+    refit = methods.get(method).sbc_refit(spec, inputs, settings, structure)
     _PROGRAMS.clear()
     _PROGRAMS[key] = (spec, inputs, structure, prior_draw, refit)
     return _PROGRAMS[key]
@@ -149,8 +143,6 @@ def _run_chunk(spec_or_reference, frame: pd.DataFrame, options: dict, simulation
                settings: dict, seeds: list[int], first_index: int, num_draws: int, progress: bool = False) -> list[dict]:
     """Run the simulations with the given seeds in this process, one compiled program for all."""
     import jax
-
-    from probgen.infer import mcmc
 
     spec, inputs, structure, prior_draw, refit = _programs(spec_or_reference, frame, options, simulation_options,
                                                            method, settings)
@@ -163,15 +155,7 @@ def _run_chunk(spec_or_reference, frame: pd.DataFrame, options: dict, simulation
             truth = {k: drawn[k] for k in structure.latent}
             data = {k: drawn[k] for k in inputs.observed}
             current = dataclasses.replace(inputs, observed=data)
-            divergences = 0
-            if method in ("nuts", "hmc"):
-                starts = mcmc.unconstrained_starts(spec, current, key_init, settings["chains"], structure)
-                samples, divergences = jax.device_get(refit(key_fit, data, starts))
-            else:
-                start = None if spec.init is None else {k: v[0] for k, v in spec.init(current, key_init, 1).items()}
-                samples, losses = jax.device_get(refit(key_fit, data, start))
-                if not np.isfinite(losses).all():
-                    raise FloatingPointError(f"the SVI loss became non-finite at step {int(np.argmin(np.isfinite(losses)))}")
+            samples, divergences = jax.device_get(refit(key_fit, key_init, data, current))
             bad = [k for k in truth if not np.isfinite(np.asarray(samples[k])).all()]
             if bad:
                 raise FloatingPointError(f"non-finite posterior draws of {', '.join(bad)}")
@@ -247,18 +231,21 @@ def run_sbc(
     a deliberately wrong inference, e.g. a wrong noise scale). workers / scheduler: run the
     chunks on Dask `distributed` (a LocalCluster of `workers` processes, or the scheduler at
     that address). settings: the method's settings (chains, warmup, draws, ...); unless given,
-    SBC_DEFAULTS (2 chains x 500 warm-up x 500 draws; SVI 5000 steps).
+    the method's `sbc_defaults` (2 chains x 500 warm-up x 500 draws; SVI 5000 steps).
     """
     from probgen.binding import conditioned_spec
     from probgen.data import load_named
-    from probgen.infer import _as_dataset, resolve_settings
+    from probgen.infer import _as_dataset
     from probgen.spec import is_plain_model, load_spec, takes_x_array
 
     if simulations < 1 or num_draws < 1:
         raise InferenceError(f"simulations and num_draws must be >= 1, got {simulations} and {num_draws}")
-    if method == "map":
-        raise InferenceError("SBC needs a posterior sample; MAP gives a point estimate")
-    settings = resolve_settings(method, {**SBC_DEFAULTS.get(method, {}), **settings})
+    from probgen.infer import methods
+
+    chosen = methods.get(method)
+    if not chosen.gives_posterior_sample:
+        raise InferenceError(f"SBC needs a posterior sample; {chosen.describe()} does not give one")
+    settings = chosen.resolve({**chosen.sbc_defaults, **settings})
     reference = spec  # a name or path is loaded again in each worker; a ModelSpec travels pickled
     spec_object = load_spec(spec) if isinstance(spec, str) else spec
     frame = None

@@ -26,17 +26,46 @@ import numpy as np
 import pandas as pd
 
 from probgen.errors import ModelError
+from probgen.hooks import (  # noqa: F401  (re-exported: the hook types a family writes against)
+    ConvergenceOn, Derived, HeldOut, Init, Plots, Postprocess, Predict, Prepare, Report, ReportPart, Section, Simulate,
+    ToOriginalUnits, check_hooks,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """A model option, exposed as `--<name>` on the CLI (underscores become dashes)."""
+    """A model option, exposed as `--<name>` on the CLI (underscores become dashes).
+
+    choices, minimum (inclusive), above (exclusive): the values allowed; `ModelSpec.resolve_options`
+    checks them, so a family's `prepare` need not."""
 
     name: str
     type: type
     default: Any
     help: str
     choices: tuple | None = None
+    minimum: float | None = None
+    above: float | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def problem(self, value) -> str | None:
+        """Why `value` is not allowed for this option, or None."""
+        if self.type is int and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
+            kind = "an integer" + (f" >= {self.minimum:g}" if self.minimum is not None else "")
+            return f"{self.flag} must be {kind}, got {value!r}"
+        if self.type is float and not isinstance(value, (int, float, np.integer, np.floating)):
+            return f"{self.flag} must be a number, got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if self.minimum is not None and not value >= self.minimum:
+            kind = "an integer " if self.type is int else ""
+            return f"{self.flag} must be {kind}>= {self.minimum:g}, got {value!r}"
+        if self.above is not None and not value > self.above:
+            return f"{self.flag} must be > {self.above:g}, got {value!r}"
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +176,6 @@ class Amortized:
     evaluate: (params, {part: ModelInputs}, options, rng_key) -> {group: xarray.Dataset}:
               per-row scores and whatever the report needs, stored in the InferenceData
               (parts: "training", "validation", "held_out", and "anomaly" when there is one).
-    report:   (idata, config) -> (summary table, [report Section], metrics dict,
-              {name: matplotlib Figure}): the model's part of the report.
     preprocess: optional (frame, options, seed) -> (rows to model, anomalous rows or None),
               applied to the whole table before it is split: transforms that must be drawn
               once (dequantisation noise), and rows kept out of training altogether and
@@ -159,7 +186,6 @@ class Amortized:
 
     elbo: Callable
     evaluate: Callable
-    report: Callable
     preprocess: Callable | None = None
     generate: Callable | None = None
 
@@ -189,20 +215,18 @@ class ModelSpec:
     derived:   optional (flat posterior draws {site: (draw, ...)}, inputs, rng_key) ->
                {group name: xarray.Dataset}: extra InferenceData groups computed from the
                posterior after the fit (the HMM's state decoding).
-    time_order: optional options -> sequence column ("" when all rows are one sequence): the
-               rows are time-ordered, so `--holdout F` keeps out the last F of each sequence
-               (a forecast split) instead of rows drawn at random.
-    held_out:  optional (training frame, held-out frame, options) -> ModelInputs for scoring
-               the held-out rows; for time series they carry the training rows before them
-               (masked out, `masks`), so each held-out row is scored given its past. Default:
-               `prepare` of the held-out frame alone.
+    held_out:  optional `HeldOut`: how `--holdout` keeps rows out and scores them: `sequence`
+               (options -> sequence column) for time-ordered rows, so that the last F of each
+               sequence are kept out (a forecast split) instead of rows drawn at random;
+               `inputs` (training frame, held-out frame, options) -> ModelInputs, e.g. held-out
+               steps that carry the training rows before them (masked out, `masks`) so that
+               each is scored given its past. Default: random rows, `prepare`d alone.
     convergence_on: optional (idata) -> xarray.Dataset with (chain, draw, ...) variables: the
                quantities R-hat and ESS are judged on instead of the posterior's latent sites,
                for models whose parameters are not identified across chains (a BNN's weights:
                hidden units permute and flip sign) but whose predictions and log density are.
-    report:    optional (idata, config) -> (sections, metrics dict, {name: Figure}): the
-               model's own part of the standard report (a BNN's held-out RMSE, coverage,
-               calibration).
+    report:    optional (idata, config) -> `ReportPart`: the model's own part of the report (a
+               BNN's held-out RMSE, coverage, calibration; a VAE's whole report).
     predict:   optional (idata, options, frame, rng_key) -> DataFrame: the posterior predictive
                at new inputs, one row per input row (`probgen predict`; a BNN's mean and
                intervals, or class probabilities).
@@ -212,33 +236,43 @@ class ModelSpec:
 
     name: str
     model: Callable
-    prepare: Callable[[pd.DataFrame, Mapping[str, Any]], ModelInputs] | None = None
+    prepare: Prepare | None = None
     options: tuple[Option, ...] = ()
     guide: Callable | None = None
-    postprocess: Callable | None = None
-    simulate: Callable | None = None
-    to_original_units: Callable | None = None
-    plots: Callable | None = None
+    postprocess: Postprocess | None = None
+    simulate: Simulate | None = None
+    to_original_units: ToOriginalUnits | None = None
+    plots: Plots | None = None
     summary_vars: tuple[str, ...] | None = None
-    init: Callable | None = None
-    derived: Callable | None = None
-    time_order: Callable | None = None
-    held_out: Callable | None = None
-    convergence_on: Callable | None = None
-    report: Callable | None = None
-    predict: Callable | None = None
+    init: Init | None = None
+    derived: Derived | None = None
+    held_out: HeldOut | None = None
+    convergence_on: ConvergenceOn | None = None
+    report: Report | None = None
+    predict: Predict | None = None
     amortized: Amortized | None = None
     description: str = ""
 
     def __post_init__(self):
         if self.prepare is None:
             object.__setattr__(self, "prepare", _default_prepare(self.model))
+        problems = check_hooks(self)
+        if problems:
+            raise ModelError(f"ModelSpec '{self.name}': " + "; ".join(problems))
+
+    def hooks(self) -> tuple[str, ...]:
+        """The hooks this spec sets beyond its model (what its family had to write)."""
+        fields = ("prepare", "guide", "postprocess", "simulate", "to_original_units", "plots", "init", "derived",
+                  "held_out", "convergence_on", "report", "predict", "amortized")
+        return tuple(name for name in fields if getattr(self, name) is not None
+                     and not (name == "prepare" and is_plain_model(self)))
 
     def default_options(self) -> dict[str, Any]:
         return {option.name: option.default for option in self.options}
 
     def resolve_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Defaults updated with `given`; unknown option names are an error."""
+        """Defaults updated with `given`; an unknown option name, or a value outside the
+        option's type, choices or bounds, is a `ModelError` naming it."""
         options = self.default_options()
         for name, value in (given or {}).items():
             if name not in options:
@@ -246,6 +280,10 @@ class ModelSpec:
                 raise ModelError(f"model '{self.name}' has no option '{name}' (options: {known})")
             if value is not None:
                 options[name] = value
+        for option in self.options:
+            problem = option.problem(options[option.name])
+            if problem:
+                raise ModelError(problem)
         return options
 
 

@@ -36,7 +36,9 @@ from numpyro import optim
 from numpyro.infer import SVI, Trace_ELBO
 from tqdm.auto import tqdm
 
+from probgen import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.methods import Method, Setting, register
 
 DEFAULTS = {
     "steps": 20000,  # upper bound; early stopping usually ends training first
@@ -355,3 +357,80 @@ def check_resume(saved: dict, request: dict, folder) -> None:
     if differences:
         raise InferenceError(f"cannot resume '{folder}': this command differs from the run that wrote it: "
                              + "; ".join(differences) + " (only --steps may change)")
+
+
+SETTINGS = (
+    Setting("steps", int, DEFAULTS["steps"], "maximum optimisation steps (stops early on convergence)", minimum=1),
+    Setting("batch_size", int, DEFAULTS["batch_size"], "VAE: rows per minibatch"),
+    Setting("learning_rate", float, DEFAULTS["learning_rate"], "Adam learning rate"),
+    Setting("schedule", str, DEFAULTS["schedule"], "VAE: learning-rate schedule: constant, cosine or warmup_cosine",
+            choices=("constant", "cosine", "warmup_cosine")),
+    Setting("kl_warmup", int, DEFAULTS["kl_warmup"], "VAE: steps over which the KL weight rises from 0 to 1 (0: none)"),
+    Setting("eval_every", int, DEFAULTS["eval_every"], "VAE: steps between validation ELBO evaluations"),
+    Setting("patience", int, DEFAULTS["patience"], "VAE: evaluations without improvement before stopping"),
+    Setting("min_delta", float, DEFAULTS["min_delta"], "VAE: nats per row that count as an improvement"),
+    Setting("checkpoint_every", int, DEFAULTS["checkpoint_every"], "VAE: steps between checkpoints in the run folder"),
+    Setting("eval_samples", int, DEFAULTS["eval_samples"]),
+    Setting("draws", int, FIT_DEFAULTS["draws"],
+            "draws kept per chain (MCMC) or from the fitted approximation (SVI, Pathfinder)"),
+)
+
+
+class MinibatchMethod(Method):
+    """Amortised minibatch SVI with early stopping and checkpoints, for models with an encoder (vae).
+
+    The one minibatch trainer: it fits every model whose spec has an `Amortized` part, and only
+    those; it answers to --method svi."""
+
+    name = "minibatch"
+    cli_name = "svi"
+    title = "amortised minibatch SVI"
+    settings = SETTINGS
+    exclusive = True
+    checkpoints = True
+    posterior_report = False  # per-row latents from an encoder and point-estimate networks: the model reports
+    gives_posterior_sample = False
+    loss_label = "negative ELBO"
+
+    checkpoint_file = CHECKPOINT
+
+    def claims(self, spec) -> bool:
+        return getattr(spec, "amortized", None) is not None
+
+    # the run folder's checkpoint life cycle, for `probgen fit ... --resume`
+    training_request = staticmethod(training_request)
+    load_checkpoint = staticmethod(load_checkpoint)
+    check_resume = staticmethod(check_resume)
+
+    def owns_run(self, config) -> bool:
+        return config.get("method") == self.command_name and bool((config.get("settings") or {}).get("amortized"))
+
+    def fit(self, spec, data, settings, *, options, seed=0, progress=True, columns=None, standardize=False,
+            holdout=0.0, sets=None, reference=None, checkpoint_dir=None, resume=None):
+        from probgen.infer.driver import _as_dataset
+
+        if sets:
+            raise InferenceError(f"--set gives arguments by name; model '{spec.name}' takes its data as a table")
+        dataset = _as_dataset(data, columns, standardize)
+        return fit_amortized(spec, dataset, options, settings, seed, holdout, progress=progress,
+                             checkpoint_dir=checkpoint_dir, resume=resume, reference=reference)
+
+    def sbc_refit(self, spec, inputs, settings, structure):
+        raise InferenceError(f"simulation-based calibration needs posterior draws of global parameters; model "
+                             f"'{spec.name}' is fitted by amortised SVI to point estimates of its networks")
+
+    def verdicts(self, idata, settings, quantities=None) -> list:
+        return [diagnostics.check_training(idata, settings)]
+
+    def trusted_summary(self, verdicts, settings) -> str:
+        return ("Training converged: the validation ELBO stopped improving. The networks are point estimates "
+                "and the encoder an approximation; judge the model by its held-out bounds below.")
+
+    def new_rows(self, spec, idata, config, rng_key, num_rows):
+        """New rows from the fitted decoder (`probgen sample`), or None without a generator."""
+        if spec.amortized.generate is None:
+            return None
+        return spec.amortized.generate(idata, config, rng_key, num_rows)
+
+
+register(MinibatchMethod())

@@ -13,18 +13,21 @@ import numpy as np
 from numpyro import optim
 from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample, init_to_value
 
+from probgen import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.methods import Draws, Method, Setting, register
 from probgen.infer.svi import optimize
 from probgen.spec import ModelInputs, ModelSpec
 
-DEFAULTS = {
-    "steps": 20000,
-    "learning_rate": 0.01,
-    "check_every": 250,
-    "window": 500,
-    "rtol": 1e-7,
-    "restarts": 4,  # independent starts; the best log posterior wins (mixtures are multimodal)
-}
+SETTINGS = (
+    Setting("steps", int, 20000, "maximum optimisation steps (stops early on convergence)", minimum=1),
+    Setting("learning_rate", float, 0.01, "Adam learning rate"),
+    Setting("check_every", int, 250),
+    Setting("window", int, 500),
+    Setting("rtol", float, 1e-7),
+    Setting("restarts", int, 4),  # independent starts; the best log posterior wins (mixtures are multimodal)
+)
+DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
 
 def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool):
@@ -63,3 +66,25 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     samples = {k: np.asarray(v)[None, None] for k, v in point.items()}
     settings.update(steps_run=int(len(losses)), converged=done, final_loss=final, best_restart=restart)
     return samples, {"loss": losses}
+
+
+class MAPMethod(Method):
+    """Maximum a posteriori: a point estimate, the best of several restarts."""
+
+    name = "map"
+    settings = SETTINGS
+    loss_label = "negative log posterior"
+    gives_posterior_sample = False
+
+    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
+        samples, optimization = fit_map(spec, inputs, settings, rng_key, progress)
+        return Draws(samples, None, optimization)
+
+    def verdicts(self, idata, settings, quantities=None) -> list:
+        return [diagnostics.check_optimization(idata, settings, "the log posterior")]
+
+    def trusted_summary(self, verdicts, settings) -> str:
+        return "The optimisation converged. This is a point estimate: it says nothing about uncertainty."
+
+
+register(MAPMethod())

@@ -14,20 +14,25 @@ from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_value
 from numpyro.infer.util import log_density
 from tqdm.auto import tqdm
 
+from probgen import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.methods import Draws, Method, Setting, register
 from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
 
-DEFAULTS = {
-    "guide": "normal",  # normal | mvn | lowrank | delta | spec
-    "steps": 20000,  # upper bound; training stops earlier once the ELBO has converged
-    "learning_rate": 0.01,
-    "draws": 4000,
-    "particles": 1,
-    "check_every": 250,  # steps per compiled chunk and convergence check
-    "window": 1000,  # steps in each half of the convergence comparison
-    "rtol": 1e-4,
-}
+SETTINGS = (
+    # (make_guide names an unknown guide with the ones there are)
+    Setting("guide", str, "normal", "SVI guide: normal (mean-field), mvn, lowrank, delta, or spec (the model's own)"),
+    # an upper bound: training stops earlier once the ELBO has converged
+    Setting("steps", int, 20000, "maximum optimisation steps (stops early on convergence)", minimum=1),
+    Setting("learning_rate", float, 0.01, "Adam learning rate"),
+    Setting("draws", int, 4000, "draws kept per chain (MCMC) or from the fitted approximation (SVI, Pathfinder)"),
+    Setting("particles", int, 1),
+    Setting("check_every", int, 250),  # steps per compiled chunk and convergence check
+    Setting("window", int, 1000),  # steps in each half of the convergence comparison
+    Setting("rtol", float, 1e-4),
+)
+DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
 GUIDES = {
     "normal": autoguide.AutoNormal,
@@ -250,3 +255,42 @@ def compiled_refit(spec: ModelSpec, inputs: ModelInputs, settings: dict, structu
         return program(rng_key, {k: jnp.asarray(v) for k, v in observed.items()}, init_params)
 
     return refit
+
+
+class SVIMethod(Method):
+    """Stochastic variational inference with an autoguide or the spec's own guide."""
+
+    name = "svi"
+    settings = SETTINGS
+    loss_label = "negative ELBO"
+    sbc_defaults = {"steps": 5000}
+
+    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
+        samples, optimization, log_weights = fit_svi(spec, inputs, settings, rng_key, progress, structure)
+        stats = None if log_weights is None else {"log_importance_weight": log_weights[None]}
+        return Draws(samples, stats, optimization)
+
+    def sbc_refit(self, spec, inputs, settings, structure):
+        refit = compiled_refit(spec, inputs, settings, structure)
+
+        def once(fit_key, init_key, observed, current):
+            start = None if spec.init is None else {k: v[0] for k, v in spec.init(current, init_key, 1).items()}
+            samples, losses = jax.device_get(refit(fit_key, observed, start))
+            if not np.isfinite(losses).all():
+                raise FloatingPointError(f"the SVI loss became non-finite at step {int(np.argmin(np.isfinite(losses)))}")
+            return samples, 0
+
+        return once
+
+    def verdicts(self, idata, settings, quantities=None) -> list:
+        return [diagnostics.check_optimization(idata, settings, "the ELBO"), diagnostics.check_pareto_k(idata)]
+
+    def trusted_summary(self, verdicts, settings) -> str:
+        checked = any(v.check == "pareto_k" and v.status == "pass" for v in verdicts)
+        return "The ELBO converged" + (
+            " and the approximation passed its importance-sampling check (Pareto k)."
+            if checked else "; the approximation was not checked against the exact posterior."
+        )
+
+
+register(SVIMethod())

@@ -1,0 +1,154 @@
+"""The posterior path every method that draws global parameters shares: prepare the data
+(`prepare`), read the model's structure, run the method (`Method.run`), build the results.
+A user's exception inside their model is reported with its file and line (`user_code`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import jax
+import pandas as pd
+
+from probgen import binding
+from probgen import data as data_module
+from probgen.errors import InferenceError, ModelError, ProbgenError, user_exception
+from probgen.infer.results import Fit, build_inference_data, draws_only, model_structure
+from probgen.spec import ModelSpec, describe_function, is_plain_model, load_spec, takes_x_array
+
+
+def _as_dataset(data, columns, standardize):
+    if isinstance(data, data_module.Dataset):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return data_module.from_frame(data if columns is None else data[list(columns)], standardize=standardize)
+    return data_module.load(str(data), columns=columns, standardize=standardize)
+
+
+def as_spec(model) -> ModelSpec:
+    """A `ModelSpec` from a spec, a built-in name or model file path, or a plain model function."""
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, str):
+        return load_spec(model)
+    if callable(model):
+        return ModelSpec(name=getattr(model, "__name__", "model"), model=model)
+    raise InferenceError(f"model must be a ModelSpec, a model name, a .py path or a function, not {type(model).__name__}")
+
+
+def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0, holdout: float = 0.0, columns=None,
+            standardize: bool = False, sets: Mapping[str, Any] | None = None):
+    """(data set, model inputs, held-out inputs or None) for fitting `spec` to `data`.
+
+    A spec with its own `prepare`, or a model that takes the `x` array, gets a numeric table
+    (`probgen.data.Dataset`); any other plain model is bound to its data by argument name
+    (`probgen.binding`): a dict, JSON, NPZ, or a table's columns.
+    """
+    if is_plain_model(spec):
+        named = data_module.load_named(data, sets)
+        if not takes_x_array(spec, named.values):
+            if standardize or columns:
+                raise InferenceError("--standardize and --columns apply to models that take the data as one x array; "
+                                     f"{describe_function(spec.model)} takes its data by argument name")
+            held = None
+            if holdout:
+                named, held = named.split(holdout, seed)
+            inputs = binding.bind(spec.model, named)
+            return named, inputs, None if held is None else binding.bind(spec.model, held)
+        if sets:
+            raise InferenceError(f"--set gives arguments by name; {describe_function(spec.model)} takes its data as x")
+    dataset = _as_dataset(data, columns, standardize)
+    held_out = held_out_inputs = None
+    if holdout:
+        description = spec.held_out
+        sequence_column = description.sequence(options) if description and description.sequence else None
+        dataset, held_out = dataset.split(holdout, seed, sequence_column=sequence_column)
+    inputs = spec.prepare(dataset.frame, options)
+    if held_out is not None:
+        held_out_inputs = (spec.held_out.inputs(dataset.frame, held_out.frame, options)
+                           if spec.held_out and spec.held_out.inputs else spec.prepare(held_out.frame, options))
+    return dataset, inputs, held_out_inputs
+
+
+def user_code(spec: ModelSpec, step):
+    """Run `step()`; an exception raised in the user's model file becomes a `ModelError` that
+    names the file, the line and the exception (the CLI prints it as one line, exit 2)."""
+    try:
+        return step()
+    except ProbgenError:
+        raise
+    except Exception as exc:
+        located = user_exception(exc, spec.model)
+        if located is None and is_plain_model(spec):  # a plain model: say where, without a traceback
+            import traceback
+
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            located = (f"running {describe_function(spec.model)} failed: {type(exc).__name__}: {exc} (raised in "
+                       f"{frame.filename.rsplit('/', 1)[-1]}, line {frame.lineno}, in {frame.name})")
+        if located is None:
+            raise
+        raise ModelError(located) from exc
+
+
+def check_discrete_sites(structure, method) -> None:
+    """Discrete latent sites are summed out by enumeration, which the methods with
+    `sums_discrete_sites` do (NUTS and HMC: NumPyro's funsor enumeration); a site without
+    finite support, or a method that cannot sum, is an error naming the site."""
+    if structure.not_enumerable:
+        raise ModelError(f"discrete latent site{'s' if len(structure.not_enumerable) > 1 else ''} "
+                         f"{', '.join(structure.not_enumerable)} cannot be enumerated (no finite support to sum "
+                         "over); marginalise it in the model or give it a finite support")
+    if structure.discrete and not method.sums_discrete_sites:
+        from probgen.infer import methods
+
+        plural = len(structure.discrete) > 1
+        able = " and ".join(m.command_name for m in methods.registered() if m.sums_discrete_sites)
+        raise InferenceError(f"the discrete latent site{'s' if plural else ''} {', '.join(structure.discrete)} "
+                             f"{'are' if plural else 'is'} summed out by enumeration, which --method {able} do; "
+                             f"{method.describe()} cannot")
+
+
+def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: int = 0,
+                  progress: bool = True, columns=None, standardize: bool = False, holdout: float = 0.0,
+                  sets: Mapping[str, Any] | None = None, reference: str | None = None,
+                  checkpoint_dir=None, resume=None) -> Fit:
+    """`Method.fit` for every method that draws from (an approximation of) the posterior."""
+    if checkpoint_dir is not None or resume is not None:
+        raise InferenceError(f"model '{spec.name}' is not trained in steps that checkpoint; --resume applies to "
+                             "amortised models such as vae")
+    dataset, inputs, held_out_inputs = prepare(spec, data, options, seed=seed, holdout=holdout,
+                                               columns=columns, standardize=standardize, sets=sets)
+    inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+
+    start = time.perf_counter()
+    structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
+    check_discrete_sites(structure, method)
+    draws = user_code(spec, lambda: method.run(spec, inputs, settings, inference_key, init_key=init_key,
+                                               structure=structure, progress=progress))
+    inference_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    failures = []
+    try:
+        idata = build_inference_data(
+            spec, inputs, draws.samples, results_key, sample_stats=draws.sample_stats,
+            optimization=draws.optimization, structure=structure, held_out=held_out_inputs,
+        )
+    except Exception as exc:  # the draws are worth more than the step that failed: keep them
+        failures.append({"step": "results (predictive draws, log-likelihood, prior predictive)",
+                         "error": user_exception(exc, spec.model) or f"{type(exc).__name__}: {exc}"})
+        idata = draws_only(draws.samples, draws.sample_stats, draws.optimization, structure)
+    return Fit(
+        idata=idata,
+        spec=spec,
+        inputs=inputs,
+        method=method.command_name,
+        settings=settings,
+        seed=int(seed),
+        options=options,
+        model_reference=reference or spec.name,
+        dataset=dataset,
+        timings={"inference": inference_seconds, "results": time.perf_counter() - start},
+        failures=failures,
+    )

@@ -1,0 +1,205 @@
+"""The inference-method interface and its registry: the one place that knows which method ran.
+
+A method (NUTS, HMC, SVI, MAP, the minibatch trainer, Pathfinder) is a `Method` subclass in
+its own module of `probgen/infer/`, registered by name with `register`. It declares:
+
+- `settings`: its `Setting`s (name, type, default, CLI help); the command line's flags are
+  generated from them, and `resolve` checks given values against them;
+- `run`: data in, a common `Draws` out (latent draws with (chain, draw) axes, sample
+  statistics, an optimisation trace), from which `probgen.infer.results` builds the
+  InferenceData the same way for every method;
+- `sbc_refit`: one compiled program that refits the model to simulated data (SBC);
+- `verdicts` and `trusted_summary`: the diagnostics that apply to its draws;
+- capabilities the rest of probgen asks about instead of testing names: whether it sums out
+  discrete sites, whether its draws are Markov chains (rank plots), what its loss is called,
+  whether the standard posterior report applies, whether it checkpoints.
+
+`fit` has a default, the posterior path shared by every method that draws from (an
+approximation of) the posterior of global parameters: prepare the data, read the model's
+structure, `run`, build the results. The minibatch trainer overrides it: it splits and
+trains on the data itself. NumPyro's `MCMCKernel` and BlackJAX's `init`/`step` are the models
+for this split between a runner and what varies per algorithm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from probgen.errors import InferenceError
+
+__all__ = ["Setting", "Draws", "Method", "register", "get", "names", "for_spec", "for_config", "registered"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting of a method. `help` is the command-line flag's help (`--<name>` with dashes);
+    None keeps the setting off the command line (a tuning constant settable from Python)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str | None = None
+    choices: tuple | None = None
+    minimum: float | None = None  # values below are an error naming the flag
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclasses.dataclass
+class Draws:
+    """What every method's `run` returns.
+
+    samples:      latent site -> array with leading (chain, draw) axes, constrained values.
+    sample_stats: name -> (chain, draw) array (MCMC's divergences and energy; importance
+                  weights of a variational method), or None.
+    optimization: {"loss": (steps,) array} for an optimiser, or None.
+    """
+
+    samples: dict
+    sample_stats: dict | None = None
+    optimization: dict | None = None
+
+
+class Method:
+    """Base class of an inference method; see the module docstring. Subclasses set the class
+    attributes and implement `run` (and, for SBC, `sbc_refit`)."""
+
+    name: str = ""
+    cli_name: str | None = None  # what --method and config.json call it (default: name)
+    title: str = ""  # how errors and the report name it ("--method nuts")
+    settings: tuple[Setting, ...] = ()
+    sums_discrete_sites: bool = False  # enumerates discrete latent sites (NumPyro's funsor enumeration)
+    markov_chains: bool = False  # draws are chains: rank plots and R-hat across them mean something
+    loss_label: str = "loss"  # the y axis of the optimisation trace
+    gives_posterior_sample: bool = True  # MAP does not: no SBC
+    posterior_report: bool = True  # the standard report (summary, LOO, predictive checks) applies
+    checkpoints: bool = False  # trains in steps that a run folder checkpoints (--resume)
+    exclusive: bool = False  # fits only the specs it `claims`, which no other method fits
+    sbc_defaults: Mapping[str, Any] = {}
+
+    # ---- identity and settings ------------------------------------------------------------
+    @property
+    def command_name(self) -> str:
+        return self.cli_name or self.name
+
+    def describe(self) -> str:
+        return self.title or f"--method {self.command_name}"
+
+    def defaults(self) -> dict[str, Any]:
+        return {setting.name: setting.default for setting in self.settings}
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults updated with `given` (None values ignored); an unknown setting, a value
+        outside its choices or below its minimum is an `InferenceError` naming it."""
+        settings = self.defaults()
+        unknown = [k for k in given if k not in settings]
+        if unknown:
+            raise InferenceError(f"method '{self.command_name}' has no setting {', '.join(repr(k) for k in unknown)} "
+                                 f"(settings: {', '.join(settings)})")
+        known = {setting.name: setting for setting in self.settings}
+        for name, value in given.items():
+            if value is None:
+                continue
+            setting = known[name]
+            if setting.choices is not None and value not in setting.choices:
+                raise InferenceError(f"{setting.flag} must be one of {', '.join(map(str, setting.choices))}, "
+                                     f"got {value!r}")
+            if setting.minimum is not None and value < setting.minimum:
+                raise InferenceError(f"{setting.flag} must be >= {setting.minimum:g}, got {value}")
+            settings[name] = value
+        return settings
+
+    def claims(self, spec) -> bool:
+        """True when this method is the only one that fits `spec` (the minibatch trainer and
+        a model with an amortised encoder)."""
+        return False
+
+    def owns_run(self, config: Mapping) -> bool:
+        """True when a run folder's config was written by this method (several methods may
+        share a command name: the minibatch trainer answers to --method svi)."""
+        return config.get("method") == self.command_name
+
+    # ---- fitting ----------------------------------------------------------------------------
+    def fit(self, spec, data, settings: dict, **arguments):
+        """Fit `spec` to `data`; returns a `probgen.infer.results.Fit`. The default is the
+        posterior path (`probgen.infer.driver.posterior_fit`), which calls `run`."""
+        from probgen.infer.driver import posterior_fit
+
+        return posterior_fit(self, spec, data, settings, **arguments)
+
+    def run(self, spec, inputs, settings: dict, rng_key, *, init_key, structure, progress: bool) -> Draws:
+        """Run the method on prepared `inputs`; record figures of the run (steps run,
+        convergence) in `settings`."""
+        raise NotImplementedError(f"{type(self).__name__}.run")
+
+    def sbc_refit(self, spec, inputs, settings: dict, structure) -> Callable:
+        """refit(fit_key, init_key, observed, current_inputs) -> (latent draws with (chain,
+        draw) axes, number of divergent transitions): compiled once, called per simulation."""
+        raise InferenceError(f"SBC needs a posterior sample; {self.describe()} does not give one")
+
+    def new_rows(self, spec, idata, config, rng_key, num_rows):
+        """New data rows drawn the method's own way (a VAE's decoder), or None: the spec's
+        simulator (or the model's predictive) draws them."""
+        return None
+
+    # ---- diagnostics ------------------------------------------------------------------------
+    def verdicts(self, idata, settings: Mapping, quantities=None) -> list:
+        """The `probgen.diagnostics.Verdict`s that apply to this method's draws."""
+        raise NotImplementedError(f"{type(self).__name__}.verdicts")
+
+    def trusted_summary(self, verdicts, settings: Mapping) -> str:
+        """The report's one-line reading when every verdict passed."""
+        return "Every check passed."
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add `method` to the registry under its name (a later registration replaces an earlier
+    one of the same name, so a user can swap in their own)."""
+    if not method.name:
+        raise ValueError(f"{type(method).__name__} has no name")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def registered() -> tuple[Method, ...]:
+    """Every registered method, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def names() -> tuple[str, ...]:
+    """The names --method accepts (a command name shared by several methods appears once)."""
+    return tuple(dict.fromkeys(method.command_name for method in _REGISTRY.values()))
+
+
+def get(name: str) -> Method:
+    """The method registered as `name`."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    raise InferenceError(f"unknown method '{name}' (choose from {', '.join(names())})")
+
+
+def for_spec(name: str | None, spec=None) -> Method:
+    """The method that fits `spec` when the user asks for `name` (None: the default, NUTS, or
+    the method that claims the spec)."""
+    claiming = next((method for method in _REGISTRY.values()
+                     if method.exclusive and spec is not None and method.claims(spec)), None)
+    if claiming is not None:
+        if name not in (None, claiming.command_name):
+            raise InferenceError(f"model '{spec.name}' is fitted by {claiming.describe()} only: use --method "
+                                 f"{claiming.command_name} (not {name})")
+        return claiming
+    return get(name or "nuts")
+
+
+def for_config(config: Mapping) -> Method:
+    """The method that wrote a run folder's config (its "method" and "settings")."""
+    for method in _REGISTRY.values():
+        if method.exclusive and method.owns_run(config):
+            return method
+    return get(config["method"])
