@@ -81,13 +81,17 @@ def agreement(idata, name: str) -> dict:
             "rows": rows}
 
 
-def fit_posterior(name: str, seed: int = 0, progress: bool = False, **settings):
-    """(Fit, wall seconds) of one port, as `probgen fit` runs it."""
+def fit_posterior(name: str, seed: int = 0, progress: bool = False, method: str = "nuts", **settings):
+    """(Fit, wall seconds) of one port, as `probgen fit` runs it (with the port's SETTINGS
+    that `method` has)."""
     from probgen import fit
+    from probgen.infer import methods
 
+    known = methods.get(method).defaults()
+    chosen = {k: v for k, v in SETTINGS.get(name, {}).items() if k in known}
     start = time.perf_counter()
-    result = fit(str(HERE / name / "model.py"), str(HERE / name / "data.json.gz"), "nuts", seed=seed,
-                 progress=progress, **{**SETTINGS.get(name, {}), **settings})
+    result = fit(str(HERE / name / "model.py"), str(HERE / name / "data.json.gz"), method, seed=seed,
+                 progress=progress, **{**chosen, **settings})
     return result, time.perf_counter() - start
 
 

@@ -33,6 +33,8 @@ SETTINGS = (
     Setting("elbo_draws", int, 25, minimum=1),  # per iterate, to pick the best approximation on the path (Stan: 25)
     Setting("max_iterations", int, 200, "Pathfinder: most L-BFGS iterations per path", minimum=1),
     Setting("history", int, 6, minimum=1),  # L-BFGS history size (Stan's default)
+    Setting("ftol", float, 1e-5),  # L-BFGS stops when the objective improves by less than this
+    Setting("gtol", float, 1e-8),  # ... or the gradient's norm falls below this
 )
 
 
@@ -60,7 +62,8 @@ def _program(spec, inputs, settings: dict):
 
         key_fit, key_draw = jax.random.split(key)
         state, _ = approximate(key_fit, log_density, start, num_samples=int(settings["elbo_draws"]),
-                               maxiter=int(settings["max_iterations"]), maxcor=int(settings["history"]))
+                               maxiter=int(settings["max_iterations"]), maxcor=int(settings["history"]),
+                               ftol=float(settings["ftol"]), gtol=float(settings["gtol"]))
         flat, log_q = sample(key_draw, state, per_path)
         return flat, jax.vmap(log_density)(flat) - log_q, state.elbo
 
@@ -112,7 +115,7 @@ class PathfinderMethod(Method):
         values, _, pareto_k, elbo = jax.device_get(
             program(rng_key, {k: jnp.asarray(v) for k, v in inputs.observed.items()}, starts))
         settings["pareto_k"] = float(pareto_k)
-        settings["path_elbo"] = [float(e) for e in np.max(elbo, axis=-1)]
+        settings["path_elbo"] = [float(e) for e in np.ravel(elbo)]
         samples = {name: np.asarray(values[name])[None] for name in structure.latent}
         return Draws(samples)
 
