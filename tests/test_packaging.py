@@ -15,8 +15,11 @@ def test_non_editable_install_ships_the_models(tmp_path):
     )
     assert install.returncode == 0, install.stderr
     assert (target / "probgen" / "models" / "gmm.py").is_file()
+    for family in ("hmm", "bnn", "vae"):  # the families that are packages
+        assert (target / "probgen" / "models" / family / "__init__.py").is_file(), family
     check = subprocess.run(
-        [sys.executable, "-c", "import probgen.models.gmm as m, probgen; print(m.__file__); print(probgen.__file__)"],
+        [sys.executable, "-c", "import probgen.models.gmm as m, probgen.models.hmm.inference as h, probgen; "
+                               "print(m.__file__); print(h.__file__); print(probgen.__file__)"],
         capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
     )
     assert check.returncode == 0, check.stderr

@@ -1,0 +1,156 @@
+"""From a table to the VAE's inputs: value columns, transforms (dequantise, binarise, scale),
+the image shape, anomaly rows kept out, and checks that the values suit the likelihood."""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+
+from probgen.models.vae.model import Architecture
+
+
+def check_values(x: np.ndarray, likelihood: str, label: str = "the data", columns=None) -> None:
+    """Raise ModelError naming the first value outside the likelihood's support (its row, and
+    its column by name when `columns` are given)."""
+    from probgen.errors import ModelError
+
+    x = np.asarray(x)
+    if likelihood == "bernoulli":
+        bad = np.flatnonzero(~np.isin(x.ravel(), (0.0, 1.0)))
+        need = "0 or 1 (binarise the images first)"
+    elif likelihood == "continuous_bernoulli":
+        bad = np.flatnonzero((x.ravel() < 0) | (x.ravel() > 1))
+        need = "in [0, 1] (scale the images first)"
+    elif likelihood == "beta":
+        bad = np.flatnonzero((x.ravel() <= 0) | (x.ravel() >= 1))
+        need = "strictly inside (0, 1) (squeeze them, e.g. (x + 0.5 / 256) * 255 / 256)"
+    else:
+        bad = np.array([], int)
+        need = ""
+    if len(bad):
+        row, column = np.unravel_index(bad[0], x.shape)
+        where = f"column '{columns[column]}'" if columns is not None else f"column {column + 1}"
+        raise ModelError(f"--likelihood {likelihood} needs values {need}; {label} have {float(x.ravel()[bad[0]]):.6g} in "
+                         f"{where}, row {row + 1}, and {len(bad)} such value(s) in all")
+
+
+# --------------------------------------------------------------------------------------------
+# The SPEC: `probgen fit vae --data ... --method svi`
+# --------------------------------------------------------------------------------------------
+TRANSFORMS = ("none", "dequantize", "binarize", "scale")
+
+
+def parse_hidden(text: str) -> tuple:
+    """"128,64" -> (128, 64); "" -> () (affine encoder and decoder)."""
+    from probgen.errors import ModelError
+
+    try:
+        sizes = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ModelError(f"--hidden must be comma-separated layer sizes such as 128,64, got '{text}'") from None
+    if any(size < 1 for size in sizes):
+        raise ModelError(f"--hidden layer sizes must be >= 1, got '{text}'")
+    return sizes
+
+
+def parse_image_shape(text: str, num_dims: int, columns=None) -> tuple | None:
+    """"8x8" -> (8, 8), checked against the number of values per row; "" -> a square shape
+    when num_dims is a perfect square, else None (the data are not shown as images)."""
+    from probgen.errors import ModelError
+
+    if not text:
+        side = int(round(math.sqrt(num_dims)))
+        return (side, side) if side * side == num_dims and num_dims >= 4 else None
+    try:
+        shape = tuple(int(part) for part in str(text).lower().split("x"))
+    except ValueError:
+        raise ModelError(f"--image-shape must look like 8x8 (height x width), got '{text}'") from None
+    if len(shape) != 2 or min(shape) < 1:
+        raise ModelError(f"--image-shape must be height x width with both >= 1, got '{text}'")
+    if shape[0] * shape[1] != num_dims:
+        raise ModelError(f"--image-shape {text} needs {shape[0] * shape[1]} values per row, but the data have "
+                         f"{num_dims} value columns" + (f" ({columns[0]} .. {columns[-1]})" if columns else ""))
+    return shape
+
+
+def _value_columns(frame, options) -> list:
+    return [c for c in frame.columns if c != options["label_column"]]
+
+
+def preprocess(frame, options, seed: int):
+    """The whole table, transformed once, and the rows of `--anomaly-label` set apart.
+
+    transform: dequantize (integers 0..L-1 become (v + u) / L, u ~ Uniform(0, 1) drawn with
+    the seed, Theis et al. 2016: a density on [0, 1] whose log-likelihood plus D log L bounds
+    the discrete one), binarize (v >= L / 2 becomes 1, else 0), scale (v / (L - 1)), or none.
+    """
+    from probgen.errors import ModelError
+
+    label_column = options["label_column"]
+    if label_column and label_column not in frame.columns:
+        raise ModelError(f"--label-column '{label_column}' is not a column of the data "
+                         f"(columns: {', '.join(map(str, frame.columns[:8]))}{' ...' if len(frame.columns) > 8 else ''})")
+    if options["anomaly_label"] >= 0 and not label_column:
+        raise ModelError("--anomaly-label needs --label-column (the column holding each row's label)")
+    columns = _value_columns(frame, options)
+    if not columns:
+        raise ModelError("the data have no value columns besides the label")
+    values = frame[columns].to_numpy(dtype=np.float64)
+    transform, levels = options["transform"], int(options["pixel_levels"])
+    if transform != "none":
+        if levels < 2:
+            raise ModelError(f"--transform {transform} needs --pixel-levels L >= 2 (values are integers 0..L-1)")
+        bad = np.flatnonzero(~((values == np.round(values)) & (values >= 0) & (values <= levels - 1)).ravel())
+        if len(bad):
+            row, column = np.unravel_index(bad[0], values.shape)
+            raise ModelError(f"--transform {transform} with --pixel-levels {levels} needs integers 0..{levels - 1}; "
+                             f"column '{columns[column]}' row {row + 1} is {values[row, column]:g} ({len(bad)} such "
+                             "value(s) in all)")
+        if transform == "dequantize":
+            values = (values + np.random.default_rng(seed).random(values.shape)) / levels
+        elif transform == "binarize":
+            values = (values >= levels / 2).astype(np.float64)
+        else:
+            values = values / (levels - 1)
+    out = frame.copy()
+    out[columns] = values
+    if options["anomaly_label"] < 0:
+        return out, None
+    is_anomaly = frame[label_column].to_numpy() == options["anomaly_label"]
+    if not is_anomaly.any() or is_anomaly.all():
+        raise ModelError(f"--anomaly-label {options['anomaly_label']}: {int(is_anomaly.sum())} of {len(frame)} rows "
+                         f"have that label in column '{label_column}'; it must pick some rows but not all")
+    return out[~is_anomaly], out[is_anomaly]
+
+
+def architecture_from(options, num_dims: int) -> Architecture:
+    return Architecture(num_dims=num_dims, latent_dim=int(options["latent_dim"]), hidden=parse_hidden(options["hidden"]),
+                        likelihood=options["likelihood"])
+
+
+def prepare(frame, options):
+    """Rows as x (N, D) float32 (every column but --label-column), checked against the
+    likelihood's support and --image-shape; labels (N,) when there is a label column."""
+    from probgen.errors import ModelError
+    from probgen.spec import ModelInputs
+
+    if options["latent_dim"] < 1:
+        raise ModelError(f"--latent-dim must be >= 1, got {options['latent_dim']}")
+    if options["iwae_samples"] < 1:
+        raise ModelError(f"--iwae-samples must be >= 1, got {options['iwae_samples']}")
+    columns = _value_columns(frame, options)
+    if len(frame) == 0:
+        raise ModelError("the data have no rows")
+    x = frame[columns].to_numpy(dtype=np.float32)
+    parse_image_shape(options["image_shape"], x.shape[1], columns)
+    check_values(x, options["likelihood"], columns=[str(c) for c in columns])
+    architecture = architecture_from(options, x.shape[1])
+    labels = {"label": frame[options["label_column"]].to_numpy()} if options["label_column"] else {}
+    return ModelInputs(
+        kwargs={k: v for k, v in architecture.kwargs(x.shape[0]).items() if k not in ("batch_size", "kl_weight")},
+        observed={"x": x},
+        coords={"obs_id": np.arange(x.shape[0]), "feature": list(map(str, columns)),
+                "latent": np.arange(architecture.latent_dim)},
+        dims={"x": ["obs_id", "feature"], "z": ["obs_id", "latent"]},
+        labels=labels,
+    )
