@@ -57,8 +57,7 @@ def _program(spec, inputs, settings: dict):
         potential = template.potential_fn(**observed)
 
         def log_density(flat):
-            value = -potential(unravel(flat))
-            return jnp.where(jnp.isnan(value), -jnp.inf, value)
+            return -potential(unravel(flat))
 
         key_fit, key_draw = jax.random.split(key)
         state, _ = approximate(key_fit, log_density, start, num_samples=int(settings["elbo_draws"]),
@@ -73,7 +72,10 @@ def _program(spec, inputs, settings: dict):
         flat, log_ratio, elbo = jax.vmap(one_path, in_axes=(0, None, 0))(
             jax.random.split(key_paths, paths), observed, starts)
         pool = flat.reshape(paths * per_path, dim)
-        log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf).ravel()
+        # a path whose every iterate had a non-finite ELBO (L-BFGS failed from its start) has
+        # no approximation: its draws would carry arbitrary weights, so they get none
+        usable = jnp.isfinite(elbo)[:, None] & jnp.isfinite(log_ratio)
+        log_ratio = jnp.where(usable, log_ratio, -jnp.inf).ravel()
         log_weights, pareto_k = psis_weights(log_ratio)
         chosen = jax.random.choice(key_resample, pool.shape[0], (draws,), p=jnp.exp(log_weights))
         kept = pool[chosen]
