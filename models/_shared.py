@@ -100,3 +100,21 @@ def kmeans(x: np.ndarray, K: int, rng: np.random.Generator, iterations: int = 20
             if np.any(labels == k):
                 centres[k] = x[labels == k].mean(0)
     return ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+
+
+def to_original_units(posterior, loc, scale):
+    """Gaussian location and scale parameters (`means`, `scales`, `scale_tril`, and the
+    ordered split `ordered_means`/`other_means`) back in the data's units from standardised
+    ones: a mixture's components and an HMM's Gaussian emissions alike. Sites a model lacks
+    (a Poisson HMM has no means) are left alone."""
+    out = posterior.copy()
+    loc, scale = np.asarray(loc), np.asarray(scale)
+    if "means" in posterior:
+        out["means"] = posterior["means"] * scale + loc
+        out["scales"] = posterior["scales"] * scale
+        out["scale_tril"] = posterior["scale_tril"] * scale[:, None]
+    if "ordered_means" in posterior:
+        out["ordered_means"] = posterior["ordered_means"] * scale[0] + loc[0]
+    if "other_means" in posterior:
+        out["other_means"] = posterior["other_means"] * scale[1:] + loc[1:]
+    return out

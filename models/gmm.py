@@ -34,7 +34,9 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from probgen.errors import ModelError
-from probgen.models._shared import OrderedNormal, component_log_densities, kmeans, relabel_permutations
+from probgen.models._shared import (
+    OrderedNormal, component_log_densities, kmeans, relabel_permutations, to_original_units,
+)
 from probgen.spec import ModelInputs, ModelSpec, Option
 
 COVARIANCES = ("full", "diagonal")
@@ -292,21 +294,6 @@ def simulate(rng_key, params: dict, num_points: int) -> np.ndarray:
         return mixture.sample(key)
 
     return np.asarray(jax.vmap(one)(keys, which))
-
-
-def to_original_units(posterior, loc, scale):
-    """Means, scales and scale_tril back in the data's units (from standardised ones)."""
-    out = posterior.copy()
-    loc = np.asarray(loc)
-    scale = np.asarray(scale)
-    out["means"] = posterior["means"] * scale + loc
-    out["scales"] = posterior["scales"] * scale
-    out["scale_tril"] = posterior["scale_tril"] * scale[:, None]
-    if "ordered_means" in posterior:
-        out["ordered_means"] = posterior["ordered_means"] * scale[0] + loc[0]
-    if "other_means" in posterior:
-        out["other_means"] = posterior["other_means"] * scale[1:] + loc[1:]
-    return out
 
 
 def plots(idata) -> dict:

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from probgen.models._shared import OrderedNormal, component_log_densities, kmeans, relabel_permutations
+from probgen.models._shared import (
+    OrderedNormal, component_log_densities, kmeans, relabel_permutations, to_original_units,
+)
 from probgen.spec import ModelInputs
 
 from probgen.models.hmm.inference import HIGHEST, forward, simulate_states
@@ -247,16 +249,3 @@ def simulate(rng_key, params: dict, num_points: int) -> np.ndarray:
     return np.asarray(values)
 
 
-def to_original_units(posterior, loc, scale):
-    """Gaussian emission parameters back in the data's units (from standardised ones)."""
-    out = posterior.copy()
-    loc, scale = np.asarray(loc), np.asarray(scale)
-    if "means" in posterior:
-        out["means"] = posterior["means"] * scale + loc
-        out["scales"] = posterior["scales"] * scale
-        out["scale_tril"] = posterior["scale_tril"] * scale[:, None]
-    if "ordered_means" in posterior:
-        out["ordered_means"] = posterior["ordered_means"] * scale[0] + loc[0]
-    if "other_means" in posterior:
-        out["other_means"] = posterior["other_means"] * scale[1:] + loc[1:]
-    return out
