@@ -33,8 +33,12 @@ SETTINGS = (
     Setting("elbo_draws", int, 25, minimum=1),  # per iterate, to pick the best approximation on the path (Stan: 25)
     Setting("max_iterations", int, 200, "Pathfinder: most L-BFGS iterations per path", minimum=1),
     Setting("history", int, 6, minimum=1),  # L-BFGS history size (Stan's default)
-    Setting("ftol", float, 1e-5),  # L-BFGS stops when the objective improves by less than this
+    # L-BFGS stops when the objective improves by less than ftol: BlackJAX's 1e-5 stopped it early on
+    # ill-conditioned regressions (kidiq: intercept 1.4 instead of 25.8, measured); 1e-9 runs on
+    # until float32 sees no decrease
+    Setting("ftol", float, 1e-9),
     Setting("gtol", float, 1e-8),  # ... or the gradient's norm falls below this
+    Setting("line_search_steps", int, 30, minimum=1),  # zoom line-search steps per iteration
 )
 
 
@@ -62,7 +66,8 @@ def _program(spec, inputs, settings: dict):
         key_fit, key_draw = jax.random.split(key)
         state, _ = approximate(key_fit, log_density, start, num_samples=int(settings["elbo_draws"]),
                                maxiter=int(settings["max_iterations"]), maxcor=int(settings["history"]),
-                               ftol=float(settings["ftol"]), gtol=float(settings["gtol"]))
+                               ftol=float(settings["ftol"]), gtol=float(settings["gtol"]),
+                               maxls=int(settings["line_search_steps"]))
         flat, log_q = sample(key_draw, state, per_path)
         return flat, jax.vmap(log_density)(flat) - log_q, state.elbo
 
@@ -82,8 +87,16 @@ def _program(spec, inputs, settings: dict):
         values = jax.vmap(lambda row: constrain_fn(model, (), observed, unravel(row), return_deterministic=False))(kept)
         return values, kept, pareto_k, elbo
 
-    def uniform_starts(key):
-        return jax.random.uniform(key, (paths, dim), minval=-2.0, maxval=2.0)
+    @jax.jit
+    def uniform_starts(key, observed):
+        # uniform(-2, 2) on the unconstrained scale, as Stan; a start where the log density is
+        # not finite (an ARMA's recursion overflowing for |theta| > 1) leaves L-BFGS stuck, so,
+        # as NumPyro's MCMC initialisation does, such draws are replaced by finite ones from
+        # 10 candidates per path (kept in their drawn order)
+        potential = template.potential_fn(**observed)
+        candidates = jax.random.uniform(key, (10 * paths, dim), minval=-2.0, maxval=2.0)
+        finite = jax.vmap(lambda flat: jnp.isfinite(potential(unravel(flat))))(candidates)
+        return candidates[jnp.argsort(~finite, stable=True)[:paths]]
 
     return program, unravel, uniform_starts
 
@@ -92,7 +105,7 @@ def _flat_starts(spec, inputs, key, settings, structure, uniform_starts):
     """(paths, dim) unconstrained starts: the spec's own (`ModelSpec.init`, one per path) or
     uniform(-2, 2) on the unconstrained scale (as Stan)."""
     if spec.init is None:
-        return uniform_starts(key)
+        return uniform_starts(key, {k: jnp.asarray(v) for k, v in inputs.observed.items()})
     from jax.flatten_util import ravel_pytree
 
     from probgen.infer.mcmc import unconstrained_starts
@@ -150,7 +163,8 @@ def unconstrained_draws(spec, inputs, rng_key, num: int, settings: dict | None =
     settings = {**PathfinderMethod().defaults(), **(settings or {}), "draws": num}
     program, unravel, uniform_starts = _program(spec, inputs, settings)
     key_start, key_run = jax.random.split(rng_key)
-    _, kept, _, _ = program(key_run, {k: jnp.asarray(v) for k, v in inputs.observed.items()}, uniform_starts(key_start))
+    observed = {k: jnp.asarray(v) for k, v in inputs.observed.items()}
+    _, kept, _, _ = program(key_run, observed, uniform_starts(key_start, observed))
     return {k: np.asarray(v) for k, v in jax.vmap(unravel)(kept).items()}
 
 
