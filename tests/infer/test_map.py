@@ -1,14 +1,8 @@
 """MAP (`probgen.infer.map`) against the conjugate posterior mode."""
 
-import arviz as az
-import numpy as np
-import pytest
-
-from probgen import diagnostics
-from probgen.errors import InferenceError
-from probgen.infer import default_settings, fit
+from probgen.infer import fit
 from _seeds import seeded
-from infer.conjugate import PRIOR_SD, SPEC, exact_posterior
+from infer.conjugate import SPEC, exact_posterior
 
 
 def test_map_finds_the_posterior_mode(frame):

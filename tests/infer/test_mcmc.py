@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 from probgen import diagnostics
-from probgen.errors import InferenceError
-from probgen.infer import default_settings, fit
+from probgen.infer import fit
 from _seeds import seeded
-from infer.conjugate import PRIOR_SD, SPEC, exact_posterior
+from infer.conjugate import SPEC, exact_posterior
 
 
 @pytest.mark.parametrize("method", ["nuts", "hmc"])

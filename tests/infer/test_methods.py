@@ -1,6 +1,5 @@
 """The method registry (`probgen.infer.methods`): names, settings and what a new method gets."""
 
-import arviz as az
 import numpy as np
 import pytest
 

@@ -1,8 +1,6 @@
 """Pathfinder (`probgen.infer.pathfinder`) against the conjugate posterior: its draws, its
 verdict, SBC through it, and NUTS started from it."""
 
-import numpy as np
-
 from probgen import diagnostics
 from probgen.infer import fit
 from probgen.sbc import run_sbc

@@ -1,13 +1,10 @@
 """The results built the same way for every method (`probgen.infer.results`): predictive draws,
 held-out scores and the prior predictive, against their exact conjugate answers."""
 
-import arviz as az
 import numpy as np
 import pytest
 
-from probgen import diagnostics
-from probgen.errors import InferenceError
-from probgen.infer import default_settings, fit
+from probgen.infer import fit
 from _seeds import seeded
 from infer.conjugate import PRIOR_SD, SPEC, exact_posterior
 

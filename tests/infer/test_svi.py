@@ -1,14 +1,9 @@
 """SVI (`probgen.infer.svi`) against the conjugate posterior."""
 
-import arviz as az
-import numpy as np
-import pytest
-
 from probgen import diagnostics
-from probgen.errors import InferenceError
-from probgen.infer import default_settings, fit
+from probgen.infer import fit
 from _seeds import seeded
-from infer.conjugate import PRIOR_SD, SPEC, exact_posterior
+from infer.conjugate import SPEC, exact_posterior
 
 
 def test_svi_matches_the_conjugate_posterior(frame):
