@@ -39,6 +39,9 @@ SETTINGS = (
     Setting("ftol", float, 1e-9),
     Setting("gtol", float, 1e-8),  # ... or the gradient's norm falls below this
     Setting("line_search_steps", int, 30, minimum=1),  # zoom line-search steps per iteration
+    Setting("init", str, "uniform", "Pathfinder: where paths start: uniform (uniform(-2, 2) on the unconstrained "
+            "scale, as Stan) or median (the prior median, each path jittered by uniform(-0.5, 0.5))",
+            choices=("uniform", "median")),
 )
 
 
@@ -51,8 +54,12 @@ def _program(spec, inputs, settings: dict):
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import constrain_fn, initialize_model
 
+    from numpyro.infer import init_to_median, init_to_uniform
+
     model = inputs.bound_model(spec.model)
-    template = initialize_model(jax.random.PRNGKey(0), model, model_kwargs=dict(inputs.observed), dynamic_args=True)
+    median = settings["init"] == "median"
+    template = initialize_model(jax.random.PRNGKey(0), model, model_kwargs=dict(inputs.observed), dynamic_args=True,
+                                init_strategy=init_to_median(num_samples=15) if median else init_to_uniform)
     flat0, unravel = ravel_pytree(template.param_info.z)
     dim = flat0.size
     paths, per_path, draws = int(settings["paths"]), int(settings["path_draws"]), int(settings["draws"])
@@ -89,12 +96,15 @@ def _program(spec, inputs, settings: dict):
 
     @jax.jit
     def uniform_starts(key, observed):
-        # uniform(-2, 2) on the unconstrained scale, as Stan; a start where the log density is
+        # uniform(-2, 2) on the unconstrained scale, as Stan (or around the prior median); a start where the log density is
         # not finite (an ARMA's recursion overflowing for |theta| > 1) leaves L-BFGS stuck, so,
         # as NumPyro's MCMC initialisation does, such draws are replaced by finite ones from
         # 10 candidates per path (kept in their drawn order)
         potential = template.potential_fn(**observed)
-        candidates = jax.random.uniform(key, (10 * paths, dim), minval=-2.0, maxval=2.0)
+        if median:  # the prior median (a stiff ODE's rates stay where its solver is fast), jittered per path
+            candidates = flat0 + jax.random.uniform(key, (10 * paths, dim), minval=-0.5, maxval=0.5)
+        else:
+            candidates = jax.random.uniform(key, (10 * paths, dim), minval=-2.0, maxval=2.0)
         finite = jax.vmap(lambda flat: jnp.isfinite(potential(unravel(flat))))(candidates)
         return candidates[jnp.argsort(~finite, stable=True)[:paths]]
 
