@@ -89,6 +89,12 @@ def _program(spec, inputs, settings: dict):
         usable = jnp.isfinite(elbo)[:, None] & jnp.isfinite(log_ratio)
         log_ratio = jnp.where(usable, log_ratio, -jnp.inf).ravel()
         log_weights, pareto_k = psis_weights(log_ratio)
+        # When the approximation is exact up to float32 (a Gaussian posterior), the log ratios
+        # are all equal, the tail has no spread and the Pareto fit returns NaN; equal weights
+        # have no tail at all: k = 0 (pass), not the NaN that means no usable weights (fail)
+        finite = jnp.isfinite(log_ratio)
+        spread = jnp.max(jnp.where(finite, log_ratio, -jnp.inf)) - jnp.min(jnp.where(finite, log_ratio, jnp.inf))
+        pareto_k = jnp.where(jnp.isnan(pareto_k) & (finite.sum() > 0) & (spread < 1e-3), 0.0, pareto_k)
         chosen = jax.random.choice(key_resample, pool.shape[0], (draws,), p=jnp.exp(log_weights))
         kept = pool[chosen]
         values = jax.vmap(lambda row: constrain_fn(model, (), observed, unravel(row), return_deterministic=False))(kept)
