@@ -87,3 +87,18 @@ def test_nothing_outside_the_registry_asks_which_method_ran():
             if pattern.search(code) or amortized.search(code):
                 found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "pathfinder", "--paths", "0"], "--paths must be >= 1, got 0"),
+    (["--method", "pathfinder", "--init", "sample"], "--init must be one of uniform, median, got 'sample'"),
+    (["--method", "pathfinder", "--chains", "2"], "--chains does not apply to --method pathfinder"),
+    (["--method", "map", "--draws", "5"], "--draws does not apply to --method map"),
+])
+def test_a_bad_setting_is_named_from_its_metadata_with_exit_2(flags, message, tmp_path, capsys):
+    """Checked from the method's `Setting`s before any data is read: one line, exit 2."""
+    from probgen.cli import main
+
+    status = main(["fit", "gmm", "--data", "faithful", "--out", str(tmp_path / "run"), "--quiet", *flags])
+    assert status == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
