@@ -92,7 +92,7 @@ def predictive_distance(nuts, svi, options) -> float:
 def run_splits(name: str, options: dict, args):
     """Fit every method on every split; returns (per-split records, the first split's NUTS fit)."""
     from probgen import data
-    from probgen.infer import fit
+    from probgen.infer import fit, methods
     from probgen.models.bnn import REGRESSION, held_out_evaluation
 
     dataset = data.load(name)
@@ -103,7 +103,7 @@ def run_splits(name: str, options: dict, args):
         train, test = dataset.split(args.holdout, seed)  # the split `fit(..., holdout, seed)` makes
         fits = {}
         for label, (method, settings) in METHODS.items():
-            if method == "nuts":
+            if methods.get(method).markov_chains:  # the study's MCMC flags go to the sampler
                 settings = {"chains": args.chains, "warmup": args.warmup, "draws": args.draws,
                             "target_accept": args.target_accept}
             result = fit("bnn", dataset, method, options=options, seed=seed, holdout=args.holdout,

@@ -11,8 +11,8 @@ Simulations run in chunks through an executor: in this process by default, or on
 running cluster). Failed fits are counted and reported.
 
 Speed: every refit reuses one compiled program (the method's `sbc_refit`: for NUTS and HMC
-`probgen.infer.mcmc.compiled_refit`, for SVI `probgen.infer.svi.compiled_refit`): about 0.02 s a simulation for a small model on a CPU core
-after one compilation, against 1.5-2 s when each fit compiles inside `MCMC.run`. SVI refits
+`probgen.infer.mcmc.compiled_refit`, for SVI `probgen.infer.svi.compiled_refit`): about 0.02 s
+a simulation for a small model on a CPU core after one compilation, against 1.5-2 s when each fit compiles inside `MCMC.run`. SVI refits
 run their full `steps` (no early stop inside a compiled loop).
 """
 
