@@ -54,10 +54,11 @@ def nuts_comparison(warmup: int, draws: int, repeats: int) -> dict:
     from numpyro.infer import MCMC, NUTS
 
     from probgen.infer import mcmc, results
+    from probgen.infer.chains import choose_chain_method
 
     spec, inputs = _setup()
     settings = {**mcmc.DEFAULTS, "warmup": warmup, "draws": draws}
-    chain_method = mcmc.choose_chain_method(settings["chains"])
+    chain_method = choose_chain_method(settings["chains"])
     model = inputs.bound_model(spec.model)
     structure = results.model_structure(model, inputs.observed)
     starts = mcmc.unconstrained_starts(spec, inputs, jax.random.PRNGKey(2), 4, structure)
@@ -72,11 +73,11 @@ def nuts_comparison(warmup: int, draws: int, repeats: int) -> dict:
         found["hand"] = ({k: np.asarray(v) for k, v in samples.items()},
                          -np.asarray(hand.get_extra_fields(group_by_chain=True)["potential_energy"]))
 
-    sampler = mcmc.make_sampler(spec, inputs, "nuts", dict(settings), progress=False)
+    sampler = mcmc.make_program(spec, inputs, "nuts", dict(settings))
 
     def probgen_run(seed):
         key, results_key = jax.random.split(jax.random.PRNGKey(seed))
-        samples, stats = mcmc.run_sampler(sampler, inputs, key, settings["max_tree_depth"], starts)
+        samples, stats = mcmc.run_program(sampler, inputs, key, settings["max_tree_depth"], starts)
         idata = results.build_inference_data(spec, inputs, samples, results_key, sample_stats=stats, structure=structure)
         found["ours"] = ({"prediction": idata.posterior["prediction"].values}, idata.sample_stats["lp"].values)
 

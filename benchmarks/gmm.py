@@ -25,19 +25,23 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from _timing import device, timed  # noqa: E402
 
+# the per-draw fields probgen records, asked of NumPyro's MCMC by their names there
+EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
+
 
 def overhead(warmup: int, draws: int, repeats: int) -> dict:
     from numpyro.infer import MCMC, NUTS
 
     from probgen import data
     from probgen.infer import mcmc, results
+    from probgen.infer.chains import choose_chain_method
     from probgen.spec import load_spec
 
     spec = load_spec("gmm")
     dataset = data.load("faithful")
     inputs = spec.prepare(dataset.frame, spec.resolve_options({"num_components": 2}))
     settings = {**mcmc.DEFAULTS, "warmup": warmup, "draws": draws}
-    chain_method = mcmc.choose_chain_method(settings["chains"])
+    chain_method = choose_chain_method(settings["chains"])
 
     # Hand-written: the same model and kernel settings, straight NumPyro.
     model = inputs.bound_model(spec.model)
@@ -56,17 +60,17 @@ def overhead(warmup: int, draws: int, repeats: int) -> dict:
                        progress_bar=False)
 
     def hand_fields_run(seed):
-        hand_fields.run(jax.random.PRNGKey(seed), init_params=starts, extra_fields=mcmc.EXTRA_FIELDS, **inputs.observed)
+        hand_fields.run(jax.random.PRNGKey(seed), init_params=starts, extra_fields=EXTRA_FIELDS, **inputs.observed)
         jax.block_until_ready(hand_fields.get_samples())
 
     # probgen: the sampler and the results builder that `probgen.fit` uses.
-    sampler = mcmc.make_sampler(spec, inputs, "nuts", dict(settings), progress=False)
+    sampler = mcmc.make_program(spec, inputs, "nuts", dict(settings))
     phases = {"sampling_s": [], "results_s": []}
 
     def probgen_run(seed):
         key, results_key = jax.random.split(jax.random.PRNGKey(seed))
         start = time.perf_counter()
-        samples, stats = mcmc.run_sampler(sampler, inputs, key, settings["max_tree_depth"], starts)
+        samples, stats = mcmc.run_program(sampler, inputs, key, settings["max_tree_depth"], starts)
         phases["sampling_s"].append(time.perf_counter() - start)
         start = time.perf_counter()
         results.build_inference_data(spec, inputs, samples, results_key, sample_stats=stats, structure=structure)

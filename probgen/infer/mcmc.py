@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import HMC, MCMC, NUTS, init_to_median, init_to_sample, init_to_uniform
+from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.chains import ChainProgram
 from probgen.infer.methods import Draws, Method, Setting, get, register
 from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
@@ -37,31 +37,10 @@ SETTINGS = (
 )
 DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
-EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
-
-
-def choose_chain_method(num_chains: int) -> str:
-    """How to run several chains on the devices present.
-
-    One device per chain runs them in parallel (several GPUs, or CPU cores exposed as devices
-    by `numpyro.set_host_device_count`); on a single accelerator, vectorising the chains keeps
-    it busy; on a single CPU device, running them one after another is as fast as vectorising
-    and keeps one progress bar per chain.
-    """
-    if num_chains <= 1:
-        return "sequential"
-    if jax.local_device_count() >= num_chains:
-        return "parallel"
-    if jax.default_backend() != "cpu":
-        return "vectorized"
-    return "sequential"
-
-
-def make_sampler(spec: ModelSpec, inputs: ModelInputs, method, settings: dict, progress: bool) -> MCMC:
-    """A ready-to-run `MCMC` object for `method` (a `NUTSMethod`/`HMCMethod` or its name);
-    running it twice reuses its compiled kernel."""
+def make_program(spec: ModelSpec, inputs: ModelInputs, method, settings: dict) -> ChainProgram:
+    """The compiled chains of `method` (a `NUTSMethod`/`HMCMethod` or its name) for `spec` on
+    data shaped like `inputs`; running it again (new data of the same shapes) reuses it."""
     method = get(method) if isinstance(method, str) else method
-    model = inputs.bound_model(spec.model)
     if settings["chains"] < 1 or settings["draws"] < 1 or settings["warmup"] < 0:
         raise InferenceError(
             f"chains and draws must be >= 1 and warmup >= 0 (got chains={settings['chains']}, "
@@ -71,22 +50,37 @@ def make_sampler(spec: ModelSpec, inputs: ModelInputs, method, settings: dict, p
         raise InferenceError(f"target_accept must be in (0, 1), got {settings['target_accept']}")
     if settings["init"] not in (*INIT_STRATEGIES, "pathfinder"):
         raise InferenceError(f"--init must be one of {', '.join(INIT_STRATEGIES)}, pathfinder, got {settings['init']!r}")
-    # pathfinder starts are given as init_params; the strategy then only fills what they lack
+    # pathfinder starts are given as unconstrained starts; the strategy then only fills what they lack
     init_strategy = INIT_STRATEGIES.get(settings["init"], init_to_uniform)
-    kernel = method.kernel(model, target_accept_prob=settings["target_accept"], init_strategy=init_strategy,
-                           **method.kernel_options(settings))
-    chain_method = settings["chain_method"]
-    if chain_method == "auto":
-        chain_method = choose_chain_method(settings["chains"])
-    settings["chain_method_used"] = chain_method
-    return MCMC(
-        kernel,
-        num_warmup=settings["warmup"],
-        num_samples=settings["draws"],
-        num_chains=settings["chains"],
-        chain_method=chain_method,
-        progress_bar=progress,
-    )
+    kernel_options = {"target_accept_prob": settings["target_accept"], **method.kernel_options(settings)}
+    with warnings.catch_warnings():
+        # NumPyro enumerates a model's discrete sites on its own and warns that it will one day
+        # ask for them to be marked; probgen's users need not mark them (DESIGN: discrete
+        # latents are marginalised)
+        warnings.filterwarnings("ignore", message="Some algorithms will automatically enumerate", category=FutureWarning)
+        program = ChainProgram(inputs.bound_model(spec.model), inputs.observed, method.algorithm, kernel_options,
+                               chains=settings["chains"], warmup=settings["warmup"], draws=settings["draws"],
+                               init_strategy=init_strategy, chain_method=settings["chain_method"])
+    settings["chain_method_used"] = program.chain_method
+    return program
+
+
+def sample_stats(fields: dict, max_tree_depth: int | None) -> dict:
+    """ArviZ's sample_stats names for the sampler's per-draw fields."""
+    stats = {
+        "diverging": fields["diverging"].astype(bool),
+        "energy": fields["energy"],
+        "n_steps": fields["num_steps"],
+        "acceptance_rate": fields["accept_prob"],
+        "step_size": fields["step_size"],
+        "lp": -fields["potential_energy"],
+    }
+    if max_tree_depth is not None:
+        # NUTS doubles its trajectory until a U-turn; 2**depth - 1 leapfrog steps means the
+        # tree reached `depth` doublings. Saturation at the maximum is a diagnostic.
+        stats["tree_depth"] = np.floor(np.log2(fields["num_steps"] + 1)).astype(int)
+        stats["reached_max_tree_depth"] = stats["tree_depth"] >= max_tree_depth
+    return stats
 
 
 def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chains: int,
@@ -102,88 +96,33 @@ def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chai
     return {k: v[0] for k, v in unconstrained.items()} if num_chains == 1 else unconstrained
 
 
-def run_sampler(sampler: MCMC, inputs: ModelInputs, rng_key, max_tree_depth: int | None,
-                init_params: dict | None = None) -> tuple[dict, dict]:
-    """Run `sampler`; return latent draws and sample stats, both with (chain, draw) axes."""
-    with warnings.catch_warnings():
-        # NumPyro enumerates a model's discrete sites on its own and warns that it will one day
-        # ask for them to be marked; probgen's users need not mark them (DESIGN: discrete
-        # latents are marginalised)
-        warnings.filterwarnings("ignore", message="Some algorithms will automatically enumerate", category=FutureWarning)
-        sampler.run(rng_key, extra_fields=EXTRA_FIELDS, init_params=init_params, **inputs.observed)
-    samples = {k: np.asarray(v) for k, v in sampler.get_samples(group_by_chain=True).items()}
-    extra = {k: np.asarray(v) for k, v in sampler.get_extra_fields(group_by_chain=True).items()}
-    stats = {
-        "diverging": extra["diverging"].astype(bool),
-        "energy": extra["energy"],
-        "n_steps": extra["num_steps"],
-        "acceptance_rate": extra["accept_prob"],
-        "step_size": extra["adapt_state.step_size"],
-        "lp": -extra["potential_energy"],
-    }
-    if max_tree_depth is not None:
-        # NUTS doubles its trajectory until a U-turn; 2**depth - 1 leapfrog steps means the
-        # tree reached `depth` doublings. Saturation at the maximum is a diagnostic.
-        stats["tree_depth"] = np.floor(np.log2(extra["num_steps"] + 1)).astype(int)
-        stats["reached_max_tree_depth"] = stats["tree_depth"] >= max_tree_depth
-    return samples, stats
+def run_program(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_depth: int | None,
+                starts: dict | None = None, progress: bool = False, describe: str = "") -> tuple[dict, dict]:
+    """Run `program` on `inputs`' data; return draws and sample stats, both with (chain, draw)
+    axes. `starts`: per-chain unconstrained starting points (one chain's without the chain
+    axis), or None for the init strategy's."""
+    if starts is not None and program.chains == 1:
+        starts = {k: np.asarray(v)[None] for k, v in starts.items()}
+    output = program.run(rng_key, inputs.observed, starts, progress=progress, describe=describe)
+    return output.samples, sample_stats(output.fields, max_tree_depth)
 
 
 def compiled_refit(spec: ModelSpec, inputs: ModelInputs, method, settings: dict, structure: ModelStructure):
-    """One compiled program that fits the model to new data of the same shapes, for many refits.
-
-    `MCMC.run` builds and compiles its sampling loop afresh on every call (about 1.5 s on a CPU
-    core even for a one-parameter model), which is most of a simulation-based calibration's
-    time. This builds NumPyro's own NUTS/HMC kernels (`numpyro.infer.hmc.hmc`, the functional
-    form of the same sampler, with the same warmup adaptation) over a potential that takes the
-    observed data as an argument, and jits warmup, sampling and the map back to constrained
-    space together, chains vectorised. Compiled once; each refit then costs only its sampling.
+    """The fit's compiled chains, reused to fit new data of the same shapes (simulation-based
+    calibration): compiled once, each refit then costs only its sampling.
 
     Returns refit(rng_key, observed, starts) -> (latent draws with (chain, draw) axes, number of
     divergent transitions). `starts` are per-chain unconstrained starting points
-    (`unconstrained_starts`) or None for NumPyro's uniform(-2, 2) start on the unconstrained
-    scale.
+    (`unconstrained_starts`) or None for the init strategy's.
     """
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import constrain_fn, initialize_model
-
-    method = get(method) if isinstance(method, str) else method
-    model = inputs.bound_model(spec.model)
-    chains, warmup, draws = settings["chains"], settings["warmup"], settings["draws"]
-    template = initialize_model(jax.random.PRNGKey(0), model, model_kwargs=inputs.observed, dynamic_args=True)
-    init_kernel, sample_kernel = hmc(potential_fn_gen=template.potential_fn, algo=method.algorithm)
-    shapes = {k: jnp.shape(v) for k, v in template.param_info.z.items()}
+    program = make_program(spec, inputs, method, dict(settings))
     latent = tuple(structure.latent)
-    kernel_options = {"target_accept_prob": settings["target_accept"], **method.kernel_options(settings)}
-
-    def one_chain(key, observed, start):
-        key_init, key_run = jax.random.split(key)
-        state = init_kernel(start, warmup, rng_key=key_init, model_kwargs=observed, **kernel_options)
-
-        def step(state, _):
-            state = sample_kernel(state, model_kwargs=observed)
-            return state, (state.z, state.diverging)
-
-        state, _ = jax.lax.scan(step, state, None, length=warmup)
-        _, (z, diverging) = jax.lax.scan(step, state, None, length=draws)
-        values = jax.vmap(lambda draw: constrain_fn(model, (), observed, draw, return_deterministic=False))(z)
-        return {k: values[k] for k in latent}, diverging.sum()
-
-    @jax.jit
-    def program(key, observed, starts):
-        keys = jax.random.split(key, chains)
-        samples, divergences = jax.vmap(one_chain, in_axes=(0, None, 0))(keys, observed, starts)
-        return samples, divergences.sum()
 
     def refit(rng_key, observed, starts=None):
-        key_start, key_run = jax.random.split(rng_key)
-        if starts is None:
-            keys = jax.random.split(key_start, len(shapes))
-            starts = {name: jax.random.uniform(k, (chains,) + shape, minval=-2.0, maxval=2.0)
-                      for k, (name, shape) in zip(keys, shapes.items())}
-        elif chains == 1:
+        if starts is not None and settings["chains"] == 1:
             starts = {k: np.asarray(v)[None] for k, v in starts.items()}
-        return program(key_run, {k: jnp.asarray(v) for k, v in observed.items()}, starts)
+        output = program.run(rng_key, observed, starts)
+        return {k: output.samples[k] for k in latent}, int(output.fields["diverging"].sum())
 
     return refit
 
@@ -203,7 +142,6 @@ class NUTSMethod(Method):
     """The No-U-Turn sampler (NumPyro), several chains."""
 
     name = "nuts"
-    kernel = NUTS
     algorithm = "NUTS"  # numpyro.infer.hmc.hmc's name for it (the compiled SBC refit)
     settings = SETTINGS
     sums_discrete_sites = True
@@ -215,10 +153,10 @@ class NUTSMethod(Method):
         return {"max_tree_depth": settings["max_tree_depth"]}
 
     def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
-        sampler = make_sampler(spec, inputs, self, settings, progress)
+        program = make_program(spec, inputs, self, settings)
         starts = starting_points(spec, inputs, init_key, settings, structure)
-        samples, stats = run_sampler(sampler, inputs, rng_key,
-                                     settings["max_tree_depth"] if self.uses_tree_depth else None, starts)
+        samples, stats = run_program(program, inputs, rng_key, settings["max_tree_depth"] if self.uses_tree_depth else None,
+                                     starts, progress=progress, describe=self.name.upper())
         return Draws(samples, stats)
 
     def sbc_refit(self, spec, inputs, settings, structure):
@@ -248,7 +186,6 @@ class HMCMethod(NUTSMethod):
     """Hamiltonian Monte Carlo with a fixed trajectory length (NumPyro), several chains."""
 
     name = "hmc"
-    kernel = HMC
     algorithm = "HMC"
     uses_tree_depth = False
     settings = tuple(Setting(s.name, s.type, s.default, None, s.choices) if s.name == "max_tree_depth" else s

@@ -1,0 +1,208 @@
+"""Several NUTS/HMC chains as one compiled program, run in chunks.
+
+NumPyro's `MCMC.run` compiles its loop afresh on every call and, with a progress bar, returns to
+Python after every iteration: on eight schools (4 chains x 2,000 iterations, 2-core CPU) it
+spent 4 to 10 s in a run whose iterations take 0.2 s once compiled. Here NumPyro's own kernels
+(`numpyro.infer.hmc.hmc`: the same NUTS/HMC, the same windowed step-size and mass-matrix
+adaptation) advance all chains together inside one jitted `lax.scan` of a fixed number of
+iterations (a chunk); Python only loops over chunks, to show progress. The observed data are an
+argument of the compiled program, so simulation-based calibration refits new data sets with the
+program compiled once.
+
+Chains are vectorised (`vmap`) on one device, or split over devices (`pmap` of vectorised
+chains) when several are present; see `choose_chain_method`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "step_size", "potential_energy")
+CHUNKS = 20  # progress updates per run; each is one call of the compiled chunk
+
+
+def choose_chain_method(num_chains: int, requested: str = "auto") -> str:
+    """How to lay `num_chains` chains over the devices present.
+
+    "vectorized" runs them in lockstep on one device: the cost of an iteration hardly grows with
+    the number of chains while the model is small, since XLA's per-operation overhead dominates
+    on a CPU. "parallel" splits them over devices (several GPUs, or CPU cores that
+    `probgen.devices.expose_cpu_devices` exposes as devices), each device vectorising its share;
+    "sequential" runs one chain after another with the program compiled once. "auto" is
+    "parallel" where there are as many devices as chains, "vectorized" otherwise: measured in
+    benchmarks/samplers.py.
+    """
+    if requested != "auto":
+        return requested
+    if num_chains > 1 and jax.local_device_count() >= num_chains:
+        return "parallel"
+    return "vectorized"
+
+
+@dataclass
+class ChainOutput:
+    """Constrained draws (latent and deterministic sites) and per-iteration sampler fields,
+    each with leading (chain, draw) axes."""
+
+    samples: dict
+    fields: dict
+
+
+class ChainProgram:
+    """NUTS or HMC chains of `model` as compiled programs: `start` (initial states) and
+    `advance` (a chunk of iterations); `run` drives them with progress.
+
+    algorithm: "NUTS" or "HMC"; kernel_options go to NumPyro's `init_kernel`
+    (target_accept_prob, max_tree_depth, trajectory_length, ...); init_strategy is one of
+    NumPyro's; template_observed fixes the data's shapes and dtypes (any data of those shapes
+    can be given to `run` later).
+    """
+
+    def __init__(self, model, template_observed: dict, algorithm: str, kernel_options: dict, *, chains: int,
+                 warmup: int, draws: int, init_strategy, chain_method: str = "auto"):
+        from numpyro.infer.hmc import hmc
+        self.model, self.chains, self.warmup, self.draws = model, chains, warmup, draws
+        self.init_strategy, self.kernel_options = init_strategy, dict(kernel_options)
+        self.chain_method = choose_chain_method(chains, chain_method)
+        self.devices = jax.local_device_count() if self.chain_method == "parallel" else 1
+        if self.chain_method == "parallel" and chains % self.devices:
+            # pmap needs equal shares: use the largest device count that divides the chains
+            self.devices = max(d for d in range(1, self.devices + 1) if chains % d == 0)
+        # NumPyro's potential and constraining functions are built inside each compiled
+        # function's trace (`_functions`), not from an eager `initialize_model` call, which
+        # compiled some 95 single operations (3.6 s on eight schools) before any sampling
+        self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=lambda **observed: self._functions(observed)[0],
+                                                     algo=algorithm)
+        total = warmup + draws
+        self.chunk = max(1, math.ceil(total / CHUNKS))
+        self.num_chunks = math.ceil(total / self.chunk)
+        self._compiled_start = self._compiled_search = None
+        self._compiled_advance = None
+
+    # -- the compiled pieces -------------------------------------------------------------
+    def _functions(self, observed):
+        """(potential_fn, postprocess_fn) of the model on `observed`, as NumPyro's
+        `initialize_model` builds them (discrete sites enumerated, deterministic sites replayed),
+        traced inside the calling compiled function."""
+        from numpyro.handlers import seed, substitute
+        from numpyro.infer.util import _get_model_transforms, _prepare_model_for_potential, get_potential_fn
+
+        traced = substitute(seed(self.model, 0), substitute_fn=self.init_strategy)
+        inv_transforms, replay, enum, model_trace = _get_model_transforms(traced, (), observed)
+        prepared = _prepare_model_for_potential(self.model, model_trace, enum=enum)
+        return get_potential_fn(prepared, inv_transforms, replay_model=replay, enum=enum, model_kwargs=observed)
+
+    def _start_one(self, key, start, observed):
+        key_search, key_init = jax.random.split(key)
+        if start is None:  # NumPyro's search for a start with a finite log density and gradient
+            from numpyro.infer.util import initialize_model
+
+            start = initialize_model(key_search, self.model, init_strategy=self.init_strategy, model_kwargs=observed,
+                                     dynamic_args=True).param_info.z
+        return self._init_kernel(start, self.warmup, rng_key=key_init, model_kwargs=observed, **self.kernel_options)
+
+    def _advance_one(self, state, observed):
+        postprocess = self._functions(observed)[1]
+
+        def step(state, _):
+            state = self._sample_kernel(state, model_kwargs=observed)
+            values = postprocess(state.z)
+            fields = (state.diverging, state.energy, state.num_steps, state.accept_prob,
+                      state.adapt_state.step_size, state.potential_energy)
+            return state, (values, fields)
+
+        return jax.lax.scan(step, state, None, length=self.chunk)
+
+    def _layout(self, function, in_axes):
+        """vmap over chains (one device), under pmap over devices when parallel."""
+        vectorised = jax.vmap(function, in_axes=in_axes)
+        if self.devices > 1:
+            # the data go to every device as a replicated copy (in_axes 0): pmap's in_axes None
+            # misassigns axes when the data dict is empty (a model bound to its data by argument)
+            mapped = jax.pmap(vectorised, in_axes=0)
+            replicate = lambda observed: jax.tree.map(lambda x: jnp.broadcast_to(x, (self.devices,) + jnp.shape(x)), observed)
+            return lambda *args: mapped(*args[:-1], replicate(args[-1]))
+        return jax.jit(vectorised)
+
+    def _shard(self, tree):
+        """(chains, ...) -> (devices, chains / devices, ...) when parallel."""
+        if self.devices == 1:
+            return tree
+        # explicit sizes: a reshape with -1 is ambiguous for an empty site (shape (chains, K, 0))
+        return jax.tree.map(lambda x: jnp.reshape(x, (self.devices, x.shape[0] // self.devices) + x.shape[1:]), tree)
+
+    # -- driving them ----------------------------------------------------------------------
+    def run(self, rng_key, observed: dict, starts: dict | None = None, progress: bool = False,
+            describe: str = "") -> ChainOutput:
+        """Warm up and sample all chains. `starts`: per-chain unconstrained starting points
+        (leading chain axis), or None for the init strategy's."""
+        observed = {k: jnp.asarray(v) for k, v in observed.items()}
+        if starts is not None:
+            starts = {k: jnp.asarray(v) for k, v in starts.items()}
+        keys = jax.random.split(rng_key, self.chains)
+        if self._compiled_start is None:
+            self._compiled_start = self._layout(self._start_one, (0, 0, None))
+            self._compiled_advance = self._layout(self._advance_one, (0, None))
+        if self.chain_method != "sequential":
+            return self._run_together(keys, observed, starts, progress, describe)
+        # one chain after another, through the same compiled program (compiled for one chain)
+        one = (lambda c: None) if starts is None else (lambda c: {k: v[c:c + 1] for k, v in starts.items()})
+        outputs = [self._run_together(keys[c:c + 1], observed, one(c), progress,
+                                      f"chain {c + 1}/{self.chains}" + (f", {describe}" if describe else ""))
+                   for c in range(self.chains)]
+        return ChainOutput({k: np.concatenate([o.samples[k] for o in outputs]) for k in outputs[0].samples},
+                           {k: np.concatenate([o.fields[k] for o in outputs]) for k in outputs[0].fields})
+
+    def _run_together(self, keys, observed, starts, progress, describe) -> ChainOutput:
+        chains = len(keys)
+        state = self._compiled_start(self._shard(keys), self._shard(starts), observed)
+        energy = np.asarray(state.potential_energy)
+        if not np.all(np.isfinite(energy)):
+            if starts is None:  # NumPyro's own search, run eagerly, names the site that fails
+                from numpyro.infer.util import initialize_model
+
+                initialize_model(keys, self.model, init_strategy=self.init_strategy, model_kwargs=observed,
+                                 dynamic_args=True)
+            raise RuntimeError(f"{int((~np.isfinite(energy)).sum())} of {chains} chains start where the log density "
+                               "is not finite")
+        total = self.warmup + self.draws
+        bar = _progress_bar(total, chains, self.chain_method, describe) if progress else None
+        kept_values, kept_fields, done = [], [], 0
+        try:
+            for _ in range(self.num_chunks):
+                state, (values, fields) = self._compiled_advance(state, observed)
+                # keep only this chunk's iterations that are draws (after warm-up, before the end)
+                first, last = max(self.warmup - done, 0), min(total - done, self.chunk)
+                if last > first:
+                    kept_values.append(jax.tree.map(lambda x: _take(x, first, last, self.devices), values))
+                    kept_fields.append(tuple(_take(f, first, last, self.devices) for f in fields))
+                done += self.chunk
+                if bar is not None:
+                    jax.block_until_ready(fields)
+                    bar.update(min(done, total) - bar.n)
+                    bar.set_description("warmup" if done < self.warmup else "sample")
+        finally:
+            if bar is not None:
+                bar.close()
+        values = {k: np.concatenate([np.asarray(v[k]) for v in kept_values], axis=1) for k in kept_values[0]}
+        fields = {name: np.concatenate([np.asarray(f[i]) for f in kept_fields], axis=1) for i, name in enumerate(FIELDS)}
+        return ChainOutput(values, fields)
+
+
+def _take(x, first: int, last: int, devices: int):
+    """Iterations [first, last) of a chunk's output with layout (chains, iteration, ...) or
+    (devices, chains/devices, iteration, ...), as (chains, iterations, ...)."""
+    x = x[:, :, first:last] if devices > 1 else x[:, first:last]
+    return jnp.reshape(x, (x.shape[0] * x.shape[1],) + x.shape[2:]) if devices > 1 else x
+
+
+def _progress_bar(total: int, chains: int, chain_method: str, describe: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="warmup", unit="it", leave=False,
+                postfix=f"{chains} chains, {chain_method}{', ' + describe if describe else ''}")
