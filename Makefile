@@ -27,6 +27,8 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0 || exit $$status
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/samplers.py
 	$(BIN)/python benchmarks/gmm.py
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/hmm.py

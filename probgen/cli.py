@@ -641,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry_point() -> int:
     """The installed `probgen` command (and `python -m probgen.cli`)."""
     _watch_for_interrupts()
+    from probgen.devices import use_compilation_cache
+
+    use_compilation_cache()
     return main()
 
 
