@@ -254,9 +254,42 @@ def whole_command(p: Posterior) -> tuple[float, float]:
         times = []
         for _ in range(2):
             start = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, cwd=ROOT, env=env)
+            # exit 1 is a fit whose checks did not all pass: still a whole command's time
+            done = subprocess.run(command, capture_output=True, cwd=ROOT, env=env)
+            if done.returncode not in (0, 1):
+                raise RuntimeError(f"probgen fit exited {done.returncode}: {done.stderr.decode()[-300:]}")
             times.append(time.perf_counter() - start)
         return times[0], times[1]
+
+
+def _whole(value):
+    return None if value is None or value != value else (round(value, 1) if value < 10 else int(round(value)))
+
+
+def summary(rows: list[dict]):
+    """One row per posterior: each sampler's ESS/s, nutpie's over probgen's, whether each agreed
+    with the reference, and the whole-command times."""
+    import pandas as pd
+
+    table = pd.DataFrame([r for r in rows if "error" not in r])
+    out = []
+    for name, group in table.groupby("posterior", sort=False):
+        by = group.set_index("sampler")
+        get = lambda s, k: by.at[s, k] if s in by.index and k in by.columns else None
+        numpyro = by[by.index.str.startswith("numpyro")]
+        best = numpyro["ess_per_s"].idxmax() if len(numpyro) else None
+        row = {"posterior": name, "probgen ESS/s": _whole(get("probgen", "ess_per_s")),
+               "best NumPyro ESS/s": None if best is None else f"{numpyro.at[best, 'ess_per_s']:.0f} ({best.split('-')[1]})",
+               "nutpie ESS/s": _whole(get("nutpie", "ess_per_s")), "PyMC ESS/s": _whole(get("pymc", "ess_per_s"))}
+        if row["probgen ESS/s"] and row["nutpie ESS/s"]:
+            row["nutpie / probgen"] = round(row["nutpie ESS/s"] / row["probgen ESS/s"], 2)
+        row["agree with reference"] = " ".join(f"{s.split('-')[-1]}:{by.at[s, 'matching']}" for s in by.index
+                                               if not by.at[s, "agrees"]) or "all"
+        row["probgen fit s (cold / cached)"] = (f"{get('probgen', 'probgen_fit_command_s')} / "
+                                                f"{get('probgen', 'probgen_fit_command_cached_s')}")
+        row["nutpie compile + sample s"] = get("nutpie", "nutpie_compile_and_sample_s")
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def main(argv=None) -> int:
@@ -264,8 +297,14 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help=f"comma-separated posteriors (default: all): {', '.join(POSTERIORS)}")
     parser.add_argument("--samplers", help=f"comma-separated samplers (default: all): {', '.join(SAMPLERS)}")
     parser.add_argument("--no-command", action="store_true", help="skip timing the whole `probgen fit` command")
-    parser.add_argument("--json", type=Path, help="also write the rows here, one JSON line each")
+    parser.add_argument("--json", type=Path, help="also append the rows here, one JSON line each")
+    parser.add_argument("--summary", type=Path, help="only print the per-posterior summary of rows written by --json")
     args = parser.parse_args(argv)
+    if args.summary:
+        from probgen.render import markdown_table
+
+        print(markdown_table(summary([json.loads(line) for line in args.summary.read_text().splitlines()]), index=False))
+        return 0
     chosen = args.only.split(",") if args.only else list(POSTERIORS)
     samplers = args.samplers.split(",") if args.samplers else list(SAMPLERS)
     unknown = [n for n in chosen if n not in POSTERIORS] + [s for s in samplers if s not in SAMPLERS]
@@ -308,8 +347,9 @@ def main(argv=None) -> int:
             row["device"] = device()
             rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
-    if args.json:
-        args.json.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            if args.json:  # row by row, so that a long run's rows survive an interruption
+                with args.json.open("a") as out:
+                    out.write(json.dumps(row) + "\n")
     table = pd.DataFrame([r for r in rows if "error" not in r])
     base = table[table["sampler"] == "probgen"].set_index("posterior")["ess_per_s"]
     table["ESS/s over probgen"] = [round(r.ess_per_s / base[r.posterior], 2) if r.posterior in base else None
@@ -317,6 +357,8 @@ def main(argv=None) -> int:
     columns = ["posterior", "sampler", "min_bulk_ess", "first_call_s", "sampling_s", "ess_per_s", "gradients_per_ess",
                "matching", "ESS/s over probgen"]
     print(markdown_table(table[columns], index=False))
+    print()
+    print(markdown_table(summary(rows), index=False))
     if "probgen_fit_command_s" in table:
         command = table[table["sampler"] == "probgen"][["posterior", "probgen_fit_command_s", "probgen_fit_command_cached_s"]]
         nutpie = table[table["sampler"] == "nutpie"][["posterior", "nutpie_compile_and_sample_s"]]

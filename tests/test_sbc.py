@@ -104,3 +104,11 @@ def test_failed_fits_are_counted_not_dropped(monkeypatch):
     assert len(result.failures) == 3 and "planted failure" in result.failures[0]["error"]
     assert result.ranks["mu"].isna().sum() == 3 and len(result.ranks) == 9
     assert "3 failed" in result.summary()
+
+
+def test_hmc_is_calibrated_too():
+    # HMC runs through the same compiled chains as NUTS (probgen.infer.chains) with its fixed
+    # trajectory; at alpha = 0.01 a false alarm has probability 0.01
+    result = run_sbc(SPEC, DESIGN, "hmc", simulations=200, seed=seeded(5), **SETTINGS)
+    assert result.passed, result.summary()
+    assert not result.failures

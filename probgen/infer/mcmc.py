@@ -30,7 +30,9 @@ SETTINGS = (
     Setting("target_accept", float, 0.8, "target acceptance probability of step-size adaptation"),
     Setting("max_tree_depth", int, 10, "NUTS maximum tree depth"),
     Setting("trajectory_length", float, 2 * np.pi),  # HMC's fixed trajectory
-    Setting("chain_method", str, "auto", "auto, sequential, parallel or vectorized"),
+    Setting("chain_method", str, "auto", "how chains share the devices: auto (split over several devices; one "
+            "after another on a single CPU; vectorised on a single accelerator), sequential, parallel or vectorized",
+            choices=("auto", "sequential", "parallel", "vectorized")),
     Setting("init", str, "uniform", "where chains start: uniform (uniform(-2, 2) on the unconstrained scale, as "
             "Stan), median (the prior median), sample (a prior draw) or pathfinder (draws of a Pathfinder fit)",
             choices=("uniform", "median", "sample", "pathfinder")),
