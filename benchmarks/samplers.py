@@ -263,7 +263,7 @@ def whole_command(p: Posterior) -> tuple[float, float]:
 
 
 def _whole(value):
-    return None if value is None or value != value else (round(value, 1) if value < 10 else int(round(value)))
+    return "" if value is None or value != value else (f"{value:.1f}" if value < 10 else f"{value:.0f}")
 
 
 def summary(rows: list[dict]):
@@ -281,8 +281,8 @@ def summary(rows: list[dict]):
         row = {"posterior": name, "probgen ESS/s": _whole(get("probgen", "ess_per_s")),
                "best NumPyro ESS/s": None if best is None else f"{numpyro.at[best, 'ess_per_s']:.0f} ({best.split('-')[1]})",
                "nutpie ESS/s": _whole(get("nutpie", "ess_per_s")), "PyMC ESS/s": _whole(get("pymc", "ess_per_s"))}
-        if row["probgen ESS/s"] and row["nutpie ESS/s"]:
-            row["nutpie / probgen"] = round(row["nutpie ESS/s"] / row["probgen ESS/s"], 2)
+        ours, theirs = get("probgen", "ess_per_s"), get("nutpie", "ess_per_s")
+        row["nutpie / probgen"] = "" if ours is None or theirs is None or theirs != theirs else f"{theirs / ours:.2f}"
         row["agree with reference"] = " ".join(f"{s.split('-')[-1]}:{by.at[s, 'matching']}" for s in by.index
                                                if not by.at[s, "agrees"]) or "all"
         row["probgen fit s (cold / cached)"] = (f"{get('probgen', 'probgen_fit_command_s')} / "
