@@ -275,19 +275,22 @@ def summary(rows: list[dict]):
     out = []
     for name, group in table.groupby("posterior", sort=False):
         by = group.set_index("sampler")
-        get = lambda s, k: by.at[s, k] if s in by.index and k in by.columns else None
+        def get(sampler, key):
+            value = by.at[sampler, key] if sampler in by.index and key in by.columns else None
+            return None if isinstance(value, float) and value != value else value
+
         numpyro = by[by.index.str.startswith("numpyro")]
         best = numpyro["ess_per_s"].idxmax() if len(numpyro) else None
         row = {"posterior": name, "probgen ESS/s": _whole(get("probgen", "ess_per_s")),
-               "best NumPyro ESS/s": None if best is None else f"{numpyro.at[best, 'ess_per_s']:.0f} ({best.split('-')[1]})",
+               "best NumPyro ESS/s": "" if best is None else f"{numpyro.at[best, 'ess_per_s']:.0f} ({best.split('-')[1]})",
                "nutpie ESS/s": _whole(get("nutpie", "ess_per_s")), "PyMC ESS/s": _whole(get("pymc", "ess_per_s"))}
         ours, theirs = get("probgen", "ess_per_s"), get("nutpie", "ess_per_s")
         row["nutpie / probgen"] = "" if ours is None or theirs is None or theirs != theirs else f"{theirs / ours:.2f}"
         row["agree with reference"] = " ".join(f"{s.split('-')[-1]}:{by.at[s, 'matching']}" for s in by.index
                                                if not by.at[s, "agrees"]) or "all"
-        row["probgen fit s (cold / cached)"] = (f"{get('probgen', 'probgen_fit_command_s')} / "
-                                                f"{get('probgen', 'probgen_fit_command_cached_s')}")
-        row["nutpie compile + sample s"] = get("nutpie", "nutpie_compile_and_sample_s")
+        cold, cached = get("probgen", "probgen_fit_command_s"), get("probgen", "probgen_fit_command_cached_s")
+        row["probgen fit s (cold / cached)"] = "" if cold is None or cold != cold else f"{cold:.1f} / {cached:.1f}"
+        row["nutpie compile + sample s"] = get("nutpie", "nutpie_compile_and_sample_s") or get("nutpie", "first_call_s")
         out.append(row)
     return pd.DataFrame(out)
 
