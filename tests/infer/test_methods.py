@@ -94,6 +94,7 @@ def test_nothing_outside_the_registry_asks_which_method_ran():
     (["--method", "pathfinder", "--init", "sample"], "--init must be one of uniform, median, got 'sample'"),
     (["--method", "pathfinder", "--chains", "2"], "--chains does not apply to --method pathfinder"),
     (["--method", "map", "--draws", "5"], "--draws does not apply to --method map"),
+    (["--chain-method", "threads"], "--chain-method must be one of auto, sequential, parallel, vectorized, got 'threads'"),
 ])
 def test_a_bad_setting_is_named_from_its_metadata_with_exit_2(flags, message, tmp_path, capsys):
     """Checked from the method's `Setting`s before any data is read: one line, exit 2."""
