@@ -87,9 +87,9 @@ class ChainProgram:
         total = warmup + draws
         self.chunk = max(1, math.ceil(total / CHUNKS))
         self.num_chunks = math.ceil(total / self.chunk)
-        self._compiled_start = self._template = None
-        self._template_observed = template_observed
-        self._compiled_advance = None
+        self._template, self._template_observed = None, template_observed  # the fallback in `_functions`
+        self._compiled_start = self._layout(self._start_one, (0, 0, None))
+        self._compiled_advance = self._layout(self._advance_one, (0, None))
 
     # -- the compiled pieces -------------------------------------------------------------
     def _functions(self, observed):
@@ -146,11 +146,9 @@ class ChainProgram:
         else:
             vectorised = jax.vmap(function, in_axes=in_axes)
         if self.devices > 1:
-            # the data go to every device as a replicated copy (in_axes 0): pmap's in_axes None
+            # the data come replicated per device (`run`), in_axes 0: pmap's in_axes None
             # misassigns axes when the data dict is empty (a model bound to its data by argument)
-            mapped = jax.pmap(vectorised, in_axes=0)
-            replicate = lambda observed: jax.tree.map(lambda x: jnp.broadcast_to(x, (self.devices,) + jnp.shape(x)), observed)
-            return lambda *args: mapped(*args[:-1], replicate(args[-1]))
+            return jax.pmap(vectorised, in_axes=0)
         return jax.jit(vectorised)
 
     def _shard(self, tree):
@@ -169,9 +167,8 @@ class ChainProgram:
         if starts is not None:
             starts = {k: jnp.asarray(v) for k, v in starts.items()}
         keys = jax.random.split(rng_key, self.chains)
-        if self._compiled_start is None:
-            self._compiled_start = self._layout(self._start_one, (0, 0, None))
-            self._compiled_advance = self._layout(self._advance_one, (0, None))
+        if self.devices > 1:  # one copy of the data per device, made once for all chunks
+            observed = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.devices,) + x.shape), observed)
         if self.chain_method != "sequential":
             return self._run_together(keys, observed, starts, progress, describe)
         # one chain after another, through the same compiled program (compiled for one chain)

@@ -87,24 +87,20 @@ def sample_stats(fields: dict, max_tree_depth: int | None) -> dict:
 
 def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chains: int,
                          structure: ModelStructure) -> dict | None:
-    """The spec's per-chain starting points in the sampler's unconstrained space, or None."""
+    """The spec's per-chain starting points in the sampler's unconstrained space (leading chain
+    axis), or None."""
     if spec.init is None:
         return None
     starts = spec.init(inputs, rng_key, num_chains)
-    unconstrained = {
-        name: np.asarray(biject_to(structure.supports[name]).inv(jnp.asarray(value)))
-        for name, value in starts.items()
-    }
-    return {k: v[0] for k, v in unconstrained.items()} if num_chains == 1 else unconstrained
+    return {name: np.asarray(biject_to(structure.supports[name]).inv(jnp.asarray(value)))
+            for name, value in starts.items()}
 
 
 def run_program(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_depth: int | None,
                 starts: dict | None = None, progress: bool = False, describe: str = "") -> tuple[dict, dict]:
     """Run `program` on `inputs`' data; return draws and sample stats, both with (chain, draw)
-    axes. `starts`: per-chain unconstrained starting points (one chain's without the chain
-    axis), or None for the init strategy's."""
-    if starts is not None and program.chains == 1:
-        starts = {k: np.asarray(v)[None] for k, v in starts.items()}
+    axes. `starts`: per-chain unconstrained starting points (leading chain axis), or None for
+    the init strategy's."""
     output = program.run(rng_key, inputs.observed, starts, progress=progress, describe=describe)
     return output.samples, sample_stats(output.fields, max_tree_depth)
 
@@ -121,8 +117,6 @@ def compiled_refit(spec: ModelSpec, inputs: ModelInputs, method, settings: dict,
     latent = tuple(structure.latent)
 
     def refit(rng_key, observed, starts=None):
-        if starts is not None and settings["chains"] == 1:
-            starts = {k: np.asarray(v)[None] for k, v in starts.items()}
         output = program.run(rng_key, observed, starts)
         return {k: output.samples[k] for k in latent}, int(output.fields["diverging"].sum())
 
@@ -135,8 +129,7 @@ def starting_points(spec: ModelSpec, inputs: ModelInputs, rng_key, settings: dic
     if settings["init"] == "pathfinder" and spec.init is None:
         from probgen.infer.pathfinder import unconstrained_draws
 
-        starts = unconstrained_draws(spec, inputs, rng_key, settings["chains"])
-        return {k: v[0] for k, v in starts.items()} if settings["chains"] == 1 else starts
+        return unconstrained_draws(spec, inputs, rng_key, settings["chains"])
     return unconstrained_starts(spec, inputs, rng_key, settings["chains"], structure)
 
 

@@ -128,8 +128,6 @@ def _flat_starts(spec, inputs, key, settings, structure, uniform_starts):
 
     paths = int(settings["paths"])
     starts = unconstrained_starts(spec, inputs, key, paths, structure)
-    if paths == 1:
-        starts = {k: np.asarray(v)[None] for k, v in starts.items()}
     return jax.vmap(lambda z: ravel_pytree(z)[0])({k: jnp.asarray(v) for k, v in starts.items()})
 
 
