@@ -65,11 +65,12 @@ def our_draws(idata, key: str) -> np.ndarray:
     return values
 
 
-def agreement(idata, name: str) -> dict:
+def agreement(idata, name: str, reference: dict | None = None) -> dict:
     """Per reference parameter: the mean difference in reference sds and the sd ratio; whether
-    every parameter meets posteriordb's criterion; the worst of each."""
+    every parameter meets posteriordb's criterion; the worst of each. `reference`: pooled draws
+    by 'param[i,j]' key, or None for posterior `name`'s reference draws."""
     rows = []
-    for key, reference in reference_draws(name).items():
+    for key, reference in (reference_draws(name) if reference is None else reference).items():
         ours = our_draws(idata, key)
         sd = reference.std()
         rows.append({"parameter": key, "mean_difference_sd": abs(ours.mean() - reference.mean()) / sd,

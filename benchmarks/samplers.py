@@ -143,16 +143,13 @@ def summarise(posterior: dict, keys, reference: dict | None) -> dict:
     draws = {key: extract(posterior, key) for key in keys}
     ess = min(float(az.ess(d[None] if d.ndim == 1 else d, method="bulk")) for d in draws.values())
     row = {"min_bulk_ess": round(ess, 1)}
-    if reference is not None:
-        matching, worst_mean, worst_ratio = 0, 0.0, 1.0
-        for key, ref in reference.items():
-            ours, sd = draws[key].ravel(), np.std(ref)
-            mean_diff, ratio = abs(ours.mean() - np.mean(ref)) / sd, ours.std() / sd
-            matching += bool(mean_diff <= 0.15 and 0.85 <= ratio <= 1.15)
-            worst_mean = max(worst_mean, mean_diff)
-            worst_ratio = ratio if abs(np.log(ratio)) > abs(np.log(worst_ratio)) else worst_ratio
-        row.update({"matching": f"{matching}/{len(reference)}", "agrees": bool(matching == len(reference)),
-                    "worst_mean_diff_sd": round(float(worst_mean), 3), "worst_sd_ratio": round(float(worst_ratio), 3)})
+    if reference is not None:  # posteriordb's criterion, as analyses/posteriordb.py applies it
+        import posteriordb
+
+        agreed = posteriordb.agreement(az.from_dict(posterior=posterior), None, reference)
+        row.update({"matching": f"{agreed['matching']}/{agreed['parameters']}", "agrees": bool(agreed["passed"]),
+                    "worst_mean_diff_sd": round(float(agreed["worst_mean_difference_sd"]), 3),
+                    "worst_sd_ratio": round(float(agreed["worst_sd_ratio"]), 3)})
     return row
 
 
