@@ -207,9 +207,8 @@ class ChainProgram:
                     kept_fields.append(tuple(_take(f, first, last, self.devices) for f in fields))
                 done += self.chunk
                 if bar is not None:
-                    # label first, then one redraw with the new count (two redraws printed the bar twice)
-                    bar.set_description("warmup" if done < self.warmup else "sample", refresh=False)
                     bar.update(min(done, total) - bar.n)
+                    bar.set_description("warmup" if done < self.warmup else "sample")
         finally:
             if bar is not None:
                 bar.close()
