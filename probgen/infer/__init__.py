@@ -50,8 +50,10 @@ def fit(
     standardize: bool = False,
     holdout: float = 0.0,
     checkpoint_dir=None,
-    resume: Mapping | None = None,
+    resume=None,
+    init_from=None,
     sets: Mapping[str, Any] | None = None,
+    reference: str | None = None,
     **settings,
 ) -> Fit:
     """Fit a model to data.
@@ -72,19 +74,28 @@ def fit(
     sets:     named values added to (or replacing) the data's (the CLI's --set NAME=VALUE).
     settings: method settings, e.g. chains=4, warmup=1000, draws=1000 for MCMC, or
               steps, learning_rate, guide for SVI (`default_settings(method, spec)` lists them).
-    checkpoint_dir, resume: amortised models (the VAE) only: the folder training checkpoints
-              are written to, and a loaded checkpoint (`amortized.load_checkpoint`) to carry
-              on from. Their `holdout` (default 0.2) is split in half: validation rows stop
-              training early, held-out rows are scored.
+    checkpoint_dir, resume, init_from: long runs that survive being stopped.
+              NUTS and HMC: `checkpoint_dir` is a folder the draws and sampler state stream
+              into, chunk by chunk (`probgen.infer.durable`); `resume` is such a folder, whose
+              run carries on from its last saved chunk (a finished run is extended when `draws`
+              is raised); `init_from` is a finished run whose final positions, step sizes and
+              mass matrices start this one (a warm start; give a short `warmup`).
+              Amortised models (the VAE): `checkpoint_dir` is where training checkpoints go and
+              `resume` a loaded checkpoint (`amortized.load_checkpoint`); their `holdout`
+              (default 0.2) is split in half: validation rows stop training early, held-out
+              rows are scored.
+    reference: how the run's config names the model (default: the name or path given).
 
     If building the results fails after inference (a bug, or a model the checks cannot handle),
     the draws are kept: the returned `Fit` holds them (posterior and sample statistics) and
     names the failed step in `failures`.
     """
-    reference = spec if isinstance(spec, str) else getattr(spec, "name", getattr(spec, "__name__", "model"))
+    if reference is None:
+        reference = spec if isinstance(spec, str) else getattr(spec, "name", getattr(spec, "__name__", "model"))
     spec = as_spec(spec)
     chosen = methods.for_spec(method, spec)
     resolved = chosen.resolve(settings)
+    durable = {} if init_from is None else {"init_from": init_from}
     return chosen.fit(spec, data, resolved, options=spec.resolve_options(options), seed=seed, progress=progress,
                       columns=columns, standardize=standardize, holdout=holdout, sets=sets, reference=reference,
-                      checkpoint_dir=checkpoint_dir, resume=resume)
+                      checkpoint_dir=checkpoint_dir, resume=resume, **durable)

@@ -88,7 +88,7 @@ class ChainProgram:
         self.chunk = max(1, math.ceil(total / CHUNKS))
         self.num_chunks = math.ceil(total / self.chunk)
         self._template, self._template_observed = None, template_observed  # the fallback in `_functions`
-        self._compiled_start = self._layout(self._start_one, (0, 0, None))
+        self._compiled_start = self._layout(self._start_one, (0, 0, None, 0))
         self._compiled_advance = self._layout(self._advance_one, (0, None))
 
     # -- the compiled pieces -------------------------------------------------------------
@@ -112,14 +112,17 @@ class ChainProgram:
         prepared = _prepare_model_for_potential(self.model, model_trace, enum=enum)
         return get_potential_fn(prepared, inv_transforms, replay_model=replay, enum=enum, model_kwargs=observed)
 
-    def _start_one(self, key, start, observed):
+    def _start_one(self, key, start, observed, warm):
         key_search, key_init = jax.random.split(key)
         if start is None:  # NumPyro's search for a start with a finite log density and gradient
             from numpyro.infer.util import initialize_model
 
             start = initialize_model(key_search, self.model, init_strategy=self.init_strategy, model_kwargs=observed,
                                      dynamic_args=True).param_info.z
-        return self._init_kernel(start, self.warmup, rng_key=key_init, model_kwargs=observed, **self.kernel_options)
+        tuned = {} if warm is None else {"step_size": warm["step_size"],
+                                         "inverse_mass_matrix": warm["inverse_mass_matrix"]}
+        return self._init_kernel(start, self.warmup, rng_key=key_init, model_kwargs=observed, **tuned,
+                                 **self.kernel_options)
 
     def _advance_one(self, state, observed):
         postprocess = self._functions(observed)[1]
@@ -159,73 +162,153 @@ class ChainProgram:
         return jax.tree.map(lambda x: jnp.reshape(x, (self.devices, x.shape[0] // self.devices) + x.shape[1:]), tree)
 
     # -- driving them ----------------------------------------------------------------------
-    def run(self, rng_key, observed: dict, starts: dict | None = None, progress: bool = False,
-            describe: str = "") -> ChainOutput:
-        """Warm up and sample all chains. `starts`: per-chain unconstrained starting points
-        (leading chain axis), or None for the init strategy's."""
+    def run(self, rng_key, observed: dict, starts: dict | None = None, progress: bool = False, describe: str = "",
+            *, resume: "Resumed | None" = None, warm: dict | None = None, on_chunk=None,
+            keep: bool = True) -> ChainOutput | None:
+        """Warm up and sample all chains; return their draws (None when `keep` is False).
+
+        starts: per-chain unconstrained starting points (leading chain axis), or None for the
+        init strategy's. resume: carry on from a saved state (`gather_state`) after `done`
+        iterations, exactly as if the run had not stopped. warm: per-chain step sizes and
+        inverse mass matrices ({"step_size", "inverse_mass_matrix"}, leading chain axis) that
+        the warm-up starts from instead of 1 and the identity (a warm start).
+        on_chunk(done, values, fields, state_leaves): called after every chunk with the
+        iterations done so far, that chunk's draws and fields kept ((chain, draw) axes, none
+        during warm-up) and the sampler state (`gather_state`): what a checkpoint writes.
+        keep=False keeps no draws in memory (they went to `on_chunk`).
+        """
         observed = {k: jnp.asarray(v) for k, v in observed.items()}
         if starts is not None:
             starts = {k: jnp.asarray(v) for k, v in starts.items()}
         keys = jax.random.split(rng_key, self.chains)
         if self.devices > 1:  # one copy of the data per device, made once for all chunks
             observed = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.devices,) + x.shape), observed)
-        if self.chain_method != "sequential":
-            return self._run_together(keys, observed, starts, progress, describe)
-        # one chain after another, through the same compiled program (compiled for one chain)
-        one = (lambda c: None) if starts is None else (lambda c: {k: v[c:c + 1] for k, v in starts.items()})
-        outputs = [self._run_together(keys[c:c + 1], observed, one(c), progress,
-                                      f"chain {c + 1}/{self.chains}" + (f", {describe}" if describe else ""))
-                   for c in range(self.chains)]
-        return ChainOutput({k: np.concatenate([o.samples[k] for o in outputs]) for k in outputs[0].samples},
-                           {k: np.concatenate([o.fields[k] for o in outputs]) for k in outputs[0].fields})
+        if resume is None:
+            state, done = self._start(keys, observed, starts, warm), 0
+        else:
+            state, done = self.scatter_state(resume.leaves, observed), resume.done
+        total = self.warmup + self.draws
+        bar = _progress_bar(total, self.chains, self.chain_method, describe, done) if progress else None
+        kept_values, kept_fields = [], []
+        try:
+            while done < total:
+                state, (values, fields) = self._advance(state, observed)
+                # keep only this chunk's iterations that are draws (after warm-up, before the end)
+                first, last = max(self.warmup - done, 0), min(total - done, self.chunk)
+                first = min(first, last)
+                values = {k: v[:, first:last] for k, v in values.items()}
+                fields = {name: f[:, first:last] for name, f in zip(FIELDS, fields)}
+                done = min(done + self.chunk, total)
+                if on_chunk is not None:
+                    on_chunk(done, values, fields, self.gather_state(state))
+                if keep and last > first:
+                    kept_values.append(values)
+                    kept_fields.append(fields)
+                if bar is not None:
+                    bar.update(done - bar.n)
+                    bar.set_description("warmup" if done < self.warmup else "sample")
+        finally:
+            if bar is not None:
+                bar.close()
+        if not keep:
+            return None
+        if not kept_values:  # resumed after the last draw: nothing new
+            return ChainOutput({}, {})
+        return ChainOutput({k: np.concatenate([v[k] for v in kept_values], axis=1) for k in kept_values[0]},
+                           {k: np.concatenate([f[k] for f in kept_fields], axis=1) for k in FIELDS})
 
-    def _run_together(self, keys, observed, starts, progress, describe) -> ChainOutput:
-        chains = len(keys)
-        state = self._compiled_start(self._shard(keys), self._shard(starts), observed)
-        energy = np.asarray(state.potential_energy)
+    def _start(self, keys, observed, starts, warm):
+        """The initial states of all chains, laid out for `_advance` (sequential: one per chain)."""
+        if self.chain_method == "sequential":
+            one = lambda tree, c: None if tree is None else jax.tree.map(lambda x: x[c:c + 1], tree)  # noqa: E731
+            states = [self._compiled_start(keys[c:c + 1], one(starts, c), observed, one(warm, c))
+                      for c in range(self.chains)]
+        else:
+            states = [self._compiled_start(self._shard(keys), self._shard(starts), observed, self._shard(warm))]
+        energy = np.concatenate([np.reshape(np.asarray(s.potential_energy), -1) for s in states])
         if not np.all(np.isfinite(energy)):
             if starts is None:  # NumPyro's own search, run eagerly, names the site that fails
                 from numpyro.infer.util import initialize_model
 
                 initialize_model(keys, self.model, init_strategy=self.init_strategy, model_kwargs=observed,
                                  dynamic_args=True)
-            raise RuntimeError(f"{int((~np.isfinite(energy)).sum())} of {chains} chains start where the log density "
-                               "is not finite")
-        total = self.warmup + self.draws
-        bar = _progress_bar(total, chains, self.chain_method, describe) if progress else None
-        kept_values, kept_fields, done = [], [], 0
-        try:
-            for _ in range(self.num_chunks):
-                state, (values, fields) = self._compiled_advance(state, observed)
-                # to host memory before slicing: slicing device arrays compiles a small program
-                # per leaf and shape (some 80 of them, 3 s, on the Old Faithful mixture)
-                values, fields = jax.device_get((values, fields))
-                # keep only this chunk's iterations that are draws (after warm-up, before the end)
-                first, last = max(self.warmup - done, 0), min(total - done, self.chunk)
-                if last > first:
-                    kept_values.append(jax.tree.map(lambda x: _take(x, first, last, self.devices), values))
-                    kept_fields.append(tuple(_take(f, first, last, self.devices) for f in fields))
-                done += self.chunk
-                if bar is not None:
-                    bar.update(min(done, total) - bar.n)
-                    bar.set_description("warmup" if done < self.warmup else "sample")
-        finally:
-            if bar is not None:
-                bar.close()
-        values = {k: np.concatenate([np.asarray(v[k]) for v in kept_values], axis=1) for k in kept_values[0]}
-        fields = {name: np.concatenate([np.asarray(f[i]) for f in kept_fields], axis=1) for i, name in enumerate(FIELDS)}
-        return ChainOutput(values, fields)
+            raise RuntimeError(f"{int((~np.isfinite(energy)).sum())} of {self.chains} chains start where the log "
+                               "density is not finite")
+        return states
+
+    def _advance(self, states, observed):
+        """One chunk of every chain: (new states, (values, fields)) with the outputs in host
+        memory, laid out (chain, iteration, ...)."""
+        results = [self._compiled_advance(state, observed) for state in states]
+        # to host memory before slicing: slicing device arrays compiles a small program per
+        # leaf and shape (some 80 of them, 3 s, on the Old Faithful mixture)
+        outputs = jax.device_get([output for _, output in results])
+        outputs = [jax.tree.map(self._chains_first, output) for output in outputs]
+        # sequential: one output per chain, joined along the chain axis
+        output = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs) if len(outputs) > 1 else outputs[0]
+        return [state for state, _ in results], output
+
+    def _chains_first(self, x):
+        """(devices, chains / devices, ...) -> (chains, ...) when parallel."""
+        x = np.asarray(x)
+        return np.reshape(x, (x.shape[0] * x.shape[1],) + x.shape[2:]) if self.devices > 1 else x
+
+    # -- the sampler state, saved and restored ---------------------------------------------
+    def gather_state(self, states) -> list[tuple[str, np.ndarray]]:
+        """The sampler state of every chain as (path, array with a leading chain axis) pairs,
+        in host memory: NumPyro's HMCState (position, gradient, step size, mass matrix,
+        adaptation windows, random key), path as `jax.tree_util.keystr` names it."""
+        host = jax.device_get(states)
+        paired = [jax.tree_util.tree_flatten_with_path(s)[0] for s in host]
+        return [(jax.tree_util.keystr(path), np.concatenate([self._chains_first(p[i][1]) for p in paired]))
+                for i, (path, _) in enumerate(paired[0])]
+
+    def state_template(self, observed) -> list[tuple[str, tuple, np.dtype]]:
+        """(path, shape of one chain's leaf, dtype) of the sampler state, without running
+        anything (`jax.eval_shape`). Tracing the start also fixes NumPyro's warm-up length in
+        the kernel, which `advance` needs."""
+        keys = jax.random.split(jax.random.PRNGKey(0), 1 if self.chain_method == "sequential" else self.chains)
+        shapes = jax.eval_shape(self._compiled_start, self._shard(keys), None, observed, None)
+        flat, _ = jax.tree_util.tree_flatten_with_path(shapes)
+        self.state_treedef = jax.tree_util.tree_structure(shapes)
+        skip = 1 if self.devices == 1 else 2
+        return [(jax.tree_util.keystr(path), tuple(leaf.shape[skip:]), np.dtype(leaf.dtype)) for path, leaf in flat]
+
+    def scatter_state(self, leaves: list[tuple[str, np.ndarray]], observed) -> list:
+        """The layout `_advance` takes, from `gather_state`'s pairs (a saved checkpoint); an
+        error names the first leaf whose path or shape differs from this program's state."""
+        template = self.state_template(observed)
+        check_state(leaves, template, self.chains)
+        arrays = [jnp.asarray(value) for _, value in leaves]
+        if self.chain_method == "sequential":
+            return [jax.tree_util.tree_unflatten(self.state_treedef, [a[c:c + 1] for a in arrays]) for c in range(self.chains)]
+        return [jax.tree_util.tree_unflatten(self.state_treedef, [self._shard(a) for a in arrays])]
 
 
-def _take(x, first: int, last: int, devices: int):
-    """Iterations [first, last) of a chunk's output with layout (chains, iteration, ...) or
-    (devices, chains/devices, iteration, ...), as (chains, iterations, ...)."""
-    x = x[:, :, first:last] if devices > 1 else x[:, first:last]
-    return np.reshape(x, (x.shape[0] * x.shape[1],) + x.shape[2:]) if devices > 1 else x
+@dataclass
+class Resumed:
+    """Where a saved run stopped: the sampler state (`ChainProgram.gather_state`) after `done`
+    iterations (warm-up included)."""
+
+    leaves: list
+    done: int
 
 
-def _progress_bar(total: int, chains: int, chain_method: str, describe: str):
+def check_state(leaves, template, chains: int) -> None:
+    """ValueError naming the first difference between a saved state and a program's."""
+    if len(leaves) != len(template) or any(name != path for (name, _), (path, _, _) in zip(leaves, template)):
+        saved = {name for name, _ in leaves}
+        here = {path for path, _, _ in template}
+        differ = sorted(saved ^ here) or [f"{len(leaves)} leaves saved, {len(template)} here"]
+        raise ValueError(f"the saved sampler state is not this model's: it differs in {', '.join(differ[:4])}")
+    for (name, value), (_, shape, _) in zip(leaves, template):
+        if value.shape != (chains,) + shape:
+            raise ValueError(f"the saved sampler state has {name} of shape {value.shape[1:]} for each of "
+                             f"{value.shape[0]} chains; this run needs {shape} for each of {chains}")
+
+
+def _progress_bar(total: int, chains: int, chain_method: str, describe: str, done: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="warmup", unit="it", leave=False,
+    return tqdm(total=total, initial=done, desc="warmup", unit="it", leave=False,
                 postfix=f"{chains} chains, {chain_method}{', ' + describe if describe else ''}")

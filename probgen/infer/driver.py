@@ -112,22 +112,41 @@ def check_discrete_sites(structure, method) -> None:
 def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: int = 0,
                   progress: bool = True, columns=None, standardize: bool = False, holdout: float = 0.0,
                   sets: Mapping[str, Any] | None = None, reference: str | None = None,
-                  checkpoint_dir=None, resume=None) -> Fit:
-    """`Method.fit` for every method that draws from (an approximation of) the posterior."""
-    if checkpoint_dir is not None or resume is not None:
-        raise InferenceError(f"model '{spec.name}' is not trained in steps that checkpoint; --resume applies to "
-                             "amortised models such as vae")
+                  checkpoint_dir=None, resume=None, init_from=None) -> Fit:
+    """`Method.fit` for every method that draws from (an approximation of) the posterior.
+
+    checkpoint_dir: a folder the draws stream into as they come (`probgen.infer.durable`;
+    methods that are `durable`: NUTS, HMC). resume: such a folder (a run stopped early, or a
+    finished one to extend with more --draws) to carry on from. init_from: a finished run
+    whose last positions, step sizes and mass matrices start this one (a warm start)."""
+    if (checkpoint_dir is not None or resume is not None or init_from is not None) and not method.durable:
+        raise InferenceError(f"{method.describe()} does not save its work in steps; checkpoint_dir, resume and "
+                             "init_from apply to --method nuts and hmc (and --resume to amortised models such as vae)")
     dataset, inputs, held_out_inputs = prepare(spec, data, options, seed=seed, holdout=holdout,
                                                columns=columns, standardize=standardize, sets=sets)
     inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    checkpoint = None
+    if checkpoint_dir is not None or resume is not None:
+        from probgen.infer import durable
 
+        request = durable.run_request(reference or spec.name, dataset, spec.resolve_options(options), settings, seed,
+                                      holdout, sets=sets, standardize=standardize)
+        checkpoint = durable.open_checkpoint(resume if resume is not None else checkpoint_dir, request,
+                                             resume=resume is not None, method=method)
     start = time.perf_counter()
     structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
     check_discrete_sites(structure, method)
+    extra = {} if checkpoint is None and init_from is None else {"checkpoint": checkpoint, "init_from": init_from}
     draws = user_code(spec, lambda: method.run(spec, inputs, settings, inference_key, init_key=init_key,
-                                               structure=structure, progress=progress))
-    inference_seconds = time.perf_counter() - start
+                                               structure=structure, progress=progress, **extra))
+    return results(method, spec, settings, seed, options, dataset, inputs, held_out_inputs, draws, structure,
+                   results_key, reference, {"inference": time.perf_counter() - start})
 
+
+def results(method, spec, settings, seed, options, dataset, inputs, held_out_inputs, draws, structure, results_key,
+            reference, timings) -> Fit:
+    """The `Fit` of a method's draws: InferenceData with predictive draws and log-likelihood.
+    If that fails, the draws are kept and the failed step named."""
     start = time.perf_counter()
     failures = []
     try:
@@ -149,6 +168,43 @@ def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dic
         options=options,
         model_reference=reference or spec.name,
         dataset=dataset,
-        timings={"inference": inference_seconds, "results": time.perf_counter() - start},
+        timings={**timings, "results": time.perf_counter() - start},
         failures=failures,
     )
+
+
+def stored_fit(folder, progress: bool = False) -> tuple[Fit, dict]:
+    """The `Fit` of the draws a checkpoint folder holds (a run stopped early, or still
+    running), rebuilt from its request: the data prepared again, the results built as a
+    finished fit's. Returns (fit, progress record {"draws", "of", "chunks", "damaged"})."""
+    from probgen.infer import durable, methods
+
+    saved = durable.read_checkpoint(folder)
+    if saved is None:
+        raise InferenceError(f"'{folder}' holds no checkpoint of a run (checkpoint.json is missing)")
+    request = saved["request"]
+    method = methods.get(saved["method"])
+    spec = as_spec(request["model"])
+    options, settings = request["options"], method.resolve(request["settings"])
+    data_source = request["data"]["source"]
+    dataset, inputs, held_out_inputs = prepare(spec, data_source, options, seed=request["seed"],
+                                               holdout=request["holdout"], columns=request["data"].get("columns"),
+                                               standardize=request["data"].get("standardize", False),
+                                               sets=request["data"].get("sets"))
+    if dataset.sha256 != request["data"]["sha256"]:
+        raise InferenceError(f"the data in '{data_source}' changed since the run in '{folder}' started "
+                             "(different values): the report would pair its draws with other data")
+    _, results_key, _ = jax.random.split(jax.random.PRNGKey(request["seed"]), 3)
+    stored = durable.ChainStore(folder).read(saved.get("base_draws", 0))
+    if not stored.samples:
+        raise InferenceError(f"'{folder}' holds no draws yet: the run stopped during warm-up "
+                             f"({stored.done} of {settings['warmup']} warm-up iterations saved); carry on with "
+                             f"--resume {folder}")
+    structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
+    from probgen.infer.methods import Draws
+
+    draws = Draws(stored.samples, stored.stats)
+    fit = results(method, spec, settings, request["seed"], options, dataset, inputs, held_out_inputs, draws,
+                  structure, results_key, request["model"], {})
+    return fit, {"draws": stored.num_draws, "of": int(settings["draws"]), "chunks": stored.chunks,
+                 "damaged": stored.damaged}

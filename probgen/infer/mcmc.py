@@ -12,7 +12,7 @@ from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
-from probgen.infer.chains import ChainProgram
+from probgen.infer.chains import ChainProgram, Resumed
 from probgen.infer.methods import Draws, Method, Setting, get, register
 from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
@@ -105,6 +105,70 @@ def run_program(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
     return output.samples, sample_stats(output.fields, max_tree_depth)
 
 
+def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_depth, starts, warm, checkpoint,
+                progress: bool, describe: str) -> Draws:
+    """Run `program` streaming each chunk (draws, sample statistics, sampler state) to the
+    checkpoint folder, carrying on from what it holds when resuming; memory holds one chunk
+    while sampling. The draws returned are read back from the folder."""
+    from probgen.infer.durable import STATE, mark_finished
+
+    store, resumed = checkpoint.store, None
+    if checkpoint.resume:
+        stored = store.read(checkpoint.base_draws, with_draws=False)
+        if stored.damaged:
+            checkpoint.say(f"{checkpoint.folder}: {stored.damaged[0]} cannot be read; "
+                           f"{len(stored.damaged)} chunk file(s) moved to chains/damaged/; resuming from "
+                           + (f"chunk {stored.chunks - 1}" if stored.chunks else "the start")
+                           + f" (iteration {stored.done})")
+        if stored.leaves is not None:
+            resumed = Resumed(stored.leaves, stored.done)
+            if stored.done < program.warmup + program.draws:
+                checkpoint.say(f"resuming {checkpoint.folder} at iteration {stored.done} of "
+                               f"{program.warmup + program.draws} (warm-up {program.warmup})")
+    last = {}
+
+    def on_chunk(done, values, fields, leaves):
+        stats = sample_stats(fields, max_tree_depth) if values else {}
+        store.write(done, values, stats, leaves)
+        last.update(leaves=leaves, done=done)
+
+    program.run(rng_key, inputs.observed, starts, progress=progress, describe=describe, resume=resumed, warm=warm,
+                on_chunk=on_chunk, keep=False)
+    if last:
+        store.write_state(last["leaves"], last["done"])
+    elif resumed is not None and not (checkpoint.folder / STATE).is_file():
+        store.write_state(resumed.leaves, resumed.done)
+    mark_finished(checkpoint)
+    stored = store.read(checkpoint.base_draws)
+    return Draws(stored.samples, stored.stats)
+
+
+def warm_start(program: ChainProgram, inputs: ModelInputs, folder) -> tuple[dict, dict]:
+    """(unconstrained starts, {"step_size", "inverse_mass_matrix"}) per chain from the final
+    sampler state of the run in `folder`; an error names a parameter whose name or shape differs."""
+    import jax
+
+    from probgen.infer.chains import check_state
+    from probgen.infer.durable import read_final_state
+
+    leaves, _ = read_final_state(folder)
+    observed = jax.tree.map(jnp.asarray, inputs.observed)
+    if program.devices > 1:
+        observed = jax.tree.map(lambda x: jnp.broadcast_to(x, (program.devices,) + x.shape), observed)
+    template = program.state_template(observed)
+    saved_chains = leaves[0][1].shape[0]
+    # chains beyond the earlier run's take its chains in turn
+    tiled = [(name, np.take(value, np.arange(program.chains) % saved_chains, axis=0)) for name, value in leaves]
+    try:
+        check_state(tiled, template, program.chains)
+    except ValueError as exc:
+        raise InferenceError(f"--init-from {folder}: {exc}; a warm start needs a run of the same model "
+                             "(the same parameters and shapes)") from None
+    state = jax.tree_util.tree_unflatten(program.state_treedef, [value for _, value in tiled])
+    return dict(state.z), {"step_size": np.asarray(state.adapt_state.step_size),
+                           "inverse_mass_matrix": state.adapt_state.inverse_mass_matrix}
+
+
 def compiled_refit(spec: ModelSpec, inputs: ModelInputs, method, settings: dict, structure: ModelStructure):
     """The fit's compiled chains, reused to fit new data of the same shapes (simulation-based
     calibration): compiled once, each refit then costs only its sampling.
@@ -147,12 +211,23 @@ class NUTSMethod(Method):
     def kernel_options(self, settings: dict) -> dict:
         return {"max_tree_depth": settings["max_tree_depth"]}
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
+    durable = True
+    extendable = ("draws",)
+
+    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
+            init_from=None) -> Draws:
         program = make_program(spec, inputs, self, settings)
-        starts = starting_points(spec, inputs, init_key, settings, structure)
-        samples, stats = run_program(program, inputs, rng_key, settings["max_tree_depth"] if self.uses_tree_depth else None,
-                                     starts, progress=progress, describe=self.name.upper())
-        return Draws(samples, stats)
+        depth = settings["max_tree_depth"] if self.uses_tree_depth else None
+        warm = None
+        if init_from is not None:
+            starts, warm = warm_start(program, inputs, init_from)
+        else:
+            starts = starting_points(spec, inputs, init_key, settings, structure)
+        if checkpoint is None:
+            output = program.run(rng_key, inputs.observed, starts, progress=progress, describe=self.name.upper(),
+                                 warm=warm)
+            return Draws(output.samples, sample_stats(output.fields, depth))
+        return run_durable(program, inputs, rng_key, depth, starts, warm, checkpoint, progress, self.name.upper())
 
     def sbc_refit(self, spec, inputs, settings, structure):
         refit = compiled_refit(spec, inputs, self, settings, structure)

@@ -77,6 +77,8 @@ class Method:
     gives_posterior_sample: bool = True  # MAP does not: no SBC
     posterior_report: bool = True  # the standard report (summary, LOO, predictive checks) applies
     checkpoints: bool = False  # trains in steps that a run folder checkpoints (--resume)
+    durable: bool = False  # streams its draws and state to a checkpoint folder (`probgen.infer.durable`)
+    extendable: tuple[str, ...] = ()  # settings a resumed run may raise (MCMC's draws: extend a finished run)
     exclusive: bool = False  # fits only the specs it `claims`, which no other method fits
     sbc_defaults: Mapping[str, Any] = {}
 

@@ -1,0 +1,337 @@
+"""Runs that survive being stopped: what a run was asked to do (the rule for resuming it), and
+the chunk store that MCMC streams its draws and sampler state into.
+
+A checkpoint folder (the CLI's run folder, or `checkpoint_dir` of `probgen.fit`) holds:
+
+    checkpoint.json       the request (model, data hash, options, settings, seed, holdout),
+                          the status ("sampling" or "finished") and how the iterations are
+                          chunked; written atomically before the first iteration
+    chains/chunk-NNNNN.nc one NetCDF file per chunk of iterations, each written to a temporary
+                          name and renamed, so a file is either whole or absent: groups
+                          `posterior` and `sample_stats` (that chunk's draws, (chain, draw)
+                          axes; absent during warm-up) and `sampler_state` (NumPyro's HMCState
+                          of every chain after the chunk: position, gradient, step size, mass
+                          matrix, adaptation windows, random key). `az.from_netcdf` reads one.
+    posterior.nc          a finished run's draws (written by the run folder), and
+    sampler_state.nc      its final sampler state, which `--resume --draws N` extends and
+                          `--init-from` warm-starts from.
+
+The draws of a run are the first `base_draws` draws of posterior.nc (a finished run being
+extended; 0 otherwise) followed by those of the chunks, in order. A chunk that cannot be read
+(a truncated file) ends the record: it and every later chunk are moved to `chains/damaged/`,
+and the run resumes from the last good one, saying so.
+
+NetCDF through xarray (h5netcdf, which ArviZ already uses), one file per chunk, was chosen
+over appending to one Zarr store: a Zarr append resizes each array's metadata and then writes
+its chunks, variable by variable, so a kill in between leaves arrays of different lengths;
+a renamed file is atomic on every POSIX file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from probgen.errors import InferenceError
+
+CHECKPOINT_JSON = "checkpoint.json"
+CHAINS = "chains"
+STATE = "sampler_state.nc"
+POSTERIOR = "posterior.nc"
+
+
+# --------------------------------------------------------------------------------------------
+# The request, and the rule for resuming (shared by MCMC and the minibatch trainer)
+# --------------------------------------------------------------------------------------------
+def run_request(reference: str, dataset, options: dict, settings: dict, seed: int, holdout: float, *,
+                sets: dict | None = None, standardize: bool = False) -> dict:
+    """What a run was asked to do, as recorded in its folder: a run resumes only under the
+    same request (the length setting aside, which may be raised: `--steps`, `--draws`). It is
+    also enough to prepare the same data again (`probgen report` on a run stopped early)."""
+    table = hasattr(dataset, "columns")
+    return {"model": str(reference),
+            "data": {"source": dataset.source, "sha256": dataset.sha256,
+                     **({"columns": list(dataset.columns), "standardize": bool(standardize)} if table else {}),
+                     **({"sets": {k: np.asarray(v).tolist() for k, v in sets.items()}} if sets else {})},
+            "options": dict(options), "settings": {k: v for k, v in settings.items()}, "seed": int(seed),
+            "holdout": float(holdout)}
+
+
+def check_resume(saved: dict, request: dict, folder, may_change: tuple[str, ...] = ()) -> None:
+    """InferenceError listing every way `request` differs from the `saved` one of `folder`;
+    the settings in `may_change` may differ."""
+    differences = []
+    for key in ("model", "seed", "holdout"):
+        if saved.get(key) != request[key]:
+            differences.append(f"{key} {saved.get(key)!r} there, {request[key]!r} now")
+    if (saved.get("data") or {}).get("sha256") != request["data"]["sha256"]:
+        differences.append(f"data {(saved.get('data') or {}).get('source')!r} there, {request['data']['source']!r} now "
+                           "(different values)")
+    for group in ("options", "settings"):
+        before, now = saved.get(group) or {}, request[group]
+        for name in sorted(set(before) | set(now)):
+            if name not in may_change and before.get(name) != now.get(name):
+                differences.append(f"{group[:-1]} {name} {before.get(name)!r} there, {now.get(name)!r} now")
+    if differences:
+        allowed = " (only " + ", ".join("--" + n.replace("_", "-") for n in may_change) + " may change)" if may_change else ""
+        raise InferenceError(f"cannot resume '{folder}': this command differs from the run that wrote it: "
+                             + "; ".join(differences) + allowed)
+
+
+def write_json_atomic(path: Path, content: dict) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(content, file, indent=2, default=_json_default)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def read_checkpoint(folder) -> dict | None:
+    """checkpoint.json of `folder`, or None if it has none."""
+    path = Path(folder) / CHECKPOINT_JSON
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InferenceError(f"{path} is not valid JSON: {exc}") from None
+
+
+@dataclass
+class Checkpoint:
+    """An open checkpoint folder, as a durable method's `run` receives it: where chunks go
+    (`store`), how many draws of posterior.nc come first (`base_draws`, extending a finished
+    run), and whether the run carries on from what the folder holds (`resume`)."""
+
+    folder: Path
+    store: "ChainStore"
+    resume: bool
+    base_draws: int = 0
+
+    def say(self, message: str) -> None:
+        import sys
+
+        print(f"probgen: {message}", file=sys.stderr)
+
+
+def open_checkpoint(folder, request: dict, *, resume: bool, method) -> Checkpoint:
+    """Open `folder` for a run of `request`: a fresh one (the folder must hold no draws yet), or
+    with resume=True the run the folder holds, carried on (the same request; `--draws` may be
+    raised to extend a finished run). checkpoint.json is written (atomically) before returning."""
+    folder = Path(folder)
+    store = ChainStore(folder)
+    saved = read_checkpoint(folder)
+    base_draws = 0
+    if resume:
+        if saved is None:
+            raise InferenceError(f"nothing to resume in '{folder}': it holds no checkpoint.json (a NUTS or HMC run "
+                                 "folder written by this version of probgen has one)")
+        if saved.get("method") != method.name:
+            raise InferenceError(f"cannot resume '{folder}' with {method.describe()}: it holds a run of "
+                                 f"--method {saved.get('method')}")
+        check_resume(saved["request"], request, folder, may_change=method.extendable)
+        done_draws = int(saved["request"]["settings"]["draws"]) if saved.get("status") == "finished" else 0
+        if int(request["settings"]["draws"]) < done_draws:
+            raise InferenceError(f"--draws {request['settings']['draws']} is fewer than the {done_draws} draws per "
+                                 f"chain '{folder}' already holds; to extend it, ask for more")
+        base_draws = int(saved.get("base_draws", 0))
+    elif store.has_draws():
+        raise InferenceError(f"'{folder}' already holds the draws of a run: carry on with --resume {folder} "
+                             "(resume= in Python), or write to another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / CHECKPOINT_JSON, {"status": "sampling", "method": method.name, "request": request,
+                                                 "base_draws": base_draws})
+    return Checkpoint(folder, store, resume, base_draws)
+
+
+def mark_finished(checkpoint: Checkpoint) -> None:
+    """The run in `checkpoint` drew everything it was asked for (its chunks hold the draws)."""
+    saved = read_checkpoint(checkpoint.folder)
+    write_json_atomic(checkpoint.folder / CHECKPOINT_JSON, {**saved, "status": "finished"})
+
+
+def finished_checkpoint(folder) -> dict:
+    """checkpoint.json of a finished run whose draws all went to posterior.nc (the run folder
+    written at the end): status "finished", every draw a base draw."""
+    saved = read_checkpoint(folder)
+    return {**saved, "status": "finished", "base_draws": int(saved["request"]["settings"]["draws"])}
+
+
+# --------------------------------------------------------------------------------------------
+# The chunk store
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Stored:
+    """What a checkpoint folder holds: draws ((chain, draw) axes), sample statistics, the
+    sampler state after `done` iterations, and what was found damaged."""
+
+    samples: dict
+    stats: dict
+    leaves: list | None
+    done: int
+    chunks: int
+    damaged: list = field(default_factory=list)
+
+    @property
+    def num_draws(self) -> int:
+        return next(iter(self.samples.values())).shape[1] if self.samples else 0
+
+
+class ChainStore:
+    """The chunk files of one checkpoint folder (see the module docstring)."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.chunks = self.folder / CHAINS
+
+    def files(self) -> list[Path]:
+        return sorted(self.chunks.glob("chunk-*.nc")) if self.chunks.is_dir() else []
+
+    def has_draws(self) -> bool:
+        return bool(self.files()) or (self.folder / STATE).is_file()
+
+    def clear(self) -> None:
+        shutil.rmtree(self.chunks, ignore_errors=True)
+
+    def write(self, done: int, samples: dict, stats: dict, leaves: list) -> Path:
+        """Append one chunk (its draws, maybe none, and the state after `done` iterations)."""
+        self.chunks.mkdir(parents=True, exist_ok=True)
+        index = len(self.files())
+        return _write_groups(self.chunks / f"chunk-{index:05d}.nc", done, samples, stats, leaves)
+
+    def write_state(self, leaves: list, done: int) -> Path:
+        """The final state of a finished run (sampler_state.nc)."""
+        return _write_groups(self.folder / STATE, done, {}, {}, leaves)
+
+    def read(self, base_draws: int = 0, with_draws: bool = True) -> Stored:
+        """Everything the folder holds, in order; a damaged chunk and those after it are moved
+        to chains/damaged/ and named in `damaged`."""
+        samples, stats, leaves, done, damaged = [], [], None, 0, []
+        if base_draws:
+            base_samples, base_stats = _read_base(self.folder / POSTERIOR, base_draws)
+            samples.append(base_samples)
+            stats.append(base_stats)
+        if (self.folder / STATE).is_file():
+            leaves, done = _read_state(self.folder / STATE)
+        files = self.files()
+        good = 0
+        for position, path in enumerate(files):
+            try:
+                chunk_samples, chunk_stats, chunk_leaves, chunk_done = _read_chunk(path, with_draws)
+            except Exception as exc:  # noqa: BLE001  (any unreadable file ends the record)
+                damaged = files[position:]
+                aside = self.chunks / "damaged"
+                aside.mkdir(exist_ok=True)
+                for bad in damaged:
+                    os.replace(bad, aside / bad.name)
+                damaged = [f"{bad.name} ({type(exc).__name__}: {exc})" if bad == path else bad.name for bad in damaged]
+                break
+            if chunk_samples:
+                samples.append(chunk_samples)
+                stats.append(chunk_stats)
+            leaves, done, good = chunk_leaves, chunk_done, good + 1
+        # the names every part has: a finished run's posterior.nc may hold more than its chunks did
+        joined = {k: np.concatenate([s[k] for s in samples], axis=1) for k in _common(samples)}
+        joined_stats = {k: np.concatenate([s[k] for s in stats], axis=1) for k in _common(stats)}
+        return Stored(joined, joined_stats, leaves, done, good, damaged)
+
+
+def _common(parts: list[dict]) -> list:
+    return [k for k in parts[0] if all(k in part for part in parts[1:])] if parts else []
+
+
+def _dataset(values: dict):
+    import xarray as xr
+
+    return xr.Dataset({name: (("chain", "draw") + tuple(f"{name}_dim_{i}" for i in range(np.ndim(v) - 2)), np.asarray(v))
+                       for name, v in values.items()})
+
+
+def _write_groups(path: Path, done: int, samples: dict, stats: dict, leaves: list) -> Path:
+    import xarray as xr
+
+    state = xr.Dataset({f"leaf_{i:03d}": (("chain",) + tuple(f"leaf_{i:03d}_dim_{j}" for j in range(np.ndim(v) - 1)),
+                                          np.asarray(v), {"path": path_name})
+                        for i, (path_name, v) in enumerate(leaves)}, attrs={"done": int(done)})
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state.to_netcdf(temporary, group="sampler_state", mode="w", engine="h5netcdf")
+            if samples:
+                _dataset(samples).to_netcdf(temporary, group="posterior", mode="a", engine="h5netcdf")
+                _dataset(stats).to_netcdf(temporary, group="sample_stats", mode="a", engine="h5netcdf")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _open(path: Path, group: str):
+    import xarray as xr
+
+    with xr.open_dataset(path, group=group, engine="h5netcdf") as dataset:
+        return dataset.load()
+
+
+def _read_state(path: Path) -> tuple[list, int]:
+    state = _open(path, "sampler_state")
+    leaves = [(state[name].attrs["path"], state[name].values) for name in sorted(state.data_vars)]
+    return leaves, int(state.attrs["done"])
+
+
+def _read_chunk(path: Path, with_draws: bool):
+    import h5py
+
+    leaves, done = _read_state(path)
+    with h5py.File(path, "r") as file:
+        has_draws = "posterior" in file
+    if not (has_draws and with_draws):
+        return {}, {}, leaves, done
+    samples = {k: v.values for k, v in _open(path, "posterior").data_vars.items()}
+    stats = {k: v.values for k, v in _open(path, "sample_stats").data_vars.items()}
+    return samples, stats, leaves, done
+
+
+def _read_base(path: Path, draws: int) -> tuple[dict, dict]:
+    """The first `draws` draws of a finished run's posterior.nc (extending it)."""
+    if not path.is_file():
+        raise InferenceError(f"'{path}' is missing: the finished draws this run extends are gone")
+    posterior, stats = _open(path, "posterior"), _open(path, "sample_stats")
+    return ({k: v.values[:, :draws] for k, v in posterior.data_vars.items()},
+            {k: v.values[:, :draws] for k, v in stats.data_vars.items()})
+
+
+def read_final_state(folder) -> tuple[list, int]:
+    """The sampler state at the end of the run in `folder` (its last chunk, or sampler_state.nc
+    of a finished run): (leaves, iterations done). For a warm start (`--init-from`)."""
+    folder = Path(folder)
+    store = ChainStore(folder)
+    if not folder.is_dir():
+        raise InferenceError(f"--init-from: run folder '{folder}' does not exist")
+    stored = store.read(with_draws=False)
+    if stored.leaves is None:
+        raise InferenceError(f"--init-from: '{folder}' holds no saved sampler state (only NUTS and HMC runs made by "
+                             "this version of probgen do)")
+    return stored.leaves, stored.done
