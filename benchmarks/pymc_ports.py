@@ -116,8 +116,8 @@ def diamonds(a):
     Xc = X[:, 1:] - X[:, 1:].mean(axis=0)
     with pm.Model() as model:
         b = pm.Normal("b", 0, 1, shape=int(a["K"]) - 1)
-        intercept = pm.StudentT("Intercept", 3, 8, 10)
-        sigma = pm.HalfStudentT("sigma", 3, 10)
+        intercept = pm.StudentT("Intercept", nu=3, mu=8, sigma=10)
+        sigma = pm.HalfStudentT("sigma", nu=3, sigma=10)
         pm.Normal("Y", intercept + pt.dot(Xc, b), sigma, observed=a["Y"])
     return model
 

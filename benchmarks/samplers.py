@@ -361,9 +361,11 @@ def main(argv=None) -> int:
     print(markdown_table(summary(rows), index=False))
     if "probgen_fit_command_s" in table:
         command = table[table["sampler"] == "probgen"][["posterior", "probgen_fit_command_s", "probgen_fit_command_cached_s"]]
-        nutpie = table[table["sampler"] == "nutpie"][["posterior", "nutpie_compile_and_sample_s"]]
+        if "nutpie_compile_and_sample_s" in table:  # absent when every nutpie row failed
+            command = command.merge(table[table["sampler"] == "nutpie"][["posterior", "nutpie_compile_and_sample_s"]],
+                                    on="posterior", how="left")
         print()
-        print(markdown_table(command.merge(nutpie, on="posterior", how="left"), index=False))
+        print(markdown_table(command, index=False))
     return 0
 
 

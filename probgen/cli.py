@@ -109,8 +109,13 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     fit.add_argument("--resume", metavar="RUN_DIR",
-                     help="VAE: carry on training from the checkpoint in RUN_DIR (an interrupted or finished run) with "
-                          "the same data, options and settings; --steps may be raised")
+                     help="carry on the run in RUN_DIR from its last saved chunk (NUTS, HMC) or checkpoint (VAE), with "
+                          "the same data, options and settings (what is left out is taken from the run); on a finished "
+                          "run, a higher --draws (NUTS, HMC) or --steps (VAE) extends it")
+    fit.add_argument("--init-from", metavar="RUN_DIR",
+                     help="NUTS, HMC: start from the final positions, step sizes and mass matrices of the run in "
+                          "RUN_DIR (the same model, e.g. on updated data); give a short --warmup (under 150 keeps "
+                          "the mass matrix and re-tunes the step size)")
     _add_settings_and_options(fit, model_spec)
 
     sbc = commands.add_parser(
@@ -212,9 +217,11 @@ def _options_and_settings(args, spec=None) -> tuple[dict, dict, object]:
     if not_applicable:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_applicable)
         raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to {method.describe()}")
-    if getattr(args, "resume", None) and not method.checkpoints:
-        raise_usage(f"--resume applies to methods that train in checkpointed steps (amortised models such as vae), "
-                    f"not to {method.describe()} of '{spec.name if spec else args.model}'")
+    if getattr(args, "resume", None) and not (method.checkpoints or method.durable):
+        raise_usage(f"--resume applies to methods that save their work as they go (nuts, hmc, and amortised models "
+                    f"such as vae), not to {method.describe()} of '{spec.name if spec else args.model}'")
+    if getattr(args, "init_from", None) and not method.durable:
+        raise_usage(f"--init-from applies to --method nuts and hmc, not to {method.describe()}")
     return options, given, method
 
 
@@ -226,24 +233,39 @@ def _fit(args, spec) -> int:
     method.resolve(given)  # fail on bad settings before loading anything heavy
     if method.checkpoints:
         return _fit_with_checkpoints(args, spec, method, options, given)
+    if method.durable:
+        return _fit_durable(args, spec, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
-    data_label = Path(args.data).stem if args.data else "data"
-    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
+    out = _default_out(args, spec)
     report.check_destination(out, args.overwrite)
     from probgen.data import parse_set
 
     result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
                  columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=parse_set(args.sets),
                  **given)
+    return _write_fit(args, result, out, args.overwrite)
+
+
+def _default_out(args, spec) -> Path:
+    data_label = Path(args.data).stem if args.data else "data"
+    return Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
+
+
+def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_json=None) -> int:
+    """Build the report of a fit and write its run folder; print the verdict. If the report
+    fails, the draws are still saved and the failed step named (exit 1)."""
+    from probgen import report
+
     result.model_reference = args.model
     if result.inputs.unused:
         print(f"note: {args.data}: the model takes no argument named {', '.join(result.inputs.unused)}; ignored",
               file=sys.stderr)
     try:
         built = report.build_report(result.idata, report.run_config(result), result.spec)
-        folder = report.save_run(result, built, out, overwrite=args.overwrite)
+        folder = report.save_run(result, built, out, overwrite=overwrite, keep_files=keep_files, extra_json=extra_json)
     except Exception as exc:  # never lose the draws: save them, name the step, exit non-zero
-        folder = report.save_draws(result, out, args.overwrite, f"{type(exc).__name__}: {exc}")
+        folder = report.save_draws(result, out, overwrite, f"{type(exc).__name__}: {exc}", keep_files=keep_files,
+                                   extra_json=extra_json)
         print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
               f"{folder / 'posterior.nc'}", file=sys.stderr)
         return EXIT_STEP_FAILED
@@ -259,6 +281,79 @@ def _fit(args, spec) -> int:
               file=sys.stderr)
         return EXIT_STEP_FAILED
     return 0
+
+
+def _fit_durable(args, spec, method, options, given) -> int:
+    """`probgen fit` with NUTS or HMC: the run folder is created first and every chunk of draws
+    streams into it (`probgen.infer.durable`), so that an interruption at any moment, kill -9
+    included, leaves the finished chunks intact: `probgen report RUN_DIR` reports them and
+    `--resume RUN_DIR` carries on. The finished run folder replaces it atomically, keeping the
+    final sampler state for `--resume --draws N` (extend) and `--init-from` (warm start)."""
+    global _interrupted_message
+    import shlex
+    import shutil
+
+    from probgen import report
+    from probgen.data import parse_set
+    from probgen.infer import durable, fit
+
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+    if args.resume and args.init_from:
+        raise_usage("give --resume RUN_DIR (carry on that run) or --init-from RUN_DIR (a new run started from it), "
+                    "not both")
+    sets = parse_set(args.sets)
+    if args.resume:
+        out = Path(args.resume)
+        saved = durable.read_checkpoint(out) if out.is_dir() else None
+        if saved is None:
+            raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
+                        "it holds no checkpoint.json (only NUTS and HMC runs of this probgen version can be resumed)"))
+        # what the command line leaves out is taken from the run being resumed
+        request = saved["request"]
+        options = {name: request["options"].get(name) if value is None else value for name, value in options.items()}
+        given = {**{k: v for k, v in request["settings"].items() if k in method.defaults()}, **given}
+        args.seed = request["seed"] if args.seed is None else args.seed
+        args.holdout = args.holdout or request["holdout"]
+        args.columns = args.columns or request["data"].get("columns")
+        args.standardize = args.standardize or request["data"].get("standardize", False)
+        sets = sets or request["data"].get("sets")
+        command = " ".join(shlex.quote(token) for token in ["probgen", *args.argv])
+    else:
+        out = _default_out(args, spec)
+        report.check_destination(out, args.overwrite)
+        command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
+        report.start_training_folder(out, None, command, overwrite=args.overwrite, status="sampling")
+    args.seed = 0 if args.seed is None else args.seed
+    store = durable.ChainStore(out)
+
+    def interrupted() -> str:
+        saved = len(store.files())
+        if not args.resume and not saved:  # stopped before the first save: nothing worth keeping
+            shutil.rmtree(out, ignore_errors=True)
+            return INTERRUPTED_MESSAGE
+        return (f"probgen: interrupted; {saved} chunk(s) of the run are saved in {out}: report the draws so far with "
+                f"`probgen report {out}`, carry on with `{command}`")
+
+    _interrupted_message = interrupted
+    try:
+        result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                     columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=sets,
+                     reference=args.model, checkpoint_dir=out, resume=out if args.resume else None,
+                     init_from=args.init_from, **given)
+    except KeyboardInterrupt:
+        raise  # `interrupted` says what is kept
+    except BaseException:
+        # bad input found while preparing, or a failure before the first save: a new folder
+        # holds nothing worth keeping, so it goes
+        if not args.resume and not store.files():
+            shutil.rmtree(out, ignore_errors=True)
+        _interrupted_message = INTERRUPTED_MESSAGE
+        raise
+    _interrupted_message = INTERRUPTED_MESSAGE
+    # the finished folder replaces the one the chunks went to
+    return _write_fit(args, result, out, True, keep_files=(durable.STATE,),
+                      extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out)})
 
 
 def divergence_rerun(assessment, args) -> str | None:
@@ -284,7 +379,7 @@ def divergence_rerun(assessment, args) -> str | None:
             continue
         if token.startswith("--target-accept="):
             continue
-        argv.append(token)
+        argv.append("--out" if token == "--resume" else token)  # a resumed run: rerun it afresh
     if "--overwrite" not in argv:
         argv.append("--overwrite")
     command = " ".join(shlex.quote(token) for token in ["probgen", *argv, "--target-accept", str(higher)])
@@ -381,8 +476,12 @@ def raise_usage(message: str):
 
 def _report(args) -> int:
     from probgen import report
+    from probgen.infer import durable
     from probgen.spec import load_spec
 
+    saved = durable.read_checkpoint(args.run_dir) if Path(args.run_dir).is_dir() else None
+    if saved is not None and (saved.get("status") != "finished" or not (Path(args.run_dir) / "posterior.nc").is_file()):
+        return _report_stored(args.run_dir, saved)
     _, config = report.load_run(args.run_dir)
     spec = None
     try:
@@ -396,6 +495,31 @@ def _report(args) -> int:
     verdict = json.loads((folder / "diagnostics.json").read_text())
     print(f"{verdict['overall'].upper()}: {verdict['summary']}")
     print(f"report: {folder / 'report.html'}")
+    return 0
+
+
+def _report_stored(run_dir, saved: dict) -> int:
+    """The report of the draws an MCMC run folder holds before the run finished (stopped, or
+    still sampling): the data prepared again from the run's request, the verdict judged on the
+    draws so far, the report headed "incomplete: N of M draws". The report files are written
+    beside the chunks; nothing the run needs to carry on is touched."""
+    from probgen import report
+    from probgen.infer.driver import stored_fit
+    from probgen.runfolder import _write_report_files
+
+    fit, progress = stored_fit(run_dir)
+    for note in progress["damaged"][:1]:
+        print(f"probgen: {run_dir}: {note} cannot be read; it and the chunks after it were moved to chains/damaged/",
+              file=sys.stderr)
+    config = report.run_config(fit)
+    incomplete = saved.get("status") != "finished"
+    if incomplete:
+        config["incomplete"] = {"draws": progress["draws"], "of": progress["of"], "chunks": progress["chunks"]}
+    built = report.build_report(fit.idata, config, fit.spec)
+    _write_report_files(Path(run_dir), built)
+    heading = f"INCOMPLETE ({progress['draws']} of {progress['of']} draws per chain) " if incomplete else ""
+    print(f"{heading}{built.assessment.overall.upper()}: {built.assessment.summary}")
+    print(f"report: {Path(run_dir) / 'report.html'}")
     return 0
 
 
@@ -561,6 +685,13 @@ INTERRUPTED_MESSAGE = "probgen: interrupted; no run folder was written"
 _interrupted_message = INTERRUPTED_MESSAGE  # what an interruption now means (a VAE's training says where to resume)
 
 
+def _interruption() -> str:
+    """What an interruption now means: `_interrupted_message`, or what a callable set there
+    finds (an MCMC run counts the chunks it saved, and removes a folder that holds none)."""
+    message = _interrupted_message
+    return message() if callable(message) else message
+
+
 def _watch_for_interrupts() -> None:
     """Make Ctrl-C work while a compiled computation runs.
 
@@ -586,7 +717,7 @@ def _watch_for_interrupts() -> None:
             data = os.read(read_end, 1)
             if data and data[0] == signal.SIGINT:
                 time.sleep(2.0)
-                print(_interrupted_message, file=sys.stderr, flush=True)
+                print(_interruption(), file=sys.stderr, flush=True)
                 os._exit(EXIT_INTERRUPTED)
 
     threading.Thread(target=watch, name="probgen-interrupt", daemon=True).start()
@@ -629,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probgen: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(_interrupted_message, file=sys.stderr)
+        print(_interruption(), file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         # Leave at once: XLA's worker threads may still be running the interrupted computation,

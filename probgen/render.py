@@ -42,7 +42,11 @@ def _checks_frame(assessment) -> pd.DataFrame:
 
 def _title(config: dict) -> str:
     data = (config.get("data") or {}).get("source", "data")
-    return f"{config['model']['name']} on {data} ({config['method'].upper()})"
+    title = f"{config['model']['name']} on {data} ({config['method'].upper()})"
+    incomplete = config.get("incomplete")
+    if incomplete:  # a run stopped early (or still running): the report of the draws so far
+        title = f"incomplete: {incomplete['draws']} of {incomplete['of']} draws per chain, {title}"
+    return title
 
 
 def _metrics_lines(metrics: dict) -> list[str]:

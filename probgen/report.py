@@ -331,12 +331,15 @@ def figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def save_draws(fit, out, overwrite: bool, error: str) -> Path:
+def save_draws(fit, out, overwrite: bool, error: str, keep_files: Sequence[str] = (),
+               extra_json: Mapping | None = None) -> Path:
     """The run folder when even the report could not be built: posterior.nc (every draw),
-    config.json naming the failed step, and a short report.md saying so. Written atomically."""
+    config.json naming the failed step, and a short report.md saying so. Written atomically;
+    keep_files and extra_json as for `save_run`."""
     config = {**fit.config(), "failed_steps": [*fit.failures, {"step": "report", "error": error}]}
 
     def fill(folder: Path) -> None:
+        _carry(Path(out), folder, keep_files, extra_json)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit.idata.to_netcdf(str(folder / "posterior.nc"))
@@ -362,12 +365,14 @@ def run_config(fit) -> dict:
 
 
 def save_run(fit, report: Report, out, overwrite: bool = False, extra_config: Mapping | None = None,
-             keep_files: Sequence[str] = ()) -> Path:
+             keep_files: Sequence[str] = (), extra_json: Mapping | None = None) -> Path:
     """Write a `Fit` and its already built `Report` as a run folder, atomically.
 
     extra_config: added to config.json (e.g. an amortised run's training request).
     keep_files: files of the folder being replaced that the new one keeps (a training
-    checkpoint, so that a finished run can still be resumed with more steps)."""
+    checkpoint or an MCMC run's final sampler state, so that a finished run can be resumed
+    with more steps or draws). extra_json: file name -> content of more JSON files to write
+    (an MCMC run's checkpoint.json, marked finished)."""
     out = Path(out)
     if extra_config:
         report = dataclasses.replace(report, config={**report.config, **extra_config})
@@ -377,11 +382,17 @@ def save_run(fit, report: Report, out, overwrite: bool = False, extra_config: Ma
             warnings.simplefilter("ignore")
             fit.idata.to_netcdf(str(folder / "posterior.nc"))
         _write_report_files(folder, report)
-        for name in keep_files:
-            if (out / name).is_file():
-                shutil.copy2(out / name, folder / name)
+        _carry(out, folder, keep_files, extra_json)
 
     return atomic_folder(out, fill, overwrite)
+
+
+def _carry(old: Path, new: Path, keep_files: Sequence[str], extra_json: Mapping | None) -> None:
+    for name in keep_files:
+        if (old / name).is_file():
+            shutil.copy2(old / name, new / name)
+    for name, content in (extra_json or {}).items():
+        write_json(new / name, content)
 
 
 def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
@@ -398,7 +409,8 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
     report = build_report(idata, config, spec, sections, extra_metrics=extra)
 
     def fill(folder: Path) -> None:
-        for name in ("posterior.nc", "checkpoint.pkl"):  # the checkpoint of an amortised run, when there is one
+        # the checkpoint of an amortised run, the final state of an MCMC run, when there is one
+        for name in ("posterior.nc", "checkpoint.pkl", "sampler_state.nc", "checkpoint.json"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, folder / name)
         _write_report_files(folder, report)

@@ -97,17 +97,20 @@ def atomic_folder(out: Path, fill: Callable[[Path], None], overwrite: bool) -> P
 TRAINING_NOTE = "TRAINING.md"
 
 
-def start_training_folder(out, request: dict, resume_command: str, overwrite: bool = False) -> Path:
-    """Create the run folder of an amortised fit (VAE) before training starts, so that its
-    checkpoints have a home that survives an interruption: config.json holds the training
-    request (status "training") and TRAINING.md says how to resume. Written atomically; the
-    finished run folder replaces it, checkpoint kept."""
+def start_training_folder(out, request: dict | None, resume_command: str, overwrite: bool = False,
+                          status: str = "training") -> Path:
+    """Create the run folder of a run that saves its work as it goes (a VAE's training, an MCMC
+    run's chunks) before it starts, so that its checkpoints have a home that survives an
+    interruption: config.json holds the status (and a VAE's training request) and TRAINING.md
+    says how to carry on. Written atomically; the finished run folder replaces it."""
 
     def fill(folder: Path) -> None:
-        write_json(folder / "config.json", {"status": "training", "request": request})
+        write_json(folder / "config.json", {"status": status, **({"request": request} if request else {})})
         (folder / TRAINING_NOTE).write_text(
-            "# Training in progress or interrupted\n\nThis folder holds the checkpoints of an unfinished training run. "
-            f"Carry on with:\n\n    {resume_command}\n")
+            f"# {'Training' if status == 'training' else 'Sampling'} in progress or interrupted\n\nThis folder holds "
+            f"the checkpoints of an unfinished run. Carry on with:\n\n    {resume_command}\n"
+            + ("" if status == "training" else
+               f"\nReport the draws saved so far with:\n\n    probgen report {out}\n"))
 
     return atomic_folder(Path(out), fill, overwrite)
 
@@ -131,8 +134,9 @@ def load_run(run_dir) -> tuple[az.InferenceData, dict]:
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder '{run_dir}' does not exist")
     if (run_dir / TRAINING_NOTE).is_file() and not (run_dir / "posterior.nc").is_file():
-        raise RunFolderError(f"'{run_dir}' holds an unfinished training run, with no report yet; carry on with: "
-                             + (run_dir / TRAINING_NOTE).read_text().split("Carry on with:")[-1].strip())
+        command = (run_dir / TRAINING_NOTE).read_text().split("Carry on with:")[-1].strip().split("\n")[0]
+        raise RunFolderError(f"'{run_dir}' holds an unfinished run, with no finished posterior yet; carry on with: "
+                             + command)
     for name in ("config.json", "posterior.nc"):
         if not (run_dir / name).is_file():
             raise RunFolderError(f"'{run_dir}' is not a probgen run folder: {name} is missing")

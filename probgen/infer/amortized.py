@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer import durable
 from probgen.infer.methods import Method, Setting, register
 
 DEFAULTS = {
@@ -332,31 +333,15 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
 
 
 def training_request(reference: str, dataset, options: dict, settings: dict, seed: int, holdout: float) -> dict:
-    """What a training run was asked to do, as recorded in its folder: a run resumes only
-    under the same request (the step limit aside, which may be raised to train on)."""
-    return {"model": reference, "data": {"source": dataset.source, "columns": list(dataset.columns),
-                                         "sha256": dataset.sha256},
-            "options": dict(options), "settings": {k: v for k, v in settings.items()}, "seed": int(seed),
-            "holdout": float(holdout) or DEFAULT_HOLDOUT}
+    """What a training run was asked to do, as recorded in its folder (`durable.run_request`;
+    the holdout's default made explicit): a run resumes only under the same request."""
+    return durable.run_request(reference, dataset, options, settings, seed, float(holdout) or DEFAULT_HOLDOUT)
 
 
 def check_resume(saved: dict, request: dict, folder) -> None:
-    """InferenceError listing every way `request` differs from the `saved` one of `folder`."""
-    differences = []
-    for key in ("model", "seed", "holdout"):
-        if saved.get(key) != request[key]:
-            differences.append(f"{key} {saved.get(key)!r} there, {request[key]!r} now")
-    if (saved.get("data") or {}).get("sha256") != request["data"]["sha256"]:
-        differences.append(f"data {(saved.get('data') or {}).get('source')!r} there, {request['data']['source']!r} now "
-                           "(different values)")
-    for group in ("options", "settings"):
-        before, now = saved.get(group) or {}, request[group]
-        for name in sorted(set(before) | set(now)):
-            if name != "steps" and before.get(name) != now.get(name):
-                differences.append(f"{group[:-1]} {name} {before.get(name)!r} there, {now.get(name)!r} now")
-    if differences:
-        raise InferenceError(f"cannot resume '{folder}': this command differs from the run that wrote it: "
-                             + "; ".join(differences) + " (only --steps may change)")
+    """InferenceError listing every way `request` differs from the `saved` one; only --steps
+    may change (the rule every resumable method follows: `durable.check_resume`)."""
+    durable.check_resume(saved, request, folder, may_change=("steps",))
 
 
 SETTINGS = (

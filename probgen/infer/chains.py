@@ -24,6 +24,9 @@ import numpy as np
 
 FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "step_size", "potential_energy")
 CHUNKS = 20  # progress updates per run; each is one call of the compiled chunk
+# ... and at most this many iterations per call, so that a long run still returns to Python (to
+# show progress, to save a checkpoint, to take Ctrl-C) every few seconds on most models
+MAX_CHUNK = 100
 
 
 def choose_chain_method(num_chains: int, requested: str = "auto") -> str:
@@ -85,8 +88,7 @@ class ChainProgram:
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=lambda **observed: self._functions(observed)[0],
                                                      algo=algorithm)
         total = warmup + draws
-        self.chunk = max(1, math.ceil(total / CHUNKS))
-        self.num_chunks = math.ceil(total / self.chunk)
+        self.chunk = max(1, min(math.ceil(total / CHUNKS), MAX_CHUNK))
         self._template, self._template_observed = None, template_observed  # the fallback in `_functions`
         self._compiled_start = self._layout(self._start_one, (0, 0, None, 0))
         self._compiled_advance = self._layout(self._advance_one, (0, None))
@@ -195,9 +197,11 @@ class ChainProgram:
                 state, (values, fields) = self._advance(state, observed)
                 # keep only this chunk's iterations that are draws (after warm-up, before the end)
                 first, last = max(self.warmup - done, 0), min(total - done, self.chunk)
-                first = min(first, last)
-                values = {k: v[:, first:last] for k, v in values.items()}
-                fields = {name: f[:, first:last] for name, f in zip(FIELDS, fields)}
+                if last > first:
+                    values = {k: v[:, first:last] for k, v in values.items()}
+                    fields = {name: f[:, first:last] for name, f in zip(FIELDS, fields)}
+                else:  # warm-up only
+                    values, fields = {}, {}
                 done = min(done + self.chunk, total)
                 if on_chunk is not None:
                     on_chunk(done, values, fields, self.gather_state(state))

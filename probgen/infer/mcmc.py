@@ -3,6 +3,8 @@ registered as methods (`NUTSMethod`, `HMCMethod`)."""
 
 from __future__ import annotations
 
+import math
+import time
 import warnings
 
 import jax.numpy as jnp
@@ -33,6 +35,10 @@ SETTINGS = (
     Setting("chain_method", str, "auto", "how chains share the devices: auto (split over several devices; one "
             "after another on a single CPU; vectorised on a single accelerator), sequential, parallel or vectorized",
             choices=("auto", "sequential", "parallel", "vectorized")),
+    Setting("checkpoint_iterations", int, 0, "iterations between saves of the draws and sampler state to the run "
+            "folder (0: a twentieth of the run), or sooner after --checkpoint-seconds", minimum=0),
+    Setting("checkpoint_seconds", float, 60.0, "seconds between saves of the draws and sampler state, at most "
+            "(checked every 100 iterations)", minimum=0),
     Setting("init", str, "uniform", "where chains start: uniform (uniform(-2, 2) on the unconstrained scale, as "
             "Stan), median (the prior median), sample (a prior draw) or pathfinder (draws of a Pathfinder fit)",
             choices=("uniform", "median", "sample", "pathfinder")),
@@ -106,7 +112,7 @@ def run_program(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
 
 
 def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_depth, starts, warm, checkpoint,
-                progress: bool, describe: str) -> Draws:
+                progress: bool, describe: str, settings: dict) -> Draws:
     """Run `program` streaming each chunk (draws, sample statistics, sampler state) to the
     checkpoint folder, carrying on from what it holds when resuming; memory holds one chunk
     while sampling. The draws returned are read back from the folder."""
@@ -125,11 +131,26 @@ def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
             if stored.done < program.warmup + program.draws:
                 checkpoint.say(f"resuming {checkpoint.folder} at iteration {stored.done} of "
                                f"{program.warmup + program.draws} (warm-up {program.warmup})")
-    last = {}
+    # a save every `checkpoint_iterations` iterations or `checkpoint_seconds`, whichever comes
+    # first, checked after each compiled chunk; the draws in between wait in memory
+    total = program.warmup + program.draws
+    every = settings["checkpoint_iterations"] or max(1, math.ceil(total / 20))
+    pending, last = {"values": [], "fields": [], "since": 0, "time": time.monotonic()}, {}
 
     def on_chunk(done, values, fields, leaves):
-        stats = sample_stats(fields, max_tree_depth) if values else {}
-        store.write(done, values, stats, leaves)
+        if values:
+            pending["values"].append(values)
+            pending["fields"].append(fields)
+        pending["since"] += program.chunk
+        if done < total and pending["since"] < every and time.monotonic() - pending["time"] < settings["checkpoint_seconds"]:
+            return
+        joined = stats = {}
+        if pending["values"]:
+            joined = {k: np.concatenate([v[k] for v in pending["values"]], axis=1) for k in pending["values"][0]}
+            stats = sample_stats({k: np.concatenate([f[k] for f in pending["fields"]], axis=1)
+                                  for k in pending["fields"][0]}, max_tree_depth)
+        store.write(done, joined, stats, leaves)
+        pending.update(values=[], fields=[], since=0, time=time.monotonic())
         last.update(leaves=leaves, done=done)
 
     program.run(rng_key, inputs.observed, starts, progress=progress, describe=describe, resume=resumed, warm=warm,
@@ -227,7 +248,8 @@ class NUTSMethod(Method):
             output = program.run(rng_key, inputs.observed, starts, progress=progress, describe=self.name.upper(),
                                  warm=warm)
             return Draws(output.samples, sample_stats(output.fields, depth))
-        return run_durable(program, inputs, rng_key, depth, starts, warm, checkpoint, progress, self.name.upper())
+        return run_durable(program, inputs, rng_key, depth, starts, warm, checkpoint, progress, self.name.upper(),
+                           settings)
 
     def sbc_refit(self, spec, inputs, settings, structure):
         refit = compiled_refit(spec, inputs, self, settings, structure)

@@ -48,7 +48,7 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     assert sorted(p.name for p in out.iterdir()) == ["TRAINING.md", "checkpoint.pkl", "config.json"]
     step = pickle.loads((out / "checkpoint.pkl").read_bytes())["step"]
     assert step >= 20 and step % 20 == 0
-    assert cli.main(["report", str(out)]) == 2 and "unfinished training run" in capsys.readouterr().err
+    assert cli.main(["report", str(out)]) == 2 and "unfinished run" in capsys.readouterr().err
 
     # everything but --data and --steps comes from the folder
     assert cli.main(["fit", "vae", "--data", "digits", "--resume", str(out), "--steps", str(step + 200), "--quiet"]) == 0
