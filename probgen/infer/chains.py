@@ -283,10 +283,14 @@ class ChainProgram:
         error names the first leaf whose path or shape differs from this program's state."""
         template = self.state_template(observed)
         check_state(leaves, template, self.chains)
-        arrays = [jnp.asarray(value) for _, value in leaves]
+        # sliced and reshaped in host memory: on device, each slice of each leaf compiles a program
+        arrays = [np.asarray(value) for _, value in leaves]
         if self.chain_method == "sequential":
-            return [jax.tree_util.tree_unflatten(self.state_treedef, [a[c:c + 1] for a in arrays]) for c in range(self.chains)]
-        return [jax.tree_util.tree_unflatten(self.state_treedef, [self._shard(a) for a in arrays])]
+            return [jax.tree_util.tree_unflatten(self.state_treedef, [jax.device_put(a[c:c + 1]) for a in arrays])
+                    for c in range(self.chains)]
+        if self.devices > 1:
+            arrays = [np.reshape(a, (self.devices, a.shape[0] // self.devices) + a.shape[1:]) for a in arrays]
+        return [jax.tree_util.tree_unflatten(self.state_treedef, [jax.device_put(a) for a in arrays])]
 
 
 @dataclass

@@ -295,23 +295,41 @@ def _open(path: Path, group: str):
         return dataset.load()
 
 
+def _variables(group) -> dict:
+    """The variables of one NetCDF group read with h5py (xarray's reader took some 0.1 s per
+    group, most of a resume's reading), as xarray decodes them: booleans come back bool."""
+    import h5py
+
+    values = {}
+    for name, item in group.items():
+        if not isinstance(item, h5py.Dataset) or h5py.h5ds.is_scale(item.id):  # a dimension, not a variable
+            continue
+        value = item[()]
+        values[name] = value.astype(bool) if item.attrs.get("dtype") == "bool" else value
+    return values
+
+
 def _read_state(path: Path) -> tuple[list, int]:
-    state = _open(path, "sampler_state")
-    leaves = [(state[name].attrs["path"], state[name].values) for name in sorted(state.data_vars)]
-    return leaves, int(state.attrs["done"])
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        return _state_of(file["sampler_state"])
+
+
+def _state_of(group) -> tuple[list, int]:
+    values = _variables(group)
+    return ([(group[name].attrs["path"], values[name]) for name in sorted(values)],
+            int(np.ravel(group.attrs["done"])[0]))
 
 
 def _read_chunk(path: Path, with_draws: bool):
     import h5py
 
-    leaves, done = _read_state(path)
     with h5py.File(path, "r") as file:
-        has_draws = "posterior" in file
-    if not (has_draws and with_draws):
-        return {}, {}, leaves, done
-    samples = {k: v.values for k, v in _open(path, "posterior").data_vars.items()}
-    stats = {k: v.values for k, v in _open(path, "sample_stats").data_vars.items()}
-    return samples, stats, leaves, done
+        leaves, done = _state_of(file["sampler_state"])
+        if not (with_draws and "posterior" in file):
+            return {}, {}, leaves, done
+        return _variables(file["posterior"]), _variables(file["sample_stats"]), leaves, done
 
 
 def _read_base(path: Path, draws: int) -> tuple[dict, dict]:

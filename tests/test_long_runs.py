@@ -1,0 +1,148 @@
+"""Long MCMC runs that survive, as a user meets them: `probgen fit` in a subprocess,
+interrupted by Ctrl-C during warm-up, killed with SIGKILL while sampling, reported half-done,
+interrupted again, and resumed each time; the finished draws are bit for bit those of an
+uninterrupted run with the same seed (the same machine, the same chain layout)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import arviz as az
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from _seeds import seeded
+
+MODEL = REPO / "benchmarks" / "eight_schools" / "model.py"
+DATA = REPO / "benchmarks" / "eight_schools" / "data.json"
+# 2 x 60,000 iterations of eight schools: a few seconds of sampling, saved every 3,000
+# iterations (5%), the first 10 chunks warm-up; long enough to interrupt at a chosen chunk
+LONG = ["--chains", "2", "--warmup", "30000", "--draws", "30000", "--quiet"]
+
+
+def start(arguments):
+    """`probgen ARGS` in a subprocess that takes Ctrl-C as a terminal's foreground job does (a
+    background job inherits SIGINT ignored; the child restores Python's handler first)."""
+    launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                f"sys.argv = ['probgen'] + {list(map(str, arguments))!r}; runpy.run_module('probgen.cli', run_name='__main__')")
+    return subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"})
+
+
+def chunks(out):
+    return sorted((out / "chains").glob("chunk-*.nc")) if (out / "chains").is_dir() else []
+
+
+def stop_at(process, out, count: int, how: int) -> str:
+    """Send signal `how` once `count` chunk files exist; return stderr after it exits."""
+    deadline = time.monotonic() + 300
+    try:
+        while len(chunks(out)) < count:
+            assert process.poll() is None, f"the run ended before chunk {count}: " + process.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no chunk files after 300 s"
+            time.sleep(0.02)
+        process.send_signal(how)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return stderr
+
+
+def has_draws(path) -> bool:
+    with h5py.File(path, "r") as file:
+        return "posterior" in file
+
+
+def test_a_run_stopped_three_ways_resumes_to_the_uninterrupted_draws(tmp_path):
+    from probgen.infer import fit
+
+    out = tmp_path / "run"
+    seed = str(seeded(3))
+    fit_args = ["fit", MODEL, "--data", DATA, "--out", out, "--seed", seed, *LONG]
+    resume_args = ["fit", MODEL, "--data", DATA, "--resume", out, "--quiet"]
+
+    # Ctrl-C during warm-up: exit 130, the warm-up chunks kept, the message says how to go on
+    stderr = stop_at(start(fit_args), out, 3, signal.SIGINT)
+    saved = chunks(out)
+    assert "interrupted" in stderr and f"--resume {out}" in stderr and f"probgen report {out}" in stderr, stderr
+    assert len(saved) >= 3 and not any(has_draws(path) for path in saved), "Ctrl-C was meant to land in warm-up"
+    assert json.loads((out / "checkpoint.json").read_text())["status"] == "sampling"
+
+    # resumed, then killed (SIGKILL: no handler runs) while sampling
+    process = start(resume_args)
+    stop_at(process, out, 13, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    assert has_draws(chunks(out)[-1]) and not (out / "posterior.nc").exists()
+
+    # the draws so far can be reported; the report says it is incomplete
+    reported = run_cli("report", out)
+    assert reported.returncode == 0, reported.stderr
+    draws = int(reported.stdout.split("(")[1].split(" of ")[0])
+    assert reported.stdout.startswith(f"INCOMPLETE ({draws} of 30000 draws per chain)") and 0 < draws < 30000
+    assert "# probgen report: incomplete:" in (out / "report.md").read_text()
+
+    # resumed, Ctrl-C while sampling, resumed to the end
+    stderr = stop_at(start(resume_args), out, 17, signal.SIGINT)
+    assert "interrupted" in stderr and f"--resume {out}" in stderr, stderr
+    finished = run_cli(*resume_args)
+    assert finished.returncode in (0, 1), finished.stderr  # 1: the report flags divergences
+    assert "resuming" in finished.stderr
+
+    # the same draws as one uninterrupted run (in this process: the same two-device layout)
+    reference = fit(str(MODEL), str(DATA), "nuts", seed=int(seed), chains=2, warmup=30000, draws=30000,
+                    progress=False).idata
+    resumed = az.from_netcdf(out / "posterior.nc")
+    for group in ("posterior", "sample_stats"):
+        for name, values in getattr(reference, group).data_vars.items():
+            assert np.array_equal(values.values, getattr(resumed, group)[name].values), f"{group}/{name} differs"
+    assert json.loads((out / "checkpoint.json").read_text())["status"] == "finished"
+    assert not (out / "chains").exists() and (out / "sampler_state.nc").is_file()
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("long") / "run"
+    result = run_cli("fit", MODEL, "--data", DATA, "--out", out, "--chains", "2", "--warmup", "200", "--draws", "200",
+                     "--quiet")
+    assert result.returncode in (0, 1), result.stderr
+    return out
+
+
+def test_resuming_with_another_option_exits_2_naming_it(short_run):
+    # (changed data, and the other refusals, are tested through the API: tests/infer/test_durable.py)
+    changed = run_cli("fit", MODEL, "--data", DATA, "--resume", short_run, "--target-accept", "0.9", "--quiet")
+    assert changed.returncode == 2
+    assert "setting target_accept 0.8 there, 0.9 now" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
+
+
+def test_a_finished_run_is_extended_and_reported_again(short_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(short_run, out)
+    before = az.from_netcdf(out / "posterior.nc")
+    result = run_cli("fit", MODEL, "--data", DATA, "--resume", out, "--draws", "300", "--quiet")
+    assert result.returncode in (0, 1), result.stderr
+    after = az.from_netcdf(out / "posterior.nc")
+    assert after.posterior.sizes["draw"] == 300
+    assert np.array_equal(before.posterior["mu"].values, after.posterior["mu"].values[:, :200])
+    assert json.loads((out / "config.json").read_text())["settings"]["draws"] == 300
+
+
+def test_a_warm_start_from_another_model_exits_2(short_run, tmp_path):
+    (tmp_path / "other.py").write_text(
+        "import numpyro\nimport numpyro.distributions as dist\n\n"
+        "def model(y):\n    numpyro.sample('y', dist.Normal(numpyro.sample('mu', dist.Normal(0, 5)), 1), obs=y)\n")
+    (tmp_path / "y.json").write_text(json.dumps({"y": [0.5, 1.0, 1.5]}))
+    result = run_cli("fit", tmp_path / "other.py", "--data", tmp_path / "y.json", "--init-from", short_run,
+                     "--warmup", "50", "--out", tmp_path / "warm", "--quiet")
+    assert result.returncode == 2
+    assert "a warm start needs a run of the same model" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "warm").exists()
