@@ -182,7 +182,8 @@ def run_probgen(p: Posterior) -> dict:
             "gradients": grads, "layout": settings["chain_method_used"]}
 
 
-def run_numpyro(p: Posterior, chain_method: str) -> dict:
+def numpyro_runner(p: Posterior, chain_method: str):
+    """call(seed) -> (draws, gradients): `numpyro.infer.MCMC(NUTS(model))` as a user writes it."""
     import warnings
 
     from numpyro.infer import MCMC, NUTS, init_to_median, init_to_uniform
@@ -201,7 +202,11 @@ def run_numpyro(p: Posterior, chain_method: str) -> dict:
         samples = jax.block_until_ready(sampler.get_samples(group_by_chain=True))
         return {k: np.asarray(v) for k, v in samples.items()}, int(sampler.get_extra_fields()["num_steps"].sum())
 
-    first, sampling, (samples, grads), apart = _twice(call)
+    return call
+
+
+def run_numpyro(p: Posterior, chain_method: str) -> dict:
+    first, sampling, (samples, grads), apart = _twice(numpyro_runner(p, chain_method))
     return {"first_call_s": first, "sampling_s": sampling, "compile_apart": apart, "posterior": samples,
             "gradients": grads}
 
