@@ -179,6 +179,13 @@ def memory_child(sampler: str) -> dict:
         watch.stop()
         row.update(peak_mb=round(watch.peak(), 1), seconds=round(time.perf_counter() - start, 1),
                    draws_mb=round(sum(v.nbytes for v in draws.values()) / 2**20, 1))
+    elif sampler == "probgen-in-memory":
+        program = ChainProgram(model, observed, "NUTS", {"max_tree_depth": 10, "target_accept_prob": 0.8}, chains=4,
+                               warmup=MEMORY_WARMUP, draws=MEMORY_DRAWS, init_strategy=init_to_uniform)
+        output = program.run(jax.random.PRNGKey(0), observed)
+        watch.stop()
+        row.update(peak_mb=round(watch.peak(), 1), seconds=round(time.perf_counter() - start, 1),
+                   draws_mb=round(sum(v.nbytes for v in output.samples.values()) / 2**20, 1))
     else:
         settings = {**get("nuts").defaults(), "chains": 4, "warmup": MEMORY_WARMUP, "draws": MEMORY_DRAWS}
         program = ChainProgram(model, observed, "NUTS", {"max_tree_depth": 10, "target_accept_prob": 0.8}, chains=4,
@@ -199,7 +206,11 @@ def memory_child(sampler: str) -> dict:
                                       None, None, checkpoint, False, "", settings)
             watch.stop()
             disk = sum(p.stat().st_size for p in (Path(folder) / "run").rglob("*") if p.is_file())
+        # resident memory when each chunk was saved: flat if memory does not grow with the draws
+        at_writes = [round(max(mb for t, mb in watch.samples if t <= w), 1) for w in writes]
         row.update(peak_sampling_mb=round(watch.peak(writes[-1]), 1), peak_mb=round(watch.peak(), 1),
+                   peak_by_save_mb=[at_writes[i] for i in (0, len(writes) // 4, len(writes) // 2, -1)],
+                   sampling_s=round(writes[-1] - watch.samples[0][0], 1),
                    seconds=round(time.perf_counter() - start, 1), chunks=len(writes),
                    draws_mb=round(sum(v.nbytes for v in result.samples.values()) / 2**20, 1),
                    disk_mb=round(disk / 2**20, 1))
@@ -208,7 +219,7 @@ def memory_child(sampler: str) -> dict:
 
 def memory() -> list[dict]:
     rows = []
-    for sampler in ("probgen", "numpyro"):
+    for sampler in ("probgen", "probgen-in-memory", "numpyro"):
         done = subprocess.run([sys.executable, __file__, "--memory-child", sampler], capture_output=True, text=True)
         if done.returncode != 0:
             rows.append({"measure": "memory", "sampler": sampler, "error": done.stderr[-500:]})

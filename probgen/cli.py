@@ -218,9 +218,9 @@ def _options_and_settings(args, spec=None) -> tuple[dict, dict, object]:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_applicable)
         raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to {method.describe()}")
     if getattr(args, "resume", None) and not (method.checkpoints or method.durable):
-        raise_usage(f"--resume applies to methods that save their work as they go (nuts, hmc, and amortised models "
-                    f"such as vae), not to {method.describe()} of '{spec.name if spec else args.model}'")
-    if getattr(args, "init_from", None) and not method.durable:
+        raise_usage(f"--resume applies to methods that save their work as they go (nuts, hmc, svi, map, and amortised "
+                    f"models such as vae), not to {method.describe()} of '{spec.name if spec else args.model}'")
+    if getattr(args, "init_from", None) and not method.warm_starts:
         raise_usage(f"--init-from applies to --method nuts and hmc, not to {method.describe()}")
     return options, given, method
 
@@ -332,8 +332,8 @@ def _fit_durable(args, spec, method, options, given) -> int:
         if not args.resume and not saved:  # stopped before the first save: nothing worth keeping
             shutil.rmtree(out, ignore_errors=True)
             return INTERRUPTED_MESSAGE
-        return (f"probgen: interrupted; {saved} chunk(s) of the run are saved in {out}: report the draws so far with "
-                f"`probgen report {out}`, carry on with `{command}`")
+        report_them = f"report the draws so far with `probgen report {out}`, " if method.stores_draws else ""
+        return f"probgen: interrupted; {saved} chunk(s) of the run are saved in {out}: {report_them}carry on with `{command}`"
 
     _interrupted_message = interrupted
     try:
@@ -351,9 +351,11 @@ def _fit_durable(args, spec, method, options, given) -> int:
         _interrupted_message = INTERRUPTED_MESSAGE
         raise
     _interrupted_message = INTERRUPTED_MESSAGE
-    # the finished folder replaces the one the chunks went to
-    return _write_fit(args, result, out, True, keep_files=(durable.STATE,),
-                      extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out)})
+    # the finished folder replaces the one the chunks went to, keeping what a later --resume
+    # needs: MCMC's final sampler state (its draws are in posterior.nc), an optimiser's chunks
+    keep = (durable.STATE,) if method.stores_draws else (durable.CHAINS,)
+    return _write_fit(args, result, out, True, keep_files=keep,
+                      extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out, method.stores_draws)})
 
 
 def divergence_rerun(assessment, args) -> str | None:

@@ -391,6 +391,8 @@ def _carry(old: Path, new: Path, keep_files: Sequence[str], extra_json: Mapping 
     for name in keep_files:
         if (old / name).is_file():
             shutil.copy2(old / name, new / name)
+        elif (old / name).is_dir():
+            shutil.copytree(old / name, new / name)
     for name, content in (extra_json or {}).items():
         write_json(new / name, content)
 
@@ -413,6 +415,8 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
         for name in ("posterior.nc", "checkpoint.pkl", "sampler_state.nc", "checkpoint.json"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, folder / name)
+        if (run_dir / "chains").is_dir():  # an optimiser's saved state (SVI, MAP), for --resume
+            shutil.copytree(run_dir / "chains", folder / "chains")
         _write_report_files(folder, report)
 
     return atomic_folder(run_dir, fill, overwrite=True)

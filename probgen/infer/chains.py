@@ -174,9 +174,10 @@ class ChainProgram:
         iterations, exactly as if the run had not stopped. warm: per-chain step sizes and
         inverse mass matrices ({"step_size", "inverse_mass_matrix"}, leading chain axis) that
         the warm-up starts from instead of 1 and the identity (a warm start).
-        on_chunk(done, values, fields, state_leaves): called after every chunk with the
-        iterations done so far, that chunk's draws and fields kept ((chain, draw) axes, none
-        during warm-up) and the sampler state (`gather_state`): what a checkpoint writes.
+        on_chunk(done, values, fields, state): called after every chunk with the iterations
+        done so far, that chunk's draws and fields kept ((chain, draw) axes, none during
+        warm-up) and a function that gives the sampler state (`gather_state`): what a
+        checkpoint writes.
         keep=False keeps no draws in memory (they went to `on_chunk`).
         """
         observed = {k: jnp.asarray(v) for k, v in observed.items()}
@@ -203,8 +204,8 @@ class ChainProgram:
                 else:  # warm-up only
                     values, fields = {}, {}
                 done = min(done + self.chunk, total)
-                if on_chunk is not None:
-                    on_chunk(done, values, fields, self.gather_state(state))
+                if on_chunk is not None:  # the state is gathered from the devices only if it is saved
+                    on_chunk(done, values, fields, lambda state=state: self.gather_state(state))
                 if keep and last > first:
                     kept_values.append(values)
                     kept_fields.append(fields)

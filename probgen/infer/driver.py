@@ -119,9 +119,11 @@ def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dic
     methods that are `durable`: NUTS, HMC). resume: such a folder (a run stopped early, or a
     finished one to extend with more --draws) to carry on from. init_from: a finished run
     whose last positions, step sizes and mass matrices start this one (a warm start)."""
-    if (checkpoint_dir is not None or resume is not None or init_from is not None) and not method.durable:
-        raise InferenceError(f"{method.describe()} does not save its work in steps; checkpoint_dir, resume and "
-                             "init_from apply to --method nuts and hmc (and --resume to amortised models such as vae)")
+    if (checkpoint_dir is not None or resume is not None) and not method.durable:
+        raise InferenceError(f"{method.describe()} does not save its work in steps; checkpoint_dir and resume apply to "
+                             "--method nuts, hmc, svi and map (and to amortised models such as vae)")
+    if init_from is not None and not method.warm_starts:
+        raise InferenceError(f"init_from (--init-from) applies to --method nuts and hmc, not to {method.describe()}")
     dataset, inputs, held_out_inputs = prepare(spec, data, options, seed=seed, holdout=holdout,
                                                columns=columns, standardize=standardize, sets=sets)
     inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -184,6 +186,9 @@ def stored_fit(folder, progress: bool = False) -> tuple[Fit, dict]:
         raise InferenceError(f"'{folder}' holds no checkpoint of a run (checkpoint.json is missing)")
     request = saved["request"]
     method = methods.get(saved["method"])
+    if not method.stores_draws:
+        raise InferenceError(f"'{folder}' holds an unfinished {method.describe()} run: its draws come from the fitted "
+                             f"approximation once it finishes; carry on with --resume {folder}")
     spec = as_spec(request["model"])
     options, settings = request["options"], method.resolve(request["settings"])
     data_source = request["data"]["source"]

@@ -23,6 +23,7 @@ SETTINGS = (
     Setting("steps", int, 20000, "maximum optimisation steps (stops early on convergence)", minimum=1),
     Setting("learning_rate", float, 0.01, "Adam learning rate"),
     Setting("check_every", int, 250),
+    Setting("checkpoint_overhead", float, 0.02),  # as MCMC's: the most of the run's time that saves may take
     Setting("window", int, 500),
     Setting("rtol", float, 1e-7),
     Setting("restarts", int, 4),  # independent starts; the best log posterior wins (mixtures are multimodal)
@@ -30,7 +31,7 @@ SETTINGS = (
 DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
 
-def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool):
+def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool, checkpoint=None):
     """MAP; returns (latent point estimate with (1, 1) leading axes, optimization record)."""
     model = inputs.bound_model(spec.model)
     if settings["learning_rate"] <= 0:
@@ -57,7 +58,8 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
         else:
             init_params = {f"{k}_auto_loc": jnp.asarray(v[restart]) for k, v in starts.items()}
         label = f"MAP {restart + 1}/{settings['restarts']}"
-        state, losses, done = optimize(svi, key, dict(inputs.observed), settings, progress, label, init_params)
+        state, losses, done = optimize(svi, key, dict(inputs.observed), settings, progress, label, init_params,
+                                       checkpoint=checkpoint, part=f"restart-{restart + 1}")
         final = float(losses[-1])
         if best is None or final < best[0]:
             best = (final, guide, svi.get_params(state), losses, done, restart)
@@ -76,8 +78,12 @@ class MAPMethod(Method):
     loss_label = "negative log posterior"
     gives_posterior_sample = False
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
-        samples, optimization = fit_map(spec, inputs, settings, rng_key, progress)
+    durable = True  # each restart's optimiser state is saved as it goes (`svi.optimize`)
+    extendable = ("steps",)
+
+    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
+            init_from=None) -> Draws:
+        samples, optimization = fit_map(spec, inputs, settings, rng_key, progress, checkpoint=checkpoint)
         return Draws(samples, None, optimization)
 
     def verdicts(self, idata, settings, quantities=None) -> list:

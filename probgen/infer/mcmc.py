@@ -4,7 +4,6 @@ registered as methods (`NUTSMethod`, `HMCMethod`)."""
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import jax.numpy as jnp
@@ -39,6 +38,8 @@ SETTINGS = (
             "folder (0: a twentieth of the run), or sooner after --checkpoint-seconds", minimum=0),
     Setting("checkpoint_seconds", float, 60.0, "seconds between saves of the draws and sampler state, at most "
             "(checked every 100 iterations)", minimum=0),
+    Setting("checkpoint_overhead", float, 0.02, "the most of the run's time that saves may take; they come less "
+            "often when they would take more (0: every --checkpoint-iterations regardless)", minimum=0),
     Setting("init", str, "uniform", "where chains start: uniform (uniform(-2, 2) on the unconstrained scale, as "
             "Stan), median (the prior median), sample (a prior draw) or pathfinder (draws of a Pathfinder fit)",
             choices=("uniform", "median", "sample", "pathfinder")),
@@ -116,7 +117,7 @@ def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
     """Run `program` streaming each chunk (draws, sample statistics, sampler state) to the
     checkpoint folder, carrying on from what it holds when resuming; memory holds one chunk
     while sampling. The draws returned are read back from the folder."""
-    from probgen.infer.durable import STATE, mark_finished
+    from probgen.infer.durable import STATE, Saver, mark_finished
 
     store, resumed = checkpoint.store, None
     if checkpoint.resume:
@@ -134,27 +135,16 @@ def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
     # a save every `checkpoint_iterations` iterations or `checkpoint_seconds`, whichever comes
     # first, checked after each compiled chunk; the draws in between wait in memory
     total = program.warmup + program.draws
-    every = settings["checkpoint_iterations"] or max(1, math.ceil(total / 20))
-    pending, last = {"values": [], "fields": [], "since": 0, "time": time.monotonic()}, {}
+    saver = Saver(store, settings["checkpoint_iterations"] or math.ceil(total / 20), settings["checkpoint_seconds"],
+                  settings["checkpoint_overhead"])
 
     def on_chunk(done, values, fields, leaves):
-        if values:
-            pending["values"].append(values)
-            pending["fields"].append(fields)
-        pending["since"] += program.chunk
-        if done < total and pending["since"] < every and time.monotonic() - pending["time"] < settings["checkpoint_seconds"]:
-            return
-        joined = stats = {}
-        if pending["values"]:
-            joined = {k: np.concatenate([v[k] for v in pending["values"]], axis=1) for k in pending["values"][0]}
-            stats = sample_stats({k: np.concatenate([f[k] for f in pending["fields"]], axis=1)
-                                  for k in pending["fields"][0]}, max_tree_depth)
-        store.write(done, joined, stats, leaves)
-        pending.update(values=[], fields=[], since=0, time=time.monotonic())
-        last.update(leaves=leaves, done=done)
+        saver.add(done, program.chunk, values, sample_stats(fields, max_tree_depth) if values else {}, leaves,
+                  final=done >= total)
 
     program.run(rng_key, inputs.observed, starts, progress=progress, describe=describe, resume=resumed, warm=warm,
                 on_chunk=on_chunk, keep=False)
+    last = {} if saver.last is None else {"leaves": saver.last[0], "done": saver.last[1]}
     if last:
         store.write_state(last["leaves"], last["done"])
     elif resumed is not None and not (checkpoint.folder / STATE).is_file():
@@ -234,6 +224,8 @@ class NUTSMethod(Method):
 
     durable = True
     extendable = ("draws",)
+    stores_draws = True
+    warm_starts = True
 
     def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
             init_from=None) -> Draws:

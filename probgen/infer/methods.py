@@ -77,8 +77,10 @@ class Method:
     gives_posterior_sample: bool = True  # MAP does not: no SBC
     posterior_report: bool = True  # the standard report (summary, LOO, predictive checks) applies
     checkpoints: bool = False  # trains in steps that a run folder checkpoints (--resume)
-    durable: bool = False  # streams its draws and state to a checkpoint folder (`probgen.infer.durable`)
-    extendable: tuple[str, ...] = ()  # settings a resumed run may raise (MCMC's draws: extend a finished run)
+    durable: bool = False  # saves its state (and draws) to a checkpoint folder as it goes (`probgen.infer.durable`)
+    extendable: tuple[str, ...] = ()  # settings a resumed run may raise (MCMC's draws, SVI's steps)
+    stores_draws: bool = False  # durable, and its chunks hold the posterior draws (MCMC; SVI draws at the end)
+    warm_starts: bool = False  # starts from a finished run's state (init_from / --init-from)
     exclusive: bool = False  # fits only the specs it `claims`, which no other method fits
     sbc_defaults: Mapping[str, Any] = {}
 

@@ -29,6 +29,7 @@ SETTINGS = (
     Setting("draws", int, 4000, "draws kept per chain (MCMC) or from the fitted approximation (SVI, Pathfinder)"),
     Setting("particles", int, 1),
     Setting("check_every", int, 250),  # steps per compiled chunk and convergence check
+    Setting("checkpoint_overhead", float, 0.02),  # as MCMC's: the most of the run's time that saves may take
     Setting("window", int, 1000),  # steps in each half of the convergence comparison
     Setting("rtol", float, 1e-4),
 )
@@ -112,9 +113,14 @@ def _chunk_runner(svi: SVI, chunk: int):
     return run_chunk
 
 
-def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, label: str, init_params=None):
+def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, label: str, init_params=None,
+             checkpoint=None, part: str = ""):
     """Run `svi` in compiled chunks until the loss converges or `steps` run out.
     init_params: starting values of the guide's parameters (NumPyro's `SVI.init`), if any.
+    checkpoint: a `probgen.infer.durable.Checkpoint`: the optimiser state (parameters, Adam's
+    moments and step, the random key) and the losses are saved to its chunk store (`part`: a
+    folder of their own, for MAP's restarts) every 5% of `steps` or 60 s, and a resumed run
+    carries on from the last save exactly as if it had not stopped.
 
     Returns (final SVI state, losses per step, whether it converged).
     """
@@ -122,14 +128,31 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
     max_steps = int(settings["steps"])
     if max_steps < 1 or chunk < 1:
         raise InferenceError(f"steps and check_every must be >= 1 (got {max_steps}, {chunk})")
+    losses: list[np.ndarray] = []
+    step, saver = 0, None
+    if checkpoint is not None:
+        from probgen.infer import durable
+
+        store = durable.ChainStore(checkpoint.folder, part)
+        saver = durable.Saver(store, max(chunk, max_steps // 20), settings.get("checkpoint_seconds", 60.0),
+                              settings.get("checkpoint_overhead", 0.02))
+    # initialised as a fresh run is even when resuming: an autoguide sets itself up on this call
     state = svi.init(rng_key, init_params=init_params, **observed)
+    if saver is not None and checkpoint.resume:
+        stored = store.read()
+        if stored.leaves is not None:
+            try:
+                state = durable.state_from(stored.leaves, state)
+            except ValueError as exc:
+                raise InferenceError(f"cannot resume '{checkpoint.folder}': {exc}") from None
+            step = stored.done
+            losses.append(stored.stats["loss"][0])
     run_chunk = _chunk_runner(svi, chunk)
 
-    losses: list[np.ndarray] = []
-    done = False
-    with tqdm(total=max_steps, desc=label, disable=not progress, unit="step", leave=True) as bar:
-        step = 0
-        while step < max_steps:
+    done = bool(losses) and converged(np.concatenate(losses), int(settings["window"]), float(settings["rtol"]))
+    with tqdm(total=max_steps, initial=min(step, max_steps), desc=label, disable=not progress, unit="step",
+              leave=True) as bar:
+        while step < max_steps and not done:
             state, chunk_losses = run_chunk(state, observed)
             chunk_losses = np.asarray(chunk_losses)[: max_steps - step]
             losses.append(chunk_losses)
@@ -142,14 +165,15 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
                 )
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{chunk_losses[-min(50, len(chunk_losses)):].mean():.4g}")
-            all_losses = np.concatenate(losses)
-            if converged(all_losses, int(settings["window"]), float(settings["rtol"])):
-                done = True
-                break
+            done = converged(np.concatenate(losses), int(settings["window"]), float(settings["rtol"]))
+            if saver is not None:
+                saver.add(step, len(chunk_losses), {}, {"loss": chunk_losses[None]}, durable.leaves_of(state),
+                          final=done or step >= max_steps)
     return state, np.concatenate(losses), done
 
 
-def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool, structure: ModelStructure):
+def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool, structure: ModelStructure,
+            checkpoint=None):
     """SVI; returns (latent draws with (1, draws) leading axes, optimization record,
     log importance weights log p(x, theta) - log q(theta) of the draws, or None)."""
     model = inputs.bound_model(spec.model)
@@ -165,7 +189,7 @@ def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     if settings["learning_rate"] <= 0:
         raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")
     svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO(num_particles=settings["particles"]))
-    state, losses, done = optimize(svi, train_key, observed, settings, progress, "SVI")
+    state, losses, done = optimize(svi, train_key, observed, settings, progress, "SVI", checkpoint=checkpoint)
     params = svi.get_params(state)
     samples, log_weights = posterior_draws(model, guide, params, observed, draw_key, int(settings["draws"]),
                                            with_weights=settings["guide"] == "normal")
@@ -264,9 +288,13 @@ class SVIMethod(Method):
     settings = SETTINGS
     loss_label = "negative ELBO"
     sbc_defaults = {"steps": 5000}
+    durable = True  # the optimiser state is saved as it goes (`optimize`); --resume, and --steps extends
+    extendable = ("steps",)
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
-        samples, optimization, log_weights = fit_svi(spec, inputs, settings, rng_key, progress, structure)
+    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
+            init_from=None) -> Draws:
+        samples, optimization, log_weights = fit_svi(spec, inputs, settings, rng_key, progress, structure,
+                                                     checkpoint=checkpoint)
         stats = None if log_weights is None else {"log_importance_weight": log_weights[None]}
         return Draws(samples, stats, optimization)
 

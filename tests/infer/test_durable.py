@@ -23,7 +23,8 @@ from _seeds import seeded
 REPO = Path(__file__).resolve().parents[2]
 MODEL = str(REPO / "benchmarks" / "eight_schools" / "model.py")
 DATA = str(REPO / "benchmarks" / "eight_schools" / "data.json")
-SETTINGS = {"chains": 2, "warmup": 100, "draws": 100, "progress": False}
+# checkpoint_overhead 0: a save every 5% of the run, however short (these runs take a second)
+SETTINGS = {"chains": 2, "warmup": 100, "draws": 100, "progress": False, "checkpoint_overhead": 0.0}
 
 
 def same_draws(a, b, draws=None) -> bool:
@@ -148,3 +149,34 @@ def test_a_warm_start_takes_the_step_size_and_the_model_must_match(plain, checkp
 
     with pytest.raises(InferenceError, match="not this model's.*a warm start needs a run of the same model"):
         fit(other, {"y": np.arange(3.0)}, "nuts", init_from=folder, **SETTINGS)
+
+
+# --------------------------------------------------------------------------------------------
+# SVI and MAP: the optimiser state (parameters, Adam's moments and step, the random key) saved
+# to the same chunk store, resumed the same way
+# --------------------------------------------------------------------------------------------
+from infer.conjugate import SPEC  # noqa: E402
+
+OPTIMISED = {"steps": 2000, "check_every": 100, "progress": False, "checkpoint_overhead": 0.0}
+
+
+@pytest.mark.parametrize("method, settings, part", [
+    ("svi", {"draws": 200}, ""),
+    ("map", {"restarts": 2}, "restart-2"),
+], ids=["svi", "map"])
+def test_an_optimiser_resumes_to_the_same_trace(frame, tmp_path, method, settings, part):
+    settings = {**OPTIMISED, **settings, "rtol": 0.0}  # rtol 0: never converged, every step runs
+    plain = fit(SPEC, frame, method, seed=seeded(4), **settings)
+    folder = tmp_path / "run"
+    fit(SPEC, frame, method, seed=seeded(4), checkpoint_dir=folder, **settings)
+    store = ChainStore(folder, part)
+    assert len(store.part_files()) == 20  # a save every 5% of the steps
+    for path in store.part_files()[7:]:  # stopped after 700 of 2000 steps (MAP: in its second restart)
+        path.unlink()
+    resumed = fit(SPEC, frame, method, seed=seeded(4), resume=folder, **settings)
+    assert np.array_equal(plain.idata.optimization["loss"].values, resumed.idata.optimization["loss"].values)
+    assert np.array_equal(plain.idata.posterior["mu"].values, resumed.idata.posterior["mu"].values)
+    # a finished run trains on when --steps is raised
+    longer = fit(SPEC, frame, method, seed=seeded(4), resume=folder, **{**settings, "steps": 2500})
+    assert longer.settings["steps_run"] == 2500
+    assert np.array_equal(plain.idata.optimization["loss"].values, longer.idata.optimization["loss"].values[:2000])
