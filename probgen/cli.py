@@ -2,7 +2,10 @@
 
 Errors in the input are printed as one line, without a traceback, and exit with status 2.
 `probgen sbc` exits with status 1 when the ranks are not uniform (inference miscalibrated).
-Ctrl-C exits with status 130 and leaves no half-written run folder.
+Ctrl-C exits with status 130 and leaves no half-written run folder: a fit that saves its work as
+it goes (NUTS, HMC, SVI, MAP, the VAE's training) leaves its folder marked unfinished, holding
+every finished chunk, which `probgen report` reports and `probgen fit --resume` carries on; any
+other fit's folder is only written, atomically, at the end.
 """
 
 from __future__ import annotations
@@ -701,9 +704,10 @@ def _watch_for_interrupts() -> None:
     progress bar is one XLA call that can take hours. The C-level handler still writes the
     signal number to a wakeup pipe at once; a helper thread reads it, gives the main thread 2 s
     to handle the KeyboardInterrupt itself (it does when it is running Python, e.g. while
-    writing a run folder, which it then removes), and otherwise exits with status 130. Run
-    folders are created only at the end, atomically, so an exit during the computation leaves
-    nothing behind."""
+    writing a run folder, which it then removes), and otherwise exits with status 130. A run
+    folder is either written atomically at the end or, for a fit that saves as it goes, holds
+    only whole chunks (each renamed into place), so an exit at any moment leaves nothing
+    half-written."""
     import signal
     import threading
     import time
@@ -767,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         # Leave at once: XLA's worker threads may still be running the interrupted computation,
         # and the interpreter's normal teardown races with them (seen as a segfault at exit).
-        # Nothing is left to clean up: run folders are only created, atomically, after the fit.
+        # Nothing is left to clean up: run folders are written atomically after the fit, or hold
+        # whole chunks only (a fit that saves as it goes; `_interruption` says what is kept).
         os._exit(EXIT_INTERRUPTED)
 
 
