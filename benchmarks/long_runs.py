@@ -14,8 +14,9 @@ chunk (`probgen.infer.durable`) against the same sampler in memory and NumPyro's
   with checkpoints (peak while sampling, and after reading every draw back for the report)
   against NumPyro's single `MCMC.run`, which holds every draw until the end.
 - resume: seconds from `probgen fit --resume RUN_DIR` (a run killed with SIGKILL while sampling)
-  to its first new chunk on disk, with XLA's compilation cache warm and off; the new chunk is
-  5% of the run, so this bounds the time to the first new draw from above.
+  to its first new chunk on disk, with XLA's compilation cache warm and off; the runs save every
+  5% (`--checkpoint-overhead 0`), so the new chunk is 5% of the run and this bounds the time to
+  the first new draw from above.
 
 One JSON line per measurement (appended to --json), then a Markdown table.
 """
@@ -274,9 +275,9 @@ def resume(name: str, fit_args: list[str]) -> list[dict]:
 RESUMES = {
     "eight_schools": [str(ROOT / "benchmarks/eight_schools/model.py"), "--data",
                       str(ROOT / "benchmarks/eight_schools/data.json"), "--chains", "4", "--warmup", "30000",
-                      "--draws", "30000"],
+                      "--draws", "30000", "--checkpoint-overhead", "0"],
     "gmm-faithful": ["gmm", "--data", "faithful", "--num-components", "2", "--chains", "4", "--warmup", "2000",
-                     "--draws", "2000"],
+                     "--draws", "2000", "--checkpoint-overhead", "0"],
 }
 
 

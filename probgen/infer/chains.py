@@ -11,11 +11,20 @@ program compiled once.
 
 Chains are vectorised (`vmap`) on one device, or split over devices (`pmap` of vectorised
 chains) when several are present; see `choose_chain_method`.
+
+Between chunks the sampler state of every chain (NumPyro's HMCState: position, gradient, step
+size, mass matrix, adaptation windows, random key) can be gathered to host memory
+(`gather_state`) and given back (`run(resume=...)`): a run resumed from a saved state draws
+exactly what the uninterrupted run would have, bit for bit on the same machine and chain layout,
+since every chain's random stream lives in its state. `probgen.infer.durable` saves it with each
+chunk's draws.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import jax
@@ -110,7 +119,8 @@ class ChainProgram:
                                                   model_kwargs=self._template_observed, dynamic_args=True)
             return self._template.potential_fn(**observed), self._template.postprocess_fn(**observed)
         traced = substitute(seed(self.model, 0), substitute_fn=self.init_strategy)
-        inv_transforms, replay, enum, model_trace = _get_model_transforms(traced, (), observed)
+        with _enumeration_quiet():
+            inv_transforms, replay, enum, model_trace = _get_model_transforms(traced, (), observed)
         prepared = _prepare_model_for_potential(self.model, model_trace, enum=enum)
         return get_potential_fn(prepared, inv_transforms, replay_model=replay, enum=enum, model_kwargs=observed)
 
@@ -119,8 +129,9 @@ class ChainProgram:
         if start is None:  # NumPyro's search for a start with a finite log density and gradient
             from numpyro.infer.util import initialize_model
 
-            start = initialize_model(key_search, self.model, init_strategy=self.init_strategy, model_kwargs=observed,
-                                     dynamic_args=True).param_info.z
+            with _enumeration_quiet():
+                start = initialize_model(key_search, self.model, init_strategy=self.init_strategy,
+                                         model_kwargs=observed, dynamic_args=True).param_info.z
         tuned = {} if warm is None else {"step_size": warm["step_size"],
                                          "inverse_mass_matrix": warm["inverse_mass_matrix"]}
         return self._init_kernel(start, self.warmup, rng_key=key_init, model_kwargs=observed, **tuned,
@@ -314,6 +325,16 @@ def check_state(leaves, template, chains: int) -> None:
         if value.shape != (chains,) + shape:
             raise ValueError(f"the saved sampler state has {name} of shape {value.shape[1:]} for each of "
                              f"{value.shape[0]} chains; this run needs {shape} for each of {chains}")
+
+
+@contextlib.contextmanager
+def _enumeration_quiet():
+    """NumPyro enumerates a model's discrete sites on its own and warns that it will one day ask
+    for them to be marked; probgen's users need not mark them (DESIGN: discrete latents are
+    marginalised). Silenced wherever NumPyro traces the model, compiled early or late."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Some algorithms will automatically enumerate", category=FutureWarning)
+        yield
 
 
 def _progress_bar(total: int, chains: int, chain_method: str, describe: str, done: int = 0):

@@ -42,6 +42,7 @@ import numpy as np
 from probgen.errors import InferenceError
 
 CHECKPOINT_JSON = "checkpoint.json"
+MAX_PENDING_BYTES = 32 * 2**20  # draws waiting in memory for a save, at most (about: one chunk more)
 CHAINS = "chains"
 STATE = "sampler_state.nc"
 POSTERIOR = "posterior.nc"
@@ -287,12 +288,13 @@ class Saver:
     that saving takes more than `overhead` of the run's time (a save costs some 50-100 ms of
     HDF5 bookkeeping: twenty of them doubled a one-second run of the Old Faithful mixture), so
     a short run saves rarely and a long one every `every` iterations. The draws and statistics
-    in between wait in memory: memory holds at most one save's worth."""
+    in between wait in memory, and are saved regardless once they pass MAX_PENDING_BYTES, so
+    memory holds at most one save's worth, which that bounds."""
 
     def __init__(self, store: ChainStore, every: int, seconds: float, overhead: float = 0.0):
         self.store, self.every, self.seconds, self.overhead = store, max(1, int(every)), float(seconds), float(overhead)
         self.values, self.stats, self.since, self.started, self.last = [], [], 0, time.monotonic(), None
-        self.cost = 0.0  # seconds the last save took
+        self.cost, self.pending_bytes = 0.0, 0  # seconds the last save took; bytes waiting
 
     def add(self, done: int, iterations: int, values: dict, stats: dict, leaves, final: bool = False) -> None:
         """Record one compiled chunk (`iterations` iterations, `done` in all, its kept draws
@@ -302,15 +304,16 @@ class Saver:
             self.values.append(values)
             self.stats.append(stats)
         self.since += iterations
+        self.pending_bytes += sum(np.asarray(v).nbytes for part in (values, stats) for v in part.values())
         elapsed = time.monotonic() - self.started
         due = self.since >= self.every or elapsed >= self.seconds
         affordable = self.overhead <= 0 or elapsed * self.overhead >= self.cost
-        if not final and not (due and affordable):
+        if not (final or (due and affordable) or self.pending_bytes >= MAX_PENDING_BYTES):
             return
         began = time.monotonic()
         leaves = leaves() if callable(leaves) else leaves  # gathered from the devices only when saved
         self.store.write(done, _join(self.values), _join(self.stats), leaves)
-        self.values, self.stats, self.since = [], [], 0
+        self.values, self.stats, self.since, self.pending_bytes = [], [], 0, 0
         self.started = time.monotonic()
         self.cost = self.started - began
         self.last = (leaves, done)

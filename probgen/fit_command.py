@@ -1,0 +1,260 @@
+"""`probgen fit`: fit a model and write its run folder.
+
+Three ways, by what the method saves as it goes (`probgen.infer.methods.Method`):
+- most methods: fit, then write the run folder atomically (`_write_fit`);
+- a `durable` method (NUTS, HMC, SVI, MAP): the folder is created first and the method's chunks
+  stream into it (`probgen.infer.durable`), so that `--resume` carries on and `probgen report`
+  reports a run stopped early; the finished folder replaces it (`_fit_durable`);
+- an amortised trainer that `checkpoints` (the VAE): the folder is created first and holds its
+  training checkpoint (`_fit_with_checkpoints`).
+What an interruption keeps is set in `probgen.cli._interrupted_message` as each goes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from probgen import cli
+
+
+def fit_command(args, spec) -> int:
+    from probgen import report
+    from probgen.infer import fit
+
+    options, given, method = cli._options_and_settings(args, spec)
+    method.resolve(given)  # fail on bad settings before loading anything heavy
+    if method.checkpoints:
+        return _fit_with_checkpoints(args, spec, method, options, given)
+    if method.durable:
+        return _fit_durable(args, spec, method, options, given)
+    args.seed = 0 if args.seed is None else args.seed
+    out = _default_out(args, spec)
+    report.check_destination(out, args.overwrite)
+    from probgen.data import parse_set
+
+    result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                 columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=parse_set(args.sets),
+                 **given)
+    return _write_fit(args, result, out, args.overwrite)
+
+
+def _default_out(args, spec) -> Path:
+    data_label = Path(args.data).stem if args.data else "data"
+    return Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
+
+
+def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_json=None) -> int:
+    """Build the report of a fit and write its run folder; print the verdict. If the report
+    fails, the draws are still saved and the failed step named (exit 1)."""
+    from probgen import report
+
+    result.model_reference = args.model
+    if result.inputs.unused:
+        print(f"note: {args.data}: the model takes no argument named {', '.join(result.inputs.unused)}; ignored",
+              file=sys.stderr)
+    try:
+        built = report.build_report(result.idata, report.run_config(result), result.spec)
+        folder = report.save_run(result, built, out, overwrite=overwrite, keep_files=keep_files, extra_json=extra_json)
+    except Exception as exc:  # never lose the draws: save them, name the step, exit non-zero
+        folder = report.save_draws(result, out, overwrite, f"{type(exc).__name__}: {exc}", keep_files=keep_files,
+                                   extra_json=extra_json)
+        print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
+              f"{folder / 'posterior.nc'}", file=sys.stderr)
+        return cli.EXIT_STEP_FAILED
+    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
+    rerun = divergence_rerun(built.assessment, args)
+    if rerun:
+        print(rerun)
+    print(f"run folder: {folder}  (open {folder / 'report.html'})")
+    if built.failures:
+        for failure in built.failures:
+            print(f"probgen: step failed: {failure['step']}: {failure['error']}", file=sys.stderr)
+        print(f"probgen: the draws are saved in {folder / 'posterior.nc'}; the report names the failed steps",
+              file=sys.stderr)
+        return cli.EXIT_STEP_FAILED
+    return 0
+
+
+def _fit_durable(args, spec, method, options, given) -> int:
+    """`probgen fit` with NUTS or HMC: the run folder is created first and every chunk of draws
+    streams into it (`probgen.infer.durable`), so that an interruption at any moment, kill -9
+    included, leaves the finished chunks intact: `probgen report RUN_DIR` reports them and
+    `--resume RUN_DIR` carries on. The finished run folder replaces it atomically, keeping the
+    final sampler state for `--resume --draws N` (extend) and `--init-from` (warm start)."""
+    import shlex
+    import shutil
+
+    from probgen import report
+    from probgen.data import parse_set
+    from probgen.infer import durable, fit
+
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+    if args.resume and args.init_from:
+        cli.raise_usage("give --resume RUN_DIR (carry on that run) or --init-from RUN_DIR (a new run started from it), "
+                    "not both")
+    sets = parse_set(args.sets)
+    if args.resume:
+        out = Path(args.resume)
+        saved = durable.read_checkpoint(out) if out.is_dir() else None
+        if saved is None:
+            cli.raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
+                        "it holds no checkpoint.json (only NUTS and HMC runs of this probgen version can be resumed)"))
+        # what the command line leaves out is taken from the run being resumed
+        request = saved["request"]
+        options = {name: request["options"].get(name) if value is None else value for name, value in options.items()}
+        given = {**{k: v for k, v in request["settings"].items() if k in method.defaults()}, **given}
+        args.seed = request["seed"] if args.seed is None else args.seed
+        args.holdout = args.holdout or request["holdout"]
+        args.columns = args.columns or request["data"].get("columns")
+        args.standardize = args.standardize or request["data"].get("standardize", False)
+        sets = sets or request["data"].get("sets")
+        command = " ".join(shlex.quote(token) for token in ["probgen", *args.argv])
+    else:
+        out = _default_out(args, spec)
+        report.check_destination(out, args.overwrite)
+        command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
+        report.start_training_folder(out, None, command, overwrite=args.overwrite, status="sampling")
+    args.seed = 0 if args.seed is None else args.seed
+    store = durable.ChainStore(out)
+
+    def interrupted() -> str:
+        saved = len(store.files())
+        if not args.resume and not saved:  # stopped before the first save: nothing worth keeping
+            shutil.rmtree(out, ignore_errors=True)
+            return cli.INTERRUPTED_MESSAGE
+        report_them = f"report the draws so far with `probgen report {out}`, " if method.stores_draws else ""
+        return f"probgen: interrupted; {saved} chunk(s) of the run are saved in {out}: {report_them}carry on with `{command}`"
+
+    cli._interrupted_message = interrupted
+    try:
+        result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                     columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=sets,
+                     reference=args.model, checkpoint_dir=out, resume=out if args.resume else None,
+                     init_from=args.init_from, **given)
+    except KeyboardInterrupt:
+        raise  # `interrupted` says what is kept
+    except BaseException:
+        # bad input found while preparing, or a failure before the first save: a new folder
+        # holds nothing worth keeping, so it goes
+        if not args.resume and not store.files():
+            shutil.rmtree(out, ignore_errors=True)
+        cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+        raise
+    cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+    # the finished folder replaces the one the chunks went to, keeping what a later --resume
+    # needs: MCMC's final sampler state (its draws are in posterior.nc), an optimiser's chunks
+    keep = (durable.STATE,) if method.stores_draws else (durable.CHAINS,)
+    return _write_fit(args, result, out, True, keep_files=keep,
+                      extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out, method.stores_draws)})
+
+
+def divergence_rerun(assessment, args) -> str | None:
+    """When the verdict failed on divergent transitions: the command that reruns the fit with a
+    higher --target-accept (smaller steps), or None."""
+    import shlex
+
+    failed = any(v.check == "divergences" and v.status == "fail" for v in assessment.verdicts)
+    if not failed:
+        return None
+    current = args.setting_target_accept or 0.8
+    higher = 0.99 if current >= 0.95 else 0.95
+    if current >= 0.99:
+        return ("The divergences persist at --target-accept 0.99: reparameterise the model (a non-centred "
+                "parameterisation for hierarchical scales is the usual fix).")
+    argv, skip = [], False
+    for token in args.argv:
+        if skip:
+            skip = False
+            continue
+        if token == "--target-accept":
+            skip = True
+            continue
+        if token.startswith("--target-accept="):
+            continue
+        argv.append("--out" if token == "--resume" else token)  # a resumed run: rerun it afresh
+    if "--overwrite" not in argv:
+        argv.append("--overwrite")
+    command = " ".join(shlex.quote(token) for token in ["probgen", *argv, "--target-accept", str(higher)])
+    return f"Divergences: rerun with smaller steps (a higher target acceptance):\n    {command}"
+
+
+def _fit_with_checkpoints(args, spec, method, options, given) -> int:
+    """`probgen fit vae ...` (a method that `checkpoints`): the run folder is created first and
+    holds the checkpoints while training runs, so that an interruption loses at most the steps
+    since the last one and `--resume RUN_DIR` carries on from there; the finished run folder
+    replaces it atomically."""
+    import shlex
+
+    from probgen import data, report
+    from probgen.infer import fit
+
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+    saved = None
+    if args.resume:
+        # what the command line leaves out is taken from the run being resumed
+        saved = report.load_config(args.resume).get("request") or {}
+        options = {name: saved.get("options", {}).get(name) if value is None else value for name, value in options.items()}
+        given = {**{k: v for k, v in saved.get("settings", {}).items() if k != "steps"}, **given}
+        given.setdefault("steps", saved.get("settings", {}).get("steps"))
+        args.holdout = args.holdout or saved.get("holdout", 0.0)
+        args.seed = saved.get("seed", 0) if args.seed is None else args.seed
+        args.columns = args.columns or (saved.get("data") or {}).get("columns")
+    args.seed = 0 if args.seed is None else args.seed
+    dataset = data.load(args.data, columns=args.columns, standardize=args.standardize)
+    settings = method.resolve(given)
+    request = method.training_request(args.model, dataset, spec.resolve_options(options), settings, args.seed,
+                                         args.holdout)
+    checkpoint = None
+    if args.resume:
+        out = Path(args.resume)
+        checkpoint = method.load_checkpoint(out)
+        method.check_resume(saved, request, out)
+    else:
+        out = _default_out(args, spec)
+        report.check_destination(out, args.overwrite)
+        command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
+        report.start_training_folder(out, request, command, overwrite=args.overwrite)
+    cli._interrupted_message = (f"probgen: interrupted; training can carry on from the last checkpoint in {out} "
+                            f"(--resume {out})")
+    try:
+        result = fit(spec, dataset, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                     holdout=args.holdout, checkpoint_dir=out, resume=checkpoint, **given)
+    except BaseException:
+        # bad input found while preparing, or Ctrl-C before the first checkpoint: the new
+        # folder holds nothing to resume from, so it goes
+        if not args.resume and not (out / method.checkpoint_file).is_file():
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+            cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+        raise
+    result.model_reference = args.model
+    cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+    built = report.build_report(result.idata, result.config(), result.spec)
+    folder = report.save_run(result, built, out, overwrite=True, extra_config={"request": request},
+                             keep_files=(method.checkpoint_file,))
+    if checkpoint is not None:
+        print(f"resumed from the checkpoint at step {checkpoint['step']}")
+    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
+    print(f"run folder: {folder}  (open {folder / 'report.html'})")
+    return 0
+
+
+def _argv_for_resume(args, out: Path) -> list[str]:
+    """The command line that resumes this run: the same command with --resume OUT instead of
+    --out and --overwrite."""
+    argv, skip = [], False
+    for token in args.argv:
+        if skip:
+            skip = False
+            continue
+        if token in ("--out", "--resume"):
+            skip = True
+            continue
+        if token.startswith(("--out=", "--resume=")) or token == "--overwrite":
+            continue
+        argv.append(token)
+    return argv + ["--resume", str(out)]
