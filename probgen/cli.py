@@ -441,15 +441,12 @@ def _datasets() -> int:
     return 0
 
 
-INTERRUPTED_MESSAGE = "probgen: interrupted; no run folder was written"
-_interrupted_message = INTERRUPTED_MESSAGE  # what an interruption now means (a VAE's training says where to resume)
-
-
 def _interruption() -> str:
-    """What an interruption now means: `_interrupted_message`, or what a callable set there
-    finds (an MCMC run counts the chunks it saved, and removes a folder that holds none)."""
-    message = _interrupted_message
-    return message() if callable(message) else message
+    """What an interruption now means (`probgen.interruption`: a fit that saves as it goes says
+    where its work is)."""
+    from probgen import interruption
+
+    return interruption.message()
 
 
 def _watch_for_interrupts() -> None:

@@ -7,7 +7,7 @@ Three ways, by what the method saves as it goes (`probgen.infer.methods.Method`)
   reports a run stopped early; the finished folder replaces it (`_fit_durable`);
 - an amortised trainer that `checkpoints` (the VAE): the folder is created first and holds its
   training checkpoint (`_fit_with_checkpoints`).
-What an interruption keeps is set in `probgen.cli._interrupted_message` as each goes.
+What an interruption keeps is said through `probgen.interruption` as each goes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from probgen import cli
+from probgen import cli, interruption
 
 
 def fit_command(args, spec) -> int:
@@ -123,11 +123,11 @@ def _fit_durable(args, spec, method, options, given) -> int:
         saved = len(store.files())
         if not args.resume and not saved:  # stopped before the first save: nothing worth keeping
             shutil.rmtree(out, ignore_errors=True)
-            return cli.INTERRUPTED_MESSAGE
+            return interruption.NOTHING_WRITTEN
         report_them = f"report the draws so far with `probgen report {out}`, " if method.stores_draws else ""
         return f"probgen: interrupted; {saved} chunk(s) of the run are saved in {out}: {report_them}carry on with `{command}`"
 
-    cli._interrupted_message = interrupted
+    interruption.set_message(interrupted)
     try:
         result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
                      columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=sets,
@@ -140,9 +140,9 @@ def _fit_durable(args, spec, method, options, given) -> int:
         # holds nothing worth keeping, so it goes
         if not args.resume and not store.files():
             shutil.rmtree(out, ignore_errors=True)
-        cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+        interruption.reset()
         raise
-    cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+    interruption.reset()
     # the finished folder replaces the one the chunks went to, keeping what a later --resume
     # needs: MCMC's final sampler state (its draws are in posterior.nc), an optimiser's chunks
     keep = (durable.STATE,) if method.stores_draws else (durable.CHAINS,)
@@ -217,8 +217,8 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
         report.check_destination(out, args.overwrite)
         command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
         report.start_training_folder(out, request, command, overwrite=args.overwrite)
-    cli._interrupted_message = (f"probgen: interrupted; training can carry on from the last checkpoint in {out} "
-                            f"(--resume {out})")
+    interruption.set_message(f"probgen: interrupted; training can carry on from the last checkpoint in {out} "
+                             f"(--resume {out})")
     try:
         result = fit(spec, dataset, args.method, options=options, seed=args.seed, progress=not args.quiet,
                      holdout=args.holdout, checkpoint_dir=out, resume=checkpoint, **given)
@@ -229,10 +229,10 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)
-            cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+            interruption.reset()
         raise
     result.model_reference = args.model
-    cli._interrupted_message = cli.INTERRUPTED_MESSAGE
+    interruption.reset()
     built = report.build_report(result.idata, result.config(), result.spec)
     folder = report.save_run(result, built, out, overwrite=True, extra_config={"request": request},
                              keep_files=(method.checkpoint_file,))

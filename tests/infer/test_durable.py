@@ -80,6 +80,16 @@ def test_a_stopped_run_resumes_to_the_same_draws(plain, checkpointed, tmp_path, 
     assert len(ChainStore(folder).files()) == 20
 
 
+def test_hmc_resumes_the_same_way(tmp_path):
+    settings = {**SETTINGS, "trajectory_length": 1.0}
+    plain = fit(MODEL, DATA, "hmc", seed=seeded(5), **settings)
+    folder = tmp_path / "run"
+    fit(MODEL, DATA, "hmc", seed=seeded(5), checkpoint_dir=folder, **settings)
+    stop_after(folder, 12)
+    resumed = fit(MODEL, DATA, "hmc", seed=seeded(5), resume=folder, **settings)
+    assert same_draws(plain.idata, resumed.idata)
+
+
 def test_a_truncated_chunk_is_set_aside_and_drawn_again(plain, checkpointed, tmp_path, capsys):
     import shutil
 
