@@ -144,9 +144,9 @@ def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
 
     program.run(rng_key, inputs.observed, starts, progress=progress, describe=describe, resume=resumed, warm=warm,
                 on_chunk=on_chunk, keep=False)
-    last = {} if saver.last is None else {"leaves": saver.last[0], "done": saver.last[1]}
-    if last:
-        store.write_state(last["leaves"], last["done"])
+    # the final state on its own (sampler_state.nc): what a finished run folder keeps of its chunks
+    if saver.last is not None:
+        store.write_state(*saver.last)
     elif resumed is not None and not (checkpoint.folder / STATE).is_file():
         store.write_state(resumed.leaves, resumed.done)
     mark_finished(checkpoint)
