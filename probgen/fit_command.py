@@ -101,15 +101,8 @@ def _fit_durable(args, spec, method, options, given) -> int:
         if saved is None:
             cli.raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
                         "it holds no checkpoint.json (only NUTS and HMC runs of this probgen version can be resumed)"))
-        # what the command line leaves out is taken from the run being resumed
-        request = saved["request"]
-        options = {name: request["options"].get(name) if value is None else value for name, value in options.items()}
-        given = {**{k: v for k, v in request["settings"].items() if k in method.defaults()}, **given}
-        args.seed = request["seed"] if args.seed is None else args.seed
-        args.holdout = args.holdout or request["holdout"]
-        args.columns = args.columns or request["data"].get("columns")
-        args.standardize = args.standardize or request["data"].get("standardize", False)
-        sets = sets or request["data"].get("sets")
+        options, given, saved_sets = _take_from_request(args, saved["request"], method, options, given)
+        sets = sets or saved_sets
         command = " ".join(shlex.quote(token) for token in ["probgen", *args.argv])
     else:
         out = _default_out(args, spec)
@@ -194,14 +187,8 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
         cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
     saved = None
     if args.resume:
-        # what the command line leaves out is taken from the run being resumed
         saved = report.load_config(args.resume).get("request") or {}
-        options = {name: saved.get("options", {}).get(name) if value is None else value for name, value in options.items()}
-        given = {**{k: v for k, v in saved.get("settings", {}).items() if k != "steps"}, **given}
-        given.setdefault("steps", saved.get("settings", {}).get("steps"))
-        args.holdout = args.holdout or saved.get("holdout", 0.0)
-        args.seed = saved.get("seed", 0) if args.seed is None else args.seed
-        args.columns = args.columns or (saved.get("data") or {}).get("columns")
+        options, given, _ = _take_from_request(args, saved, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
     dataset = data.load(args.data, columns=args.columns, standardize=args.standardize)
     settings = method.resolve(given)
@@ -241,6 +228,21 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
     print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
     print(f"run folder: {folder}  (open {folder / 'report.html'})")
     return 0
+
+
+def _take_from_request(args, request: dict, method, options: dict, given: dict) -> tuple[dict, dict, dict | None]:
+    """What a `--resume` command line leaves out, taken from the request of the run it resumes
+    (`probgen.infer.durable.run_request`): model options, settings, seed, holdout, columns,
+    standardisation (set on `args`); returns (options, settings, the run's --set values)."""
+    options = {name: (request.get("options") or {}).get(name) if value is None else value
+               for name, value in options.items()}
+    given = {**{k: v for k, v in (request.get("settings") or {}).items() if k in method.defaults()}, **given}
+    data = request.get("data") or {}
+    args.seed = request.get("seed", 0) if args.seed is None else args.seed
+    args.holdout = args.holdout or request.get("holdout", 0.0)
+    args.columns = args.columns or data.get("columns")
+    args.standardize = args.standardize or data.get("standardize", False)
+    return options, given, data.get("sets")
 
 
 def _argv_for_resume(args, out: Path) -> list[str]:
