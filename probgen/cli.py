@@ -112,9 +112,9 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     fit.add_argument("--resume", metavar="RUN_DIR",
-                     help="carry on the run in RUN_DIR from its last saved chunk (NUTS, HMC) or checkpoint (VAE), with "
-                          "the same data, options and settings (what is left out is taken from the run); on a finished "
-                          "run, a higher --draws (NUTS, HMC) or --steps (VAE) extends it")
+                     help="carry on the run in RUN_DIR from its last save (NUTS, HMC, SVI, MAP) or checkpoint (VAE), "
+                          "with the same data, options and settings (what is left out is taken from the run); on a "
+                          "finished run, a higher --draws (NUTS, HMC) or --steps (SVI, MAP, VAE) extends it")
     fit.add_argument("--init-from", metavar="RUN_DIR",
                      help="NUTS, HMC: start from the final positions, step sizes and mass matrices of the run in "
                           "RUN_DIR (the same model, e.g. on updated data); give a short --warmup (under 150 keeps "
