@@ -147,3 +147,15 @@ def test_a_warm_start_from_another_model_exits_2(short_run, tmp_path):
     assert result.returncode == 2
     assert "a warm start needs a run of the same model" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "warm").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--resume", "{tmp}/nowhere"], "nothing to resume in '.*nowhere': it does not exist"),
+    (["--method", "svi", "--init-from", "{tmp}"], "--init-from applies to --method nuts and hmc"),
+], ids=["resume a missing folder", "warm start for svi"])
+def test_bad_long_run_flags_exit_2_with_one_line(tmp_path, extra, message):
+    import re
+
+    result = run_cli("fit", MODEL, "--data", DATA, "--quiet", *[e.format(tmp=tmp_path) for e in extra])
+    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

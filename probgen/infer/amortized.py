@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pickle
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -87,15 +85,8 @@ def _kl_weight(step, warmup: int):
 
 
 def _atomic_pickle(value, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with durable.atomic_file(path) as temporary, open(temporary, "wb") as file:
+        pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_checkpoint(folder) -> dict:

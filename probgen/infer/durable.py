@@ -29,9 +29,9 @@ a renamed file is atomic on every POSIX file system.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -86,12 +86,14 @@ def check_resume(saved: dict, request: dict, folder, may_change: tuple[str, ...]
                              + "; ".join(differences) + allowed)
 
 
-def write_json_atomic(path: Path, content: dict) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary path beside `path`; once the block ends, rename it to `path` (whole
+    or absent, whatever stops the process); on any exception, remove it."""
+    handle, temporary = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".partial")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(content, file, indent=2, default=_json_default)
-            file.write("\n")
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -99,10 +101,12 @@ def write_json_atomic(path: Path, content: dict) -> None:
         raise
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+def write_json_atomic(path: Path, content: dict) -> None:
+    from probgen.runfolder import _json_default
+
+    with atomic_file(path) as temporary, open(temporary, "w") as file:
+        json.dump(content, file, indent=2, default=_json_default)
+        file.write("\n")
 
 
 def read_checkpoint(folder) -> dict | None:
@@ -236,9 +240,6 @@ class ChainStore:
     def has_draws(self) -> bool:
         return bool(self.files()) or (self.folder / STATE).is_file()
 
-    def clear(self) -> None:
-        shutil.rmtree(self.chunks, ignore_errors=True)
-
     def write(self, done: int, samples: dict, stats: dict, leaves: list) -> Path:
         """Append one chunk (its draws, maybe none, and the state after `done` iterations)."""
         self.chunks.mkdir(parents=True, exist_ok=True)
@@ -350,21 +351,13 @@ def _write_group(file, group: str, values: dict, leading: tuple[str, ...], attrs
 def _write_groups(path: Path, done: int, samples: dict, stats: dict, leaves: list) -> Path:
     import h5netcdf
 
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    try:
-        with h5netcdf.File(temporary, "w") as file:
-            packed, index = _pack(leaves)
-            _write_group(file, "sampler_state", packed, ("chain",), {"done": int(done), "index": json.dumps(index)})
-            if samples:
-                _write_group(file, "posterior", samples, ("chain", "draw"))
-            if stats:  # MCMC's sample statistics, or an optimiser's loss per step
-                _write_group(file, "sample_stats", stats, ("chain", "draw"))
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path) as temporary, h5netcdf.File(temporary, "w") as file:
+        packed, index = _pack(leaves)
+        _write_group(file, "sampler_state", packed, ("chain",), {"done": int(done), "index": json.dumps(index)})
+        if samples:
+            _write_group(file, "posterior", samples, ("chain", "draw"))
+        if stats:  # MCMC's sample statistics, or an optimiser's loss per step
+            _write_group(file, "sample_stats", stats, ("chain", "draw"))
     return path
 
 
