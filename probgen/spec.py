@@ -191,6 +191,25 @@ class Amortized:
 
 
 @dataclasses.dataclass(frozen=True)
+class Conjugate:
+    """A model whose posterior has a closed form (`probgen.infer.exact`): no sampling, no
+    optimisation of the parameters, only of the prior's hyperparameters by maximum marginal
+    likelihood where the family asks for it.
+
+    fit:      (training ModelInputs, options, settings) -> posterior (a pytree of arrays: the
+              conjugate update, e.g. Dirichlet counts, and the fitted hyperparameters).
+    evaluate: (posterior, {part: ModelInputs}, options, settings, rng_key) -> {group:
+              xarray.Dataset}: scores of every part (parts: "training", "validation",
+              "held_out"), exact posterior draws of what the report shows, and the posterior
+              itself as groups, so that a run folder holds everything `probgen report` and
+              `probgen sample` need.
+    """
+
+    fit: Callable
+    evaluate: Callable
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A model and what probgen needs to fit it, check it and report on it.
 
@@ -231,6 +250,13 @@ class ModelSpec:
                at new inputs, one row per input row (`probgen predict`; a BNN's mean and
                intervals, or class probabilities).
     amortized: optional `Amortized`: the model is fitted by amortised minibatch SVI (VAE).
+    conjugate: optional `Conjugate`: the posterior has a closed form, computed exactly
+               (`--method exact`; the n-gram language model).
+    generate_text: optional (idata, config, prompt, num_symbols, temperature, rng_key) -> str:
+               a continuation of `prompt` drawn from the fitted model (`probgen sample
+               --prompt`; the language models).
+    data_kind: "table" (a numeric table, the default) or "text" (documents: `probgen.text_data`;
+               the frame `prepare` gets has one column, `text`).
     description: one line for `probgen models`.
     """
 
@@ -251,6 +277,9 @@ class ModelSpec:
     report: Report | None = None
     predict: Predict | None = None
     amortized: Amortized | None = None
+    conjugate: Conjugate | None = None
+    generate_text: Callable | None = None
+    data_kind: str = "table"
     description: str = ""
 
     def __post_init__(self):
@@ -263,7 +292,7 @@ class ModelSpec:
     def hooks(self) -> tuple[str, ...]:
         """The hooks this spec sets beyond its model (what its family had to write)."""
         fields = ("prepare", "guide", "postprocess", "simulate", "to_original_units", "plots", "init", "derived",
-                  "held_out", "convergence_on", "report", "predict", "amortized")
+                  "held_out", "convergence_on", "report", "predict", "amortized", "conjugate", "generate_text")
         return tuple(name for name in fields if getattr(self, name) is not None
                      and not (name == "prepare" and is_plain_model(self)))
 

@@ -38,6 +38,7 @@ from probgen import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer import durable
 from probgen.infer.methods import Method, Setting, register
+from probgen.infer.parts import DEFAULT_HOLDOUT, _dims, data_groups, part_inputs, split_parts
 
 DEFAULTS = {
     "steps": 20000,  # upper bound; early stopping usually ends training first
@@ -195,7 +196,6 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
 # `probgen.fit` for amortised models: split, train, evaluate, InferenceData
 # --------------------------------------------------------------------------------------------
 FIT_DEFAULTS = {**DEFAULTS, "draws": 20}  # draws: z ~ q(z | x) per training row kept in the posterior group
-DEFAULT_HOLDOUT = 0.2
 
 
 def params_to_dataset(params: dict):
@@ -223,34 +223,12 @@ def params_from_dataset(dataset) -> dict:
     return params
 
 
-def _split_parts(spec, dataset, options: dict, holdout: float, seed: int):
-    """{part: Dataset}: training, validation (early stopping) and held_out (scored) rows, and
-    anomaly rows (never trained on) when the spec's `preprocess` sets some apart. `holdout` of the normal rows are
-    kept out, half for validation and half for scoring."""
-    import dataclasses as dc
-
-    parts = {}
-    if spec.amortized.preprocess is not None:
-        normal, anomalies = spec.amortized.preprocess(dataset.frame, options, seed)
-        if anomalies is not None:
-            parts["anomaly"] = dc.replace(dataset, frame=anomalies.reset_index(drop=True))
-        dataset = dc.replace(dataset, frame=normal.reset_index(drop=True))
-    spec.prepare(dataset.frame, options)  # bad values are named by their row in the whole table, before any split
-    training, kept_out = dataset.split(holdout, seed)
-    if len(kept_out.frame) < 2:
-        raise InferenceError(f"--holdout {holdout:g} keeps {len(kept_out.frame)} row(s) out; a VAE needs at least 2 "
-                             "(half to stop training early, half to score)")
-    validation, held_out = kept_out.split(0.5, seed + 1) if len(kept_out.frame) >= 3 else (kept_out, kept_out)
-    parts.update(training=training, validation=validation, held_out=held_out)
-    return parts
-
-
 def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress: bool = True,
                   checkpoint_dir=None, resume: dict | None = None, reference: str | None = None):
     """Fit an amortised model (`spec.amortized`, e.g. the VAE) and return a `Fit`.
 
     The rows are split with `seed` into training, validation and held-out parts (see
-    `_split_parts`); training stops early on the validation ELBO; `spec.amortized.evaluate`
+    `probgen.infer.parts.split_parts`); training stops early on the validation ELBO; `spec.amortized.evaluate`
     scores the parts. The InferenceData holds: posterior (`draws` draws of each training row's
     latents from the encoder), observed_data (training rows), validation_data, held_out_data
     (and anomaly_data), the network `parameters`, the evaluation groups and an `optimization`
@@ -263,8 +241,8 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
     from probgen.infer.results import Fit
 
     holdout = float(holdout) or DEFAULT_HOLDOUT
-    parts = _split_parts(spec, dataset, options, holdout, seed)
-    inputs = {part: spec.prepare(data.frame, options) for part, data in parts.items()}
+    parts = split_parts(spec, dataset, options, holdout, seed, spec.amortized.preprocess)
+    inputs = part_inputs(spec, parts, options)
     train_inputs = inputs["training"]
     train_key, evaluate_key, draw_key = jax.random.split(jax.random.PRNGKey(seed), 3)
 
@@ -296,17 +274,9 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
         warnings.simplefilter("ignore", UserWarning)
         idata = az.from_dict(posterior=posterior, observed_data=dict(train_inputs.observed),
                              coords=dict(train_inputs.coords), dims=dict(train_inputs.dims))
-    extra = {"parameters": params_to_dataset(trained.params)}
-    for part, group in (("validation", "validation_data"), ("held_out", "held_out_data"), ("anomaly", "anomaly_data")):
-        if part in inputs:
-            part_inputs = inputs[part]
-            extra[group] = xr.Dataset({name: (part_inputs.dims.get(name, ["obs_id", "feature"]), np.asarray(value))
-                                       for name, value in part_inputs.observed.items()},
-                                      coords={k: v for k, v in part_inputs.coords.items() if k != "obs_id"})
-            for name, value in part_inputs.labels.items():
-                extra[group][name] = ("obs_id", np.asarray(value))
+    extra = {"parameters": params_to_dataset(trained.params), **data_groups(inputs)}
     for name, value in train_inputs.labels.items():
-        idata.observed_data[name] = ("obs_id", np.asarray(value))
+        idata.observed_data[name] = (_dims(train_inputs, name, value), np.asarray(value))
     history = trained.history
     extra["optimization"] = xr.Dataset(
         {name: ("evaluation", np.asarray(history[name], float)) for name in ("train_elbo", "heldout_elbo", "seconds")},
@@ -387,7 +357,7 @@ class MinibatchMethod(Method):
 
         if sets:
             raise InferenceError(f"--set gives arguments by name; model '{spec.name}' takes its data as a table")
-        dataset = _as_dataset(data, columns, standardize)
+        dataset = _as_dataset(data, columns, standardize, spec, options)
         return fit_amortized(spec, dataset, options, settings, seed, holdout, progress=progress,
                              checkpoint_dir=checkpoint_dir, resume=resume, reference=reference)
 

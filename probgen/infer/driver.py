@@ -18,9 +18,15 @@ from probgen.infer.results import Fit, build_inference_data, draws_only, model_s
 from probgen.spec import ModelSpec, describe_function, is_plain_model, load_spec, takes_x_array
 
 
-def _as_dataset(data, columns, standardize):
+def _as_dataset(data, columns, standardize, spec: ModelSpec | None = None, options: Mapping[str, Any] | None = None):
     if isinstance(data, data_module.Dataset):
         return data
+    if spec is not None and spec.data_kind == "text":  # documents, not a numeric table (probgen.text_data)
+        from probgen import text_data
+
+        if standardize:
+            raise InferenceError(f"--standardize applies to numeric tables; model '{spec.name}' models text")
+        return text_data.load_text(data, (options or {}).get("documents", "line"))
     if isinstance(data, pd.DataFrame):
         return data_module.from_frame(data if columns is None else data[list(columns)], standardize=standardize)
     return data_module.load(str(data), columns=columns, standardize=standardize)
@@ -58,7 +64,7 @@ def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0,
             return named, inputs, None if held is None else binding.bind(spec.model, held)
         if sets:
             raise InferenceError(f"--set gives arguments by name; {describe_function(spec.model)} takes its data as x")
-    dataset = _as_dataset(data, columns, standardize)
+    dataset = _as_dataset(data, columns, standardize, spec, options)
     held_out = held_out_inputs = None
     if holdout:
         description = spec.held_out
