@@ -158,10 +158,17 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="draw new data from a fitted model's posterior predictive",
                                  description="Draw N new rows from the posterior predictive of RUN_DIR (each row from "
-                                             "a random posterior draw) and write them as CSV in the data's original units.")
+                                             "a random posterior draw) and write them as CSV in the data's original units. "
+                                             "For a language model: continue --prompt by N characters, printed or "
+                                             "written to --out.")
     sample.add_argument("run_dir", metavar="RUN_DIR")
-    sample.add_argument("-n", "--num", type=int, required=True, metavar="N", help="number of rows to draw")
-    sample.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    sample.add_argument("-n", "--num", type=int, required=True, metavar="N",
+                        help="number of rows to draw (language models: characters to write)")
+    sample.add_argument("--out", metavar="FILE", help="file to write (CSV; a language model's text: any name, "
+                                                      "default: print it)")
+    sample.add_argument("--prompt", default=None, help="language models: the text to continue (default: a new document)")
+    sample.add_argument("--temperature", type=float, default=1.0,
+                        help="language models: sharpen (< 1) or flatten (> 1) the next-character distribution")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
 
@@ -284,13 +291,25 @@ def _report_stored(run_dir, saved: dict) -> int:
 
 
 def _sample(args) -> int:
-    from probgen.sampling import posterior_predictive_table, write_csv
+    from probgen.sampling import continued_text, posterior_predictive_table, write_csv
 
     if args.num < 1:
         raise_usage(f"-n must be >= 1, got {args.num}")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not args.overwrite:
         raise_usage(f"output file '{out}' already exists (use --overwrite to replace it)")
+    text = continued_text(args.run_dir, args.prompt, args.num, args.temperature, seed=args.seed)
+    if text is not None:
+        if out is None:
+            print(text)
+        else:
+            out.write_text(text + "\n", encoding="utf-8")
+            print(f"wrote {len(text)} characters to {out}")
+        return 0
+    if args.prompt is not None:
+        raise_usage("--prompt continues a text; the model of this run is not a language model")
+    if out is None:
+        raise_usage("--out FILE.csv is required: where to write the new rows")
     table = posterior_predictive_table(args.run_dir, args.num, seed=args.seed)
     write_csv(table, out)
     print(f"wrote {len(table)} rows to {out}")
@@ -433,11 +452,14 @@ def _methods() -> int:
 
 
 def _datasets() -> int:
+    from probgen import text_data
     from probgen.data import BUNDLED
 
     for name, entry in sorted(BUNDLED.items()):
         columns = ", ".join(entry.columns) if entry.columns else "all (see the description)"
         print(f"{name}: {entry.description}; columns {columns}")
+    for name, description in text_data.describe().items():
+        print(f"{name}: {description}; text (the language models: ngram, neural_lm, attention_lm)")
     return 0
 
 

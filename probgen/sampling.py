@@ -51,6 +51,16 @@ def predictive_rows(idata, rng_key, num_rows: int) -> tuple[np.ndarray, list[str
     return values[which_draw, which_row], columns
 
 
+def continued_text(run_dir, prompt: str | None, num_symbols: int, temperature: float, seed: int = 0) -> str | None:
+    """`prompt` continued by `num_symbols` characters drawn from a language model's run
+    (`ModelSpec.generate_text`), or None when the run's model writes no text."""
+    idata, config = load_run(run_dir)
+    spec = load_spec(config["model"]["reference"])
+    if spec.generate_text is None:
+        return None
+    return spec.generate_text(idata, config, prompt or "", int(num_symbols), float(temperature), jax.random.PRNGKey(seed))
+
+
 def posterior_predictive_table(run_dir, num_rows: int, seed: int = 0) -> pd.DataFrame:
     """`num_rows` new rows, each simulated from a posterior draw chosen at random: by the
     fitting method's own generator (a VAE's decoder), the family's simulator, or the stored

@@ -40,16 +40,18 @@ def continue_text(next_probabilities: Callable[[np.ndarray], np.ndarray], vocabu
             out.append("\n")
             history = np.full(context, PAD, np.int32)
         else:
-            out.append(vocabulary.decode([symbol]) if symbol != UNK else "\u2047")
+            out.append(vocabulary.decode([symbol]))
             history = np.append(history, np.int32(symbol))
     return prompt + "".join(out)
 
 
 def _draw(probabilities, temperature: float, rng: np.random.Generator) -> np.ndarray:
     """One symbol per row of (B, V) probabilities, sharpened or flattened by the temperature
-    (p^(1/T), renormalised); PAD is never drawn."""
+    (p^(1/T), renormalised); PAD is never drawn, nor UNK (it stands for any rare character,
+    which has no one spelling)."""
     probabilities = np.array(probabilities, float)
     probabilities[:, PAD] = 0.0
+    probabilities[:, UNK] = 0.0
     logits = np.log(np.maximum(probabilities, 1e-300)) / temperature
     weights = np.exp(logits - logits.max(axis=1, keepdims=True)) * (probabilities > 0)
     cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)

@@ -269,7 +269,8 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
                 if site["type"] == "sample" and not site["is_observed"]}
 
     draws = jax.jit(lambda keys: jax.lax.map(one, keys))(jax.random.split(draw_key, int(settings["draws"])))
-    posterior = {name: np.asarray(value)[None] for name, value in draws.items()}
+    # NetCDF forbids '/' in names, which scoped sites have (random_flax_module's "head/kernel")
+    posterior = {name.replace("/", "."): np.asarray(value)[None] for name, value in draws.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         idata = az.from_dict(posterior=posterior, observed_data=dict(train_inputs.observed),

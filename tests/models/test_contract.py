@@ -23,18 +23,27 @@ CASES = {
     "bnn": ("diabetes", ["bmi", "bp", "target"], 80, {"hidden": "3"}, MCMC),
     "vae": ("digits", PIXELS, 300, {"latent_dim": 2, "hidden": "8", "iwae_samples": 5},
             {"steps": 100, "eval_every": 50, "draws": 4}),
+    # text families: a bundled corpus; the networks with a Bayesian head (a posterior to draw)
+    "ngram": ("trump_tweets", None, 200, {"order": 3}, {"draws": 20}),
+    "neural_lm": ("trump_tweets", None, 120, {"context": 8, "block": 16, "hidden": 16, "head": "bayesian"},
+                  {"steps": 40, "eval_every": 20, "batch_size": 16, "draws": 2}),
+    "attention_lm": ("trump_tweets", None, 120, {"context": 16, "block": 16, "hidden": 16, "layers": 1,
+                                                  "heads": 2, "head": "bayesian"},
+                     {"steps": 40, "eval_every": 20, "batch_size": 16, "draws": 2}),
 }
 
 
 @pytest.mark.parametrize("family", builtin_model_names())
 def test_every_family_keeps_the_contract(family, tmp_path):
-    from probgen.sampling import posterior_predictive_table
+    from probgen.sampling import continued_text, posterior_predictive_table
+    from probgen.text_data import load_text
 
     assert family in CASES, f"add a tiny case for the new family '{family}' to CASES"
     name, columns, rows, options, settings = CASES[family]
     spec = load_spec(family)
     assert check_hooks(spec) == [], check_hooks(spec)
-    frame = load(name, columns=columns).frame.iloc[:rows].reset_index(drop=True)
+    source = load_text(name) if spec.data_kind == "text" else load(name, columns=columns)
+    frame = source.frame.iloc[:rows].reset_index(drop=True)
 
     inputs = spec.prepare(frame, spec.resolve_options(options))
     assert isinstance(inputs, ModelInputs) and inputs.observed
@@ -50,7 +59,10 @@ def test_every_family_keeps_the_contract(family, tmp_path):
     folder = report.save_run(result, built, tmp_path / "run")
     assert (folder / "report.html").is_file() and (folder / "posterior.nc").is_file()
 
-    if spec.predict is None:  # a generative family draws new rows in the data's columns
+    if spec.generate_text is not None:  # a language model continues a prompt (`probgen sample --prompt`)
+        text = continued_text(folder, "The ", 30, 0.8, seed=seeded(1))
+        assert text.startswith("The ") and len(text) == 34
+    elif spec.predict is None:  # a generative family draws new rows in the data's columns
         table = posterior_predictive_table(folder, 7, seed=seeded(1))
         assert table.shape[0] == 7 and np.isfinite(table.to_numpy(float)).all()
     else:  # a conditional family predicts one row per input row
