@@ -166,7 +166,6 @@ def attention_figures(idata, config) -> dict:
     weights = np.asarray(networks.attention_weights(architecture, params, jnp.asarray(row)))  # (L, H, n, n)
     length = len(document) + 1
     weights = weights[:, :, :length, :length]
-    labels = ["·"] + [vocabulary.decode([s]) or "?" for s in document]
     figure, axes = plt.subplots(weights.shape[0], weights.shape[1], figsize=(2.6 * weights.shape[1], 2.6 * weights.shape[0]),
                                 squeeze=False)
     for layer in range(weights.shape[0]):
