@@ -27,7 +27,7 @@ import numpyro.distributions as dist
 
 from probgen.errors import DataError
 from probgen.models._lm import ngram as counting
-from probgen.models._lm.scoring import bits_per_character, per_document
+from probgen.models._lm.scoring import bits_per_character, per_document, token_predictive
 from probgen.models._lm.text import PAD, Vocabulary, documents_of, streams
 
 
@@ -115,6 +115,9 @@ def conjugate_evaluate(posterior, inputs, options, settings, rng_key) -> dict:
             draws = counting.dirichlet_posterior_draws(counts, posterior["concentration"], codes, rng,
                                                        int(settings["draws"]))
             total_bits = -draws.sum(axis=1) / np.log(2.0)
+            top = counting.dirichlet_probabilities(counts, posterior["concentration"], codes)[:, -1]
+            groups["held_out_tokens"] = token_predictive(part_inputs.observed["symbols"][part_inputs.observed["symbols"] != PAD],
+                                                         np.log(top), draws)
             groups["posterior"] = xr.Dataset(
                 {"held_out_bits_per_char": (("chain", "draw"), (total_bits / symbols.sum())[None])},
                 coords={"chain": [0], "draw": np.arange(len(total_bits))})

@@ -14,7 +14,7 @@ import numpy as np
 
 from probgen.errors import DataError
 from probgen.models._lm import networks
-from probgen.models._lm.scoring import bits_per_character, per_document
+from probgen.models._lm.scoring import bits_per_character, per_document, token_predictive
 from probgen.models._lm.text import PAD, Vocabulary, documents_of, rows
 
 TRAINING_ROWS_SCORED = 2000  # the training part's score is taken on its first rows (a full pass costs an epoch)
@@ -51,30 +51,40 @@ def held_out_inputs(training, held_out, options):
     return _inputs(documents_of(held_out), vocabulary, options)
 
 
-def target_log_probs(architecture, params, x, head, chunk: int = 32):
+def _chunk_log_probs(architecture, variables, head, part):
+    """(chunk, block) log p of each target of `part` rows (S leading draws when the head has them)."""
+    targets = part[:, architecture.context:]
+    features = architecture.network().apply(variables, part)
+    if head["bias"].ndim == 2:
+        logits = jnp.einsum("rth,shv->srtv", features, head["kernel"]) + head["bias"][:, None, None, :]
+    else:
+        logits = features @ head["kernel"] + head["bias"]
+    logits = logits.at[..., PAD].set(-1e9)
+    log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.broadcast_to(targets, logits.shape[:-1])[..., None],
+                                axis=-1)[..., 0]
+    return jnp.where(targets != PAD, log_p, 0.0)
+
+
+_compiled_chunk = jax.jit(_chunk_log_probs, static_argnums=0)
+
+
+def target_log_probs(architecture, params, x, head, chunk: int = 32, eager: bool = False):
     """(R, block) natural-log probabilities of each row's targets (0 where nothing is
     predicted). head: {kernel, bias}, with a leading draw axis S for posterior draws, in which
-    case the posterior predictive log mean_s p_s is returned and also (S, R, block) per draw."""
-    module = architecture.network()
+    case the posterior predictive log mean_s p_s is returned and also (S, R, block) per draw.
+    Traced (inside the trainer's compiled step): a `lax.map` over chunks of rows; eager (the
+    final scores): one compiled chunk called chunk by chunk, so parts of any size share it."""
     variables = networks.network_params(params)
     rows_ = x.shape[0]
     padded = -(-rows_ // chunk) * chunk
     x = jnp.concatenate([x, jnp.full((padded - rows_, x.shape[1]), PAD, x.dtype)]) if padded > rows_ else x
     draws = head["bias"].ndim == 2
-
-    def one(part):
-        targets = part[:, architecture.context:]
-        features = module.apply(variables, part)
-        if draws:
-            logits = jnp.einsum("rth,shv->srtv", features, head["kernel"]) + head["bias"][:, None, None, :]
-        else:
-            logits = features @ head["kernel"] + head["bias"]
-        logits = logits.at[..., PAD].set(-1e9)
-        log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.broadcast_to(targets, logits.shape[:-1])[..., None],
-                                    axis=-1)[..., 0]
-        return jnp.where(targets != PAD, log_p, 0.0)
-
-    out = jax.lax.map(one, x.reshape(-1, chunk, x.shape[1]))
+    if eager:
+        parts = [_compiled_chunk(architecture, variables, head, x[start:start + chunk]) for start in range(0, padded, chunk)]
+        out = jnp.stack(parts)
+    else:
+        out = jax.lax.map(lambda part: _chunk_log_probs(architecture, variables, head, part),
+                          x.reshape(-1, chunk, x.shape[1]))
     if draws:
         per_draw = jnp.moveaxis(out, 1, 0).reshape((head["bias"].shape[0], padded, -1))[:, :rows_]
         return jax.nn.logsumexp(per_draw, axis=0) - math.log(per_draw.shape[0]), per_draw
@@ -103,16 +113,22 @@ def evaluate(params, inputs: dict, options: dict, rng_key) -> dict:
         x, owner = part_inputs.observed["x"], part_inputs.labels["owner"]
         if part == "training":
             x, owner = x[:TRAINING_ROWS_SCORED], owner[:TRAINING_ROWS_SCORED]
-        log_p = target_log_probs(architecture, params, jnp.asarray(x), head)
+        log_p = target_log_probs(architecture, params, jnp.asarray(x), head, eager=True)
         if bayesian:
             log_p, per_draw = log_p
         documents = int(part_inputs.kwargs["num_documents"])
         bits, symbols = per_document(-np.asarray(log_p).reshape(-1) / math.log(2), owner.reshape(-1), documents)
         keep = symbols > 0
         groups[f"{part}_scores"] = xr.Dataset({"bits": ("document", bits[keep]), "symbols": ("document", symbols[keep])})
-        if bayesian and part == "held_out":
-            totals = -np.asarray(per_draw).sum(axis=(1, 2)) / math.log(2) / symbols.sum()
-            groups["held_out_score_draws"] = xr.Dataset({"held_out_bits_per_char": ("draw", totals)})
+        if part == "held_out":
+            targets = owner.reshape(-1) >= 0
+            token_symbols = np.asarray(x)[:, architecture.context:].reshape(-1)[targets]
+            log_draws = None
+            if bayesian:
+                totals = -np.asarray(per_draw).sum(axis=(1, 2)) / math.log(2) / symbols.sum()
+                groups["held_out_score_draws"] = xr.Dataset({"held_out_bits_per_char": ("draw", totals)})
+                log_draws = np.asarray(per_draw).reshape(per_draw.shape[0], -1)[:, targets]
+            groups["held_out_tokens"] = token_predictive(token_symbols, np.asarray(log_p).reshape(-1)[targets], log_draws)
     return groups
 
 
@@ -163,7 +179,7 @@ def attention_figures(idata, config) -> dict:
 
     document = part_documents(idata.held_out_data)[0][:min(64, architecture.context)]
     row = np.concatenate([[PAD], document, [PAD]]).astype(np.int32)
-    weights = np.asarray(networks.attention_weights(architecture, params, jnp.asarray(row)))  # (L, H, n, n)
+    weights = np.asarray(jax.jit(lambda r: networks.attention_weights(architecture, params, r))(jnp.asarray(row)))  # (L, H, n, n)
     length = len(document) + 1
     weights = weights[:, :, :length, :length]
     figure, axes = plt.subplots(weights.shape[0], weights.shape[1], figsize=(2.6 * weights.shape[1], 2.6 * weights.shape[0]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from probgen.models._lm.information import LAGS, mutual_information_by_lag
-from probgen.models._lm.sampling import continue_text, sample_documents
+from probgen.models._lm.sampling import continue_texts, sample_documents
 from probgen.models._lm.scoring import bits_per_character
 from probgen.models._lm.text import END
 
@@ -88,8 +88,10 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
 
     # ---- the uncertainty of the held-out score ---------------------------------------------
     uncertainty = None
-    if "posterior" in idata.groups() and "held_out_bits_per_char" in idata.posterior:
-        draws = idata.posterior["held_out_bits_per_char"].values.reshape(-1)
+    source = (idata.posterior if "posterior" in idata.groups() and "held_out_bits_per_char" in idata.posterior else
+              idata.held_out_score_draws if "held_out_score_draws" in idata.groups() else None)
+    if source is not None:
+        draws = source["held_out_bits_per_char"].values.reshape(-1)
         low, high = np.quantile(draws, [0.05, 0.95])
         uncertainty = {"posterior_mean": float(draws.mean()), "posterior_sd": float(draws.std(ddof=1)),
                        "interval_90": [float(low), float(high)], "draws": int(draws.size),
@@ -97,11 +99,29 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
         metrics["held_out_score_uncertainty"] = uncertainty
         sections.append(Section(
             "Uncertainty of the held-out score",
-            f"Over {draws.size} exact posterior draws of the model's probabilities the held-out score is "
+            f"Over {draws.size} posterior draws of the model's probabilities (exact Dirichlet draws for the n-gram, "
+            f"draws of the Bayesian softmax layer for a network) the held-out score is "
             f"{draws.mean():.4f} bits per character (sd {draws.std(ddof=1):.4f}; 90% interval {low:.4f} to "
             f"{high:.4f}): the parameters' uncertainty. The standard error over documents, {headline['se']:.4f}, is "
             "the uncertainty from which documents were drawn for the test set; it is the larger one when the "
             "training text is large."))
+
+    # ---- the posterior predictive per character ------------------------------------------
+    if "held_out_tokens" in idata.groups():
+        tokens = idata.held_out_tokens
+        shown = pd.DataFrame({"character": [vocabulary.decode([s]) if s > 2 else ("END" if s == 1 else "UNK")
+                                            for s in tokens["symbol"].values],
+                              "predictive_p": tokens["predictive"].values,
+                              "bits": -np.log2(tokens["predictive"].values)})
+        interval = "low" in tokens
+        if interval:
+            shown["p_5%"], shown["p_95%"] = tokens["low"].values, tokens["high"].values
+        sections.append(Section(
+            "Posterior predictive per character (the first held-out document)",
+            "The probability the model gave each character of a document it never saw, given the characters before "
+            "it" + (", with the 90% interval of that probability over the posterior: wide where the context was rare "
+                    "in training, narrow where it was common." if interval else
+                    " (the networks are point estimates: no interval; --head bayesian gives one)."), shown))
 
     # ---- the n-gram ladder: an upper bound of the entropy rate ----------------------------
     if ladder and "held_out_scores" in idata.groups():
@@ -146,7 +166,8 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
 
     # ---- samples ------------------------------------------------------------------------------
     rng = np.random.default_rng(seed + 17)
-    samples = {f"{t:g}": continue_text(next_symbol, vocabulary, "", 200, t, rng, max(context, 1)) for t in TEMPERATURES}
+    texts = continue_texts(next_symbol, vocabulary, "", 200, TEMPERATURES, rng, max(context, 1))
+    samples = {f"{t:g}": text for t, text in zip(TEMPERATURES, texts)}
     metrics["samples"] = samples
     sections.append(Section(
         "Samples",
@@ -157,7 +178,7 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
     # ---- memory: mutual information by lag ------------------------------------------------
     if "held_out_data" in idata.groups():
         real = part_documents(idata.held_out_data)
-        generated = sample_documents(next_symbol, min(len(real), 200), 300, 1.0, rng, max(context, 1))
+        generated = sample_documents(next_symbol, min(len(real), 200), 250, 1.0, rng, max(context, 1))
         lags = [lag for lag in LAGS if lag <= 64]
         real_mi = mutual_information_by_lag(real, lags, vocabulary.size)
         model_mi = mutual_information_by_lag(generated, lags, vocabulary.size)

@@ -28,24 +28,34 @@ def continue_text(next_probabilities: Callable[[np.ndarray], np.ndarray], vocabu
 
     next_probabilities(histories (B, context) int) -> (B, V) probabilities of the next symbol
     given the last `context` symbols of each history (PAD before the document's start)."""
-    if temperature <= 0:
-        raise DataError(f"--temperature must be > 0, got {temperature}")
+    return continue_texts(next_probabilities, vocabulary, prompt, num_symbols, [temperature], rng, context)[0]
+
+
+def continue_texts(next_probabilities: Callable[[np.ndarray], np.ndarray], vocabulary: Vocabulary, prompt: str,
+                   num_symbols: int, temperatures, rng: np.random.Generator, context: int) -> list[str]:
+    """`continue_text` at several temperatures at once (one batch of histories, one model call
+    per character for all of them)."""
+    temperatures = np.asarray(temperatures, float)
+    if np.any(temperatures <= 0):
+        raise DataError(f"--temperature must be > 0, got {temperatures.min():g}")
     if num_symbols < 1:
         raise DataError(f"-n must be >= 1, got {num_symbols}")
-    history = np.concatenate([np.full(context, PAD, np.int32), encode_prompt(vocabulary, prompt)])
-    out: list[str] = []
+    start = np.concatenate([np.full(context, PAD, np.int32), encode_prompt(vocabulary, prompt)])[-context:]
+    history = np.tile(start, (len(temperatures), 1))
+    out: list[list[str]] = [[] for _ in temperatures]
     for _ in range(num_symbols):
-        symbol = int(_draw(next_probabilities(history[None, len(history) - context:])[0:1], temperature, rng)[0])
-        if symbol == END:
-            out.append("\n")
-            history = np.full(context, PAD, np.int32)
-        else:
-            out.append(vocabulary.decode([symbol]))
-            history = np.append(history, np.int32(symbol))
-    return prompt + "".join(out)
+        symbols = _draw(next_probabilities(history), temperatures[:, None], rng)
+        for row, symbol in enumerate(symbols.tolist()):
+            if symbol == END:
+                out[row].append("\n")
+                history[row] = PAD
+            else:
+                out[row].append(vocabulary.decode([symbol]))
+                history[row] = np.append(history[row, 1:], np.int32(symbol))
+    return [prompt + "".join(characters) for characters in out]
 
 
-def _draw(probabilities, temperature: float, rng: np.random.Generator) -> np.ndarray:
+def _draw(probabilities, temperature, rng: np.random.Generator) -> np.ndarray:
     """One symbol per row of (B, V) probabilities, sharpened or flattened by the temperature
     (p^(1/T), renormalised); PAD is never drawn, nor UNK (it stands for any rare character,
     which has no one spelling)."""

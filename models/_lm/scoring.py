@@ -37,3 +37,21 @@ def paired_difference(bits_a, bits_b, document_symbols) -> tuple[float, float]:
     """(difference of bits per character a - b, its standard error), paired by document (the
     same test documents under both models, so most of the between-document noise cancels)."""
     return bits_per_character(np.asarray(bits_a, float) - np.asarray(bits_b, float), document_symbols)
+
+
+TOKENS_SHOWN = 80
+
+
+def token_predictive(symbols, log_predictive, log_draws=None):
+    """The `held_out_tokens` group: for the first TOKENS_SHOWN held-out targets, the symbol, its
+    posterior predictive probability and, with posterior draws (S, N) of log p, the 5% and 95%
+    quantiles of p over the posterior."""
+    import xarray as xr
+
+    count = min(TOKENS_SHOWN, len(symbols))
+    variables = {"symbol": ("token", np.asarray(symbols[:count], np.int32)),
+                 "predictive": ("token", np.exp(np.asarray(log_predictive[:count], float)))}
+    if log_draws is not None:
+        low, high = np.quantile(np.exp(np.asarray(log_draws[:, :count], float)), [0.05, 0.95], axis=0)
+        variables.update(low=("token", low), high=("token", high))
+    return xr.Dataset(variables)

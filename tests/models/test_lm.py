@@ -143,12 +143,26 @@ def test_ngram_from_a_text_file_through_the_cli_and_bad_input(tmp_path):
     unseen = _cli("sample", str(run), "-n", "5", "--prompt", "zebra")
     assert unseen.returncode == 2 and "'z'" in unseen.stderr and "never saw" in unseen.stderr
 
-    empty, binary = tmp_path / "empty.txt", tmp_path / "binary.txt"
-    empty.write_text("\n\n")
+    binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\x7fELF\x00\x01\x02" * 20)
-    for path, message in ((empty, "is empty"), (binary, "is not text")):
-        result = _cli("fit", "ngram", "--data", str(path), "--out", str(tmp_path / "bad"), "--quiet")
-        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    too_long = _cli("fit", "ngram", "--data", str(corpus), "--order", "99", "--out", str(tmp_path / "bad"), "--quiet")
-    assert too_long.returncode == 2 and "--order 99 is larger than the training text" in too_long.stderr
+    result = _cli("fit", "ngram", "--data", str(binary), "--out", str(tmp_path / "bad"), "--quiet")
+    assert result.returncode == 2 and "is not text" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_bad_text_is_named(tmp_path):
+    """The same errors the CLI prints as one line (exit 2), raised by the library."""
+    from probgen.errors import DataError, ProbgenError
+    from probgen.infer import fit
+    from probgen.text_data import load_text
+
+    empty, latin = tmp_path / "empty.txt", tmp_path / "latin.txt"
+    empty.write_text("\n\n")
+    latin.write_bytes(b"caf\xe9\n")
+    with pytest.raises(DataError, match="is empty"):
+        load_text(str(empty))
+    with pytest.raises(DataError, match="byte 0xe9 at offset 3"):
+        load_text(str(latin))
+    with pytest.raises(ProbgenError, match="--order 12 is larger than the training text"):
+        fit("ngram", ["a short one", "another", "and a third", "fourth"], "exact", options={"order": 12}, holdout=0.5,
+            progress=False)
