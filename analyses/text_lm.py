@@ -13,7 +13,7 @@ Writes OUT/table.md and OUT/table.csv (test bits per character with standard err
 paired difference from the best n-gram, training seconds, parameters) and a run folder per
 model (OUT/ngram, OUT/neural_lm, OUT/attention_lm) with its full report.
 
-    python analyses/text_lm.py --out runs/text_lm [--steps 6000] [--documents N] [--quiet]
+    python analyses/text_lm.py --out runs/text_lm [--steps 3000] [--documents N] [--quiet]
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ def parse_args(argv=None):
     parser.add_argument("--corpus", default="trump_tweets")
     parser.add_argument("--documents", type=int, default=0, help="use only the first N documents (0: all)")
     parser.add_argument("--order", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=6000, help="most SVI steps of each network")
+    parser.add_argument("--steps", type=int, default=3000, help="most SVI steps of each network")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--attention-context", type=int, default=128)
+    parser.add_argument("--attention-block", type=int, default=256,
+                        help="predictions per training row of the attention LM (each still sees --attention-context back)")
     return parser.parse_args(argv)
 
 
@@ -92,7 +94,7 @@ def run(args) -> int:
     fits = {"ngram": fit("ngram", corpus, "exact", options={"order": args.order}, **common),
             "neural_lm": fit("neural_lm", corpus, "svi", **common, **training),
             "attention_lm": fit("attention_lm", corpus, "svi", options={"context": args.attention_context,
-                                                                         "block": args.attention_context},
+                                                                         "block": args.attention_block},
                                 **common, **training)}
     memory = {}
     for name, result in fits.items():

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     from probgen.models._lm.neural import architecture_from, elbo
     from probgen.models._lm.text import PAD, Vocabulary, rows
     from probgen.text_data import load_text
-    from benchmarks._timing import device
+    from _timing import device
 
     documents = load_text("trump_tweets").frame["text"].tolist()[:args.documents]
     vocabulary = Vocabulary.from_documents(documents, 3)

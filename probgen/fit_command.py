@@ -180,8 +180,8 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
     replaces it atomically."""
     import shlex
 
-    from probgen import data, report
-    from probgen.infer import fit
+    from probgen import report
+    from probgen.infer import _as_dataset, fit
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
         cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
@@ -190,7 +190,7 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
         saved = report.load_config(args.resume).get("request") or {}
         options, given, _ = _take_from_request(args, saved, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
-    dataset = data.load(args.data, columns=args.columns, standardize=args.standardize)
+    dataset = _as_dataset(args.data, args.columns, args.standardize, spec, spec.resolve_options(options))
     settings = method.resolve(given)
     request = method.training_request(args.model, dataset, spec.resolve_options(options), settings, args.seed,
                                          args.holdout)

@@ -102,7 +102,9 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
             f"Over {draws.size} posterior draws of the model's probabilities (exact Dirichlet draws for the n-gram, "
             f"draws of the Bayesian softmax layer for a network) the held-out score is "
             f"{draws.mean():.4f} bits per character (sd {draws.std(ddof=1):.4f}; 90% interval {low:.4f} to "
-            f"{high:.4f}): the parameters' uncertainty. The standard error over documents, {headline['se']:.4f}, is "
+            f"{high:.4f}): the parameters' uncertainty. (The table scores the posterior predictive, which averages the "
+            "probabilities over the posterior before taking logs, so it is lower by Jensen's inequality.) "
+            "The standard error over documents, {headline['se']:.4f}, is "
             "the uncertainty from which documents were drawn for the test set; it is the larger one when the "
             "training text is large."))
 
@@ -214,6 +216,7 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
         figures["learning_curve"] = figure
     if extra_figures is not None:
         figures.update(extra_figures(idata, config))
-    sections.insert(0, Section("Cross-entropy", text))
+    # the standard report (the exact method's) shows the posterior summary: the table goes here
+    sections.insert(0, Section("Cross-entropy", text, table if config.get("method") == "exact" else None))
     return ReportPart(sections=tuple(sections), metrics={"language_model": metrics}, figures=figures, summary=table,
                       summary_title="Bits per character", summary_units="bits per character; perplexity = 2^bits")

@@ -24,7 +24,8 @@ from probgen.infer.methods import Method, Setting, register
 from probgen.infer.parts import DEFAULT_HOLDOUT, _dims, data_groups, part_inputs, split_parts
 
 SETTINGS = (
-    Setting("draws", int, 200, "exact posterior draws of the held-out score", minimum=1),
+    Setting("draws", int, 200, "exact posterior draws of the held-out score (4 chains of draws / 4, independent)",
+            minimum=1),
 )
 
 
@@ -65,7 +66,7 @@ class ExactMethod(Method):
     title = "the exact conjugate posterior"
     settings = SETTINGS
     exclusive = True
-    posterior_report = False  # millions of context distributions: the model's own report is the report
+    posterior_report = True  # the standard report, on the exact draws of what the family reports
     gives_posterior_sample = False
     loss_label = "negative log marginal likelihood"
 

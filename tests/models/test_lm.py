@@ -166,3 +166,20 @@ def test_bad_text_is_named(tmp_path):
     with pytest.raises(ProbgenError, match="--order 12 is larger than the training text"):
         fit("ngram", ["a short one", "another", "and a third", "fourth"], "exact", options={"order": 12}, holdout=0.5,
             progress=False)
+
+
+def test_neural_lm_trains_from_a_text_file_and_resumes_through_the_cli(tmp_path):
+    """The minibatch trainer's checkpoints serve a text model too: --resume carries on from the
+    saved step with the saved options (the text is read as documents on both calls)."""
+    rng = np.random.default_rng(seeded(6))
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words, size=rng.integers(3, 9))) for _ in range(120)) + "\n")
+    run = tmp_path / "run"
+    first = _cli("fit", "neural_lm", "--data", str(corpus), "--context", "6", "--block", "16", "--hidden", "16",
+                 "--steps", "40", "--eval-every", "20", "--checkpoint-every", "20", "--out", str(run), "--quiet")
+    assert first.returncode == 0, first.stderr
+    resumed = _cli("fit", "neural_lm", "--data", str(corpus), "--steps", "60", "--resume", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from the checkpoint at step 40" in resumed.stdout + resumed.stderr
+    assert "Bits per character" in (run / "report.md").read_text()
