@@ -28,7 +28,7 @@ import numpyro.distributions as dist
 from probgen.errors import DataError
 from probgen.models._lm import ngram as counting
 from probgen.models._lm.scoring import bits_per_character, per_document, token_predictive
-from probgen.models._lm.text import PAD, Vocabulary, documents_of, streams
+from probgen.models._lm.text import PAD, Vocabulary, documents_of, text_options, streams
 
 
 def ngram_model(symbols=None, *, context_of, base, concentration: float, num_contexts: int, size: int,
@@ -198,10 +198,7 @@ def _spec():
         options=(
             Option("order", int, 6, "n: the model predicts each character from the n - 1 before it (orders 1..n are "
                                     "all fitted: the ladder)", minimum=1),
-            Option("min_count", int, 3, "characters seen fewer times in the training documents become one UNK symbol",
-                   minimum=1),
-            Option("documents", str, "line", "what a document of a .txt file is: each non-empty line, or pieces of "
-                                             "the whole file", ("line", "file")),
+            *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
         conjugate=Conjugate(fit=conjugate_fit, evaluate=conjugate_evaluate),

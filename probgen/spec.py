@@ -286,6 +286,8 @@ class ModelSpec:
         if self.prepare is None:
             object.__setattr__(self, "prepare", _default_prepare(self.model))
         problems = check_hooks(self)
+        if self.data_kind not in ("table", "text"):
+            problems.append(f"data_kind must be 'table' or 'text', got {self.data_kind!r}")
         if problems:
             raise ModelError(f"ModelSpec '{self.name}': " + "; ".join(problems))
 

@@ -15,7 +15,7 @@ import numpy as np
 from probgen.errors import DataError
 from probgen.models._lm import networks
 from probgen.models._lm.scoring import bits_per_character, per_document, token_predictive
-from probgen.models._lm.text import PAD, Vocabulary, documents_of, rows
+from probgen.models._lm.text import PAD, Vocabulary, documents_of, text_options, rows
 
 TRAINING_ROWS_SCORED = 2000  # the training part's score is taken on its first rows (a full pass costs an epoch)
 POSTERIOR_DRAWS = 20  # head draws for the Bayesian head's posterior predictive
@@ -243,10 +243,7 @@ def spec(name: str, kind: str, context: int, block: int, hidden: int, descriptio
             Option("head", str, "point", "the softmax layer: a point estimate (MAP) or Bayesian (Normal prior, "
                                          "mean-field Normal posterior by SVI)", ("point", "bayesian")),
             Option("prior_scale", float, 1.0, "sd of the Bayesian head's Normal prior", above=0),
-            Option("min_count", int, 3, "characters seen fewer times in the training documents become one UNK symbol",
-                   minimum=1),
-            Option("documents", str, "line", "what a document of a .txt file is: each non-empty line, or pieces of "
-                                             "the whole file", ("line", "file")),
+            *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
         amortized=Amortized(elbo=elbo, evaluate=evaluate),

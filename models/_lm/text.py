@@ -105,3 +105,14 @@ def rows(documents, vocabulary: Vocabulary, context: int, block: int) -> tuple[n
     starts = np.arange(count) * block
     x = symbols[starts[:, None] + np.arange(context + block)]
     return x, owners[starts[:, None] + context + np.arange(block)]
+
+
+def text_options():
+    """The options every language model has: how rare characters and a .txt file's documents
+    are read."""
+    from probgen.spec import Option
+
+    return (Option("min_count", int, 3, "characters seen fewer times in the training documents become one UNK symbol",
+                   minimum=1),
+            Option("documents", str, "line", "what a document of a .txt file is: each non-empty line, or pieces of "
+                                             "the whole file", ("line", "file")))
