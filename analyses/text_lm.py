@@ -31,6 +31,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/text_lm")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--summarise", action="store_true", help="only rebuild table.md from a finished OUT")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", default="trump_tweets")
@@ -74,6 +75,45 @@ def _learning_curves(fits, path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def summarise(out: Path, args) -> str:
+    """OUT/table.md and OUT/study.json from what `run` saved (table.csv and each run folder's
+    metrics.json), so a failed write never costs the fits: `--summarise` rebuilds them."""
+    import pandas as pd
+
+    from probgen.render import markdown_table
+
+    table = pd.read_csv(out / "table.csv", index_col="model")
+    ngrams = table[table.index.str.contains("gram")]
+    best_name = ngrams["value"].idxmin()
+    best = table.loc[best_name]
+    attention_name = next(name for name in table.index if name.startswith("attention"))
+    attention = table.loc[attention_name]
+    verdict = ("beats" if attention["minus_best_ngram"] + 2 * attention["difference_se"] < 0 else "does not beat")
+    memory = {}
+    for name in ("ngram", "neural_lm", "attention_lm"):
+        metrics = json.loads((out / name / "metrics.json").read_text())["language_model"]
+        lags = metrics.get("mutual_information_by_lag", [])
+        memory.setdefault("held-out text", {r["lag"]: r["held_out_text_bits"] for r in lags})
+        memory[name] = {r["lag"]: r["model_text_bits"] for r in lags}
+    rungs = table[table.index.str.contains("Kneser-Ney")]["value"]
+    gains = ", ".join(f"{a.split(',')[0]} -> {b.split(',')[0]}: {rungs[a] - rungs[b]:.3f}"
+                      for a, b in zip(rungs.index, rungs.index[1:]))
+    reading = (f"The best n-gram is the {best_name} ({best['value']:.3f} ± {best['se']:.3f} bits per character). "
+               f"The attention LM {verdict} it: {attention['value']:.3f} ± {attention['se']:.3f}, a paired "
+               f"difference of {attention['minus_best_ngram']:+.3f} ± {attention['difference_se']:.3f}. What each "
+               f"Kneser-Ney rung saves, in bits per character: {gains}. The networks' training curves are in "
+               "learning_curves.png.")
+    memory_table = pd.DataFrame(memory)
+    memory_table.index.name = "lag"
+    (out / "table.md").write_text(markdown_table(table.round(4)) + "\n\n" + reading + "\n\n"
+                                  "Mutual information I(X_t; X_t-k) in bits, held-out text and text each model wrote "
+                                  "(T = 1):\n\n" + markdown_table(memory_table.round(3)) + "\n")
+    (out / "study.json").write_text(json.dumps({"reading": reading, "arguments": vars(args)}, indent=2))
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(reading)
+    return reading
+
+
 def run(args) -> int:
     import pandas as pd
 
@@ -82,6 +122,9 @@ def run(args) -> int:
     from probgen.models._lm.scoring import bits_per_character, paired_difference
 
     out = Path(args.out)
+    if args.summarise:
+        summarise(out, args)
+        return 0
     if out.exists() and not args.overwrite:
         print(f"{out} exists (use --overwrite)", file=sys.stderr)
         return 2
@@ -96,13 +139,9 @@ def run(args) -> int:
             "attention_lm": fit("attention_lm", corpus, "svi", options={"context": args.attention_context,
                                                                          "block": args.attention_block},
                                 **common, **training)}
-    memory = {}
     for name, result in fits.items():
         built = report.build_report(result.idata, report.run_config(result), result.spec)
         report.save_run(result, built, out / name, overwrite=args.overwrite)
-        lags = built.metrics["language_model"].get("mutual_information_by_lag", [])
-        memory.setdefault("held-out text", {r["lag"]: r["held_out_text_bits"] for r in lags})
-        memory[name] = {r["lag"]: r["model_text_bits"] for r in lags}
 
     ngram = fits["ngram"].idata.held_out_scores
     symbols = ngram["symbols"].values
@@ -126,27 +165,8 @@ def run(args) -> int:
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "bits"} for r in rows]).set_index("model")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table.csv")
-    attention = table.loc[rows[-1]["model"]]
-    verdict = ("beats" if attention["minus_best_ngram"] + 2 * attention["difference_se"] < 0 else
-               "does not beat")
-    reading = (f"Test: {int(symbols.sum()):,} characters of {len(symbols):,} documents. The best n-gram is "
-               f"{best['model']} ({best['value']:.3f} ± {best['se']:.3f} bits per character). The attention LM "
-               f"{verdict} it: {attention['value']:.3f} ± {attention['se']:.3f}, a paired difference of "
-               f"{attention['minus_best_ngram']:+.3f} ± {attention['difference_se']:.3f}.")
-    rungs = [r for r in rows if "Kneser-Ney" in r["model"]]
-    gains = ", ".join(f"{a['model'].split(',')[0]} -> {b['model'].split(',')[0]}: {a['value'] - b['value']:+.3f}"
-                      for a, b in zip(rungs, rungs[1:]))
-    reading += (f" What each Kneser-Ney rung buys, in bits per character saved: {gains}. The networks' training "
-                "curves are in learning_curves.png.")
-    memory_table = pd.DataFrame(memory)
-    memory_table.index.name = "lag"
     _learning_curves(fits, out / "learning_curves.png")
-    (out / "table.md").write_text(table.to_markdown(floatfmt=".4g") + "\n\n" + reading + "\n\n"
-                                  "Mutual information I(X_t; X_t-k) in bits, held-out text and text each model wrote "
-                                  "(T = 1):\n\n" + memory_table.to_markdown(floatfmt=".3f") + "\n")
-    (out / "study.json").write_text(json.dumps({"reading": reading, "arguments": vars(args)}, indent=2))
-    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    print(reading)
+    summarise(out, args)
     return 0
 
 

@@ -189,7 +189,8 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
         sections.append(Section(
             "How far the memory reaches: I(X_t; X_t-k)",
             f"Mutual information between a character and the one k steps back, within documents, in held-out text and "
-            f"in {len(generated)} documents the model wrote at T = 1 (bias-corrected plug-in estimates; about 0 means "
+            f"in {len(generated)} documents the model wrote at T = 1 (plug-in estimates less their bias, measured by "
+            f"shuffling one side; about 0 means "
             f"no dependence). The model's context is {context} character(s): beyond it the model's text can only "
             "keep dependence that runs through the characters between.", memory))
         figure, axis = plt.subplots(figsize=(5.5, 3.5))
