@@ -137,7 +137,7 @@ def test_ngram_from_a_text_file_through_the_cli_and_bad_input(tmp_path):
     assert fitted.returncode == 0, fitted.stderr
     assert "TRUSTED" in fitted.stdout and (run / "report.html").is_file()
     report = (run / "report.md").read_text()
-    assert "Bits per character" in report and "n-gram ladder" in report and "Samples" in report
+    assert "## Cross-entropy" in report and "bits_per_char" in report and "n-gram ladder" in report and "Samples" in report
     sample = _cli("sample", str(run), "-n", "40", "--prompt", "the ", "--temperature", "0.8")
     assert sample.returncode == 0 and sample.stdout.startswith("the ") and len(sample.stdout.rstrip("\n")) == 44
     unseen = _cli("sample", str(run), "-n", "5", "--prompt", "zebra")
