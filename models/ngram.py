@@ -27,7 +27,7 @@ import numpyro.distributions as dist
 
 from probgen.errors import DataError
 from probgen.models._lm import ngram as counting
-from probgen.models._lm.scoring import bits_per_character, per_document, token_predictive
+from probgen.models._lm.scoring import per_document, token_predictive
 from probgen.models._lm.text import PAD, Vocabulary, documents_of, text_options, streams
 
 
@@ -179,13 +179,6 @@ def report(idata, config):
     from probgen.models._lm.report import language_model_report
 
     return language_model_report(idata, config, next_probabilities(idata), ladder=True)
-
-
-def held_out_bits(idata, part: str = "held_out", kneser_ney: bool = False) -> tuple[float, float]:
-    """(bits per character, SE) of the top order on a part of a fitted run."""
-    scores = idata[f"{part}_scores"]
-    bits = scores["kneser_ney_bits" if kneser_ney else "bits"].values[:, -1]
-    return bits_per_character(bits, scores["symbols"].values)
 
 
 def _spec():

@@ -55,11 +55,6 @@ TEXT_SETS: dict[str, TextSet] = {
 }
 
 
-def is_text_source(source) -> bool:
-    """Whether `source` names text rather than a numeric table: a bundled corpus or a .txt file."""
-    return isinstance(source, str) and (source in TEXT_SETS or Path(source).suffix.lower() == ".txt")
-
-
 def _read_txt(path: Path) -> str:
     if not path.exists():
         raise DataError(f"text file '{path}' does not exist")

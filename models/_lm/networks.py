@@ -119,12 +119,6 @@ def _head_sites(architecture: Architecture):
             ("head/bias", "head_bias", (architecture.size,)))
 
 
-def logits_of(features, head_params):
-    """(..., V) logits from features and head weights {kernel, bias}; PAD is never predicted."""
-    logits = features @ head_params["kernel"] + head_params["bias"]
-    return logits.at[..., PAD].set(-1e9)
-
-
 def lm_model(x=None, *, num_points: int, architecture: Architecture, bayesian_head: bool = False,
              prior_scale: float = 1.0, batch_size: int | None = None, kl_weight: float = 1.0, **labels):
     """x: (num_points, context + block) rows of symbols; each row's last `block` symbols that
@@ -177,18 +171,6 @@ def head_draws(params: dict, key, num_draws: int) -> dict:
         loc, scale = params[f"head_{short}_loc"], params[f"head_{short}_scale"]
         out[short] = loc + scale * jax.random.normal(subkey, (num_draws,) + loc.shape)
     return out
-
-
-def features(architecture: Architecture, params: dict, x, chunk: int = 32):
-    """(R, block, hidden) features of rows x, computed `chunk` rows at a time (the attention
-    of every row at once would not fit in memory)."""
-    module = architecture.network()
-    variables = network_params(params)
-    rows = x.shape[0]
-    padded = -(-rows // chunk) * chunk
-    x = jnp.concatenate([x, jnp.full((padded - rows, x.shape[1]), PAD, x.dtype)]) if padded > rows else x
-    out = jax.lax.map(lambda part: module.apply(variables, part), x.reshape(-1, chunk, x.shape[1]))
-    return out.reshape((padded,) + out.shape[2:])[:rows]
 
 
 def attention_weights(architecture: Architecture, params: dict, row):

@@ -14,7 +14,7 @@ import numpy as np
 
 from probgen.errors import DataError
 from probgen.models._lm import networks
-from probgen.models._lm.scoring import bits_per_character, per_document, token_predictive
+from probgen.models._lm.scoring import per_document, token_predictive
 from probgen.models._lm.text import PAD, Vocabulary, documents_of, text_options, rows
 
 TRAINING_ROWS_SCORED = 2000  # the training part's score is taken on its first rows (a full pass costs an epoch)
@@ -214,11 +214,6 @@ def report(idata, config):
              + (", Bayesian head" if options["head"] == "bayesian" else ""))
     return language_model_report(idata, config, (vocabulary, context, next_symbol), label=label,
                                  extra_figures=attention_figures)
-
-
-def held_out_bits(idata, part: str = "held_out") -> tuple[float, float]:
-    scores = idata[f"{part}_scores"]
-    return bits_per_character(scores["bits"].values, scores["symbols"].values)
 
 
 def spec(name: str, kind: str, context: int, block: int, hidden: int, description: str):
