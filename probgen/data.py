@@ -62,7 +62,23 @@ BUNDLED: dict[str, BundledSet] = {
                                 "0 = malignant"),
     "discoveries": BundledSet("datasets", "discoveries", ("value",),
                               "great inventions and scientific discoveries per year, 1860-1959"),
+    "ring8": BundledSet("simulated", "ring8", ("x", "y", "mode"),
+                        "8 Gaussians on a ring (radius 2, sd 0.05), 4,000 points, the mode of each in column 'mode': "
+                        "the classic test of mode collapse (simulated, fixed seed)"),
 }
+
+
+def ring_of_gaussians(num_points: int = 4000, modes: int = 8, radius: float = 2.0, sd: float = 0.05,
+                      seed: int = 0) -> pd.DataFrame:
+    """Points from `modes` equally weighted Gaussians centred on a circle: columns x, y, mode."""
+    rng = np.random.default_rng(seed)
+    mode = rng.integers(modes, size=num_points)
+    angle = 2 * np.pi * mode / modes
+    points = radius * np.column_stack([np.cos(angle), np.sin(angle)]) + sd * rng.normal(size=(num_points, 2))
+    return pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "mode": mode})
+
+
+SIMULATED: dict[str, Callable[[], pd.DataFrame]] = {"ring8": ring_of_gaussians}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +190,8 @@ def bundled_names() -> list[str]:
 
 def _read_bundled(name: str) -> pd.DataFrame:
     entry = BUNDLED[name]
+    if entry.package == "simulated":  # generated with a fixed seed: the same rows everywhere
+        return SIMULATED[entry.item]()
     if entry.package == "sklearn":  # scikit-learn's bundled sets (load_digits, ...), offline
         from sklearn import datasets
 

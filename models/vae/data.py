@@ -123,6 +123,18 @@ def preprocess(frame, options, seed: int):
     return out[~is_anomaly], out[is_anomaly]
 
 
+def to_data_units(x, options) -> np.ndarray:
+    """Generated values back through --transform: dequantised values to their integer level,
+    scaled ones times L - 1, others as they are."""
+    x = np.asarray(x, np.float64)
+    levels = int(options.get("pixel_levels", 0))
+    if options.get("transform") == "dequantize":
+        return np.clip(np.floor(x * levels), 0, levels - 1)
+    if options.get("transform") == "scale":
+        return x * (levels - 1)
+    return x
+
+
 def architecture_from(options, num_dims: int) -> Architecture:
     return Architecture(num_dims=num_dims, latent_dim=int(options["latent_dim"]), hidden=parse_hidden(options["hidden"]),
                         likelihood=options["likelihood"])

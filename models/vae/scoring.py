@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probgen.models.vae.data import architecture_from
+from probgen.models.vae.data import architecture_from, to_data_units
 from probgen.models.vae.model import Architecture, elbo_per_example, encode, iwae_per_example, sample_images
 
 
@@ -48,9 +48,4 @@ def generate(idata, config: dict, rng_key, num_rows: int) -> np.ndarray:
     architecture = architecture_from(options, idata.observed_data["x"].shape[-1])
     x = np.asarray(sample_images(params_from_dataset(idata.parameters), architecture, rng_key, int(num_rows), mean=False),
                    np.float64)
-    levels = int(options.get("pixel_levels", 0))
-    if options.get("transform") == "dequantize":
-        return np.clip(np.floor(x * levels), 0, levels - 1)
-    if options.get("transform") == "scale":
-        return x * (levels - 1)
-    return x
+    return to_data_units(x, options)

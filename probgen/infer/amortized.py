@@ -271,11 +271,14 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
     draws = jax.jit(lambda keys: jax.lax.map(one, keys))(jax.random.split(draw_key, int(settings["draws"])))
     # NetCDF forbids '/' in names, which scoped sites have (random_flax_module's "head/kernel")
     posterior = {name.replace("/", "."): np.asarray(value)[None] for name, value in draws.items()}
+    parameters = params_to_dataset(trained.params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         idata = az.from_dict(posterior=posterior, observed_data=dict(train_inputs.observed),
                              coords=dict(train_inputs.coords), dims=dict(train_inputs.dims))
-    extra = {"parameters": params_to_dataset(trained.params), **data_groups(inputs)}
+    extra = {"parameters": parameters, **data_groups(inputs)}
+    if not posterior:  # no latent variables (MADE): the point estimate is the posterior, one draw
+        extra["posterior"] = parameters.expand_dims({"chain": [0], "draw": [0]})
     for name, value in train_inputs.labels.items():
         idata.observed_data[name] = (_dims(train_inputs, name, value), np.asarray(value))
     history = trained.history

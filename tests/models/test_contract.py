@@ -23,6 +23,9 @@ CASES = {
     "bnn": ("diabetes", ["bmi", "bp", "target"], 80, {"hidden": "3"}, MCMC),
     "vae": ("digits", PIXELS, 300, {"latent_dim": 2, "hidden": "8", "iwae_samples": 5},
             {"steps": 100, "eval_every": 50, "draws": 4}),
+    "ppca": ("digits", PIXELS[18:24] + ["target"], 120, {"latent_dim": 3, "label_column": "target"}, MCMC),
+    "made": ("digits", PIXELS, 300, {"hidden": "16", "transform": "dequantize", "pixel_levels": 17},
+             {"steps": 100, "eval_every": 50}),
     # text families: a bundled corpus; the networks with a Bayesian head (a posterior to draw)
     "ngram": ("trump_tweets", None, 200, {"order": 3}, {"draws": 20}),
     "neural_lm": ("trump_tweets", None, 120, {"context": 8, "block": 16, "hidden": 16, "head": "bayesian"},

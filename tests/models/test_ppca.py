@@ -1,0 +1,113 @@
+"""Probabilistic PCA and factor analysis against the closed-form maximum likelihood (Tipping &
+Bishop 1999) and scikit-learn's PCA.score / FactorAnalysis.score / FactorAnalysis.transform."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.decomposition import PCA, FactorAnalysis
+
+from probgen.infer import fit
+from probgen.models import ppca
+from _seeds import seeded
+
+N, D, Q = 500, 6, 2
+
+
+def simulated(seed, noise_sd):
+    rng = np.random.default_rng(seed)
+    loadings = rng.normal(size=(D, Q)) * np.array([2.0, 1.0])
+    x = rng.normal(size=(N, Q)) @ loadings.T + np.asarray(noise_sd) * rng.normal(size=(N, D)) + 3.0
+    return x, pd.DataFrame(x, columns=[f"c{i}" for i in range(D)])
+
+
+def draws_log_likelihood(posterior, x):
+    """Mean training log-likelihood per row under each posterior draw: (S,)."""
+    loadings = posterior["W"].values.reshape(-1, D, posterior.sizes["factor"])
+    mu = posterior["mu"].values.reshape(-1, D)
+    noise = ppca.noise_variance_draws(posterior)
+    return np.array([ppca.log_density(x, mu[s], loadings[s], noise[s]).mean() for s in range(len(mu))])
+
+
+def test_closed_form_is_scikit_learns_maximum():
+    x, _ = simulated(seeded(0), 0.5)
+    for q in (1, 2, 3):
+        ml = ppca.maximum_likelihood(x, q, ddof=1)  # scikit-learn's covariance convention
+        ours = ppca.log_density(x, ml["mu"], ml["W"], ml["sigma2"]).mean()
+        assert ours == pytest.approx(PCA(q).fit(x).score(x), rel=1e-9)
+        # a maximum: moving sigma^2 or W off it lowers the likelihood (ddof=0: the true ML)
+        ml = ppca.maximum_likelihood(x, q)
+        best = ppca.log_density(x, ml["mu"], ml["W"], ml["sigma2"]).mean()
+        for loadings, sigma2 in ((ml["W"] * 1.02, ml["sigma2"]), (ml["W"], ml["sigma2"] * 1.02)):
+            assert ppca.log_density(x, ml["mu"], loadings, sigma2).mean() < best
+
+
+def test_latent_means_and_canonical_form():
+    x, _ = simulated(seeded(1), [0.3, 0.5, 0.7, 0.4, 0.6, 0.8])
+    fa = FactorAnalysis(Q, random_state=0).fit(x)
+    ours = ppca.latent_means(x, fa.mean_, fa.components_.T, fa.noise_variance_)
+    np.testing.assert_allclose(ours, fa.transform(x), rtol=1e-6, atol=1e-8)
+    # canonical loadings: the same W W^T, and the same for every rotation of W
+    loadings = np.random.default_rng(seeded(2)).normal(size=(D, 3))
+    angle = 0.7
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, -1.0]])
+    canonical = ppca.canonical_loadings(loadings)
+    np.testing.assert_allclose(canonical @ canonical.T, loadings @ loadings.T, atol=1e-10)
+    np.testing.assert_allclose(ppca.canonical_loadings(loadings @ rotation), canonical, atol=1e-10)
+    assert np.all(np.diff(np.linalg.norm(canonical, axis=0)) <= 0)
+
+
+@pytest.mark.parametrize("noise", ["isotropic", pytest.param("diagonal", marks=pytest.mark.slow)])
+def test_posterior_keeps_the_true_dimensions_and_sits_at_the_maximum(noise):
+    """ARD keeps the Q = 2 simulated dimensions of the 4 allowed; the posterior concentrates at
+    the maximum likelihood. Wilks: 2N (log L_ML - log L(theta)) under posterior draws is about
+    chi^2 with k free parameters (mean k, sd sqrt(2k)); averaged over ~hundreds of draws (ESS of
+    the log density >= 30) its MC error is < sqrt(2k / 30) ~ k / 4, so [k / 2, 2 k] holds with
+    room, and a wrong likelihood or rotation misses it by orders of magnitude."""
+    noise_sd = 0.5 if noise == "isotropic" else [0.3, 0.5, 0.7, 0.4, 0.6, 0.8]
+    x, frame = simulated(seeded(3), noise_sd)
+    result = fit("ppca", frame, "nuts", options={"latent_dim": 4, "noise": noise}, seed=seeded(4), progress=False,
+                 chains=2, warmup=200, draws=200)
+    posterior = result.idata.posterior
+    table = ppca.retained_dimensions(posterior, N)
+    assert table["retained"].tolist() == [True, True, False, False], table
+    if noise == "isotropic":
+        ml = ppca.maximum_likelihood(x, Q)
+        best = ppca.log_density(x, ml["mu"], ml["W"], ml["sigma2"]).mean()
+        k = D * Q + 1 + D - Q * (Q - 1) // 2
+        # sigma^2: posterior mean within 4 posterior sd of the ML value (their gap is O(1/N))
+        sigma2 = posterior["sigma"].values.ravel() ** 2
+        assert abs(sigma2.mean() - ml["sigma2"]) < 4 * sigma2.std()
+    else:
+        best = FactorAnalysis(Q, tol=1e-8, max_iter=10000, random_state=0).fit(x).score(x)
+        k = D * Q + D + D - Q * (Q - 1) // 2
+    gap = 2 * N * (best - draws_log_likelihood(posterior, x))
+    assert k / 2 < gap.mean() < 2 * k, (gap.mean(), k)
+
+
+def test_factor_analysis_map_is_scikit_learns_maximum():
+    """Factor analysis at its MAP (fixed-scale column prior, q = 2) against scikit-learn's EM
+    maximum: the weak priors move the optimum by O(1/N) nats per row, and a wrong likelihood
+    (isotropic noise, a missing mean) costs far more than the 0.002 allowed."""
+    x, frame = simulated(seeded(6), [0.3, 0.5, 0.7, 0.4, 0.6, 0.8])
+    result = fit("ppca", frame, "map", options={"latent_dim": Q, "noise": "diagonal", "column_prior": "normal"},
+                 seed=seeded(7), progress=False)
+    posterior = result.idata.posterior
+    ours = draws_log_likelihood(posterior, x).mean()
+    best = FactorAnalysis(Q, tol=1e-8, max_iter=10000, random_state=0).fit(x).score(x)
+    assert best - 0.002 < ours <= best + 1e-6
+
+
+def test_cli_fit_writes_the_run_and_report(tmp_path):
+    from probgen.cli import main
+
+    _, frame = simulated(seeded(5), 0.5)
+    frame.iloc[:300].to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "run"
+    code = main(["fit", "ppca", "--data", str(tmp_path / "data.csv"), "--latent-dim", "3", "--chains", "2",
+                 "--warmup", "150", "--draws", "150", "--holdout", "0.2", "--out", str(out), "--quiet"])
+    assert code == 0
+    for name in ("latent_map", "loadings", "retained_dimensions"):
+        assert (out / "plots" / f"{name}.png").is_file()
+    assert "Retained dimensions" in (out / "report.md").read_text()
+    assert main(["fit", "ppca", "--data", str(tmp_path / "data.csv"), "--latent-dim", "6", "--out",
+                 str(tmp_path / "bad"), "--quiet"]) == 2
