@@ -210,6 +210,24 @@ class Conjugate:
 
 
 @dataclasses.dataclass(frozen=True)
+class Adversarial:
+    """A model trained as a two-player game, not by likelihood (a GAN: `probgen.infer.adversarial`,
+    `--method adversarial`). It has no log-likelihood to report; the family reports sample
+    quality and coverage instead.
+
+    fit:      ({part: ModelInputs}, options, settings, rng_key, progress) -> {group: xarray.Dataset}:
+              train on the training part and return everything the run folder keeps: the
+              trained networks ("parameters"), the generator as a one-draw "posterior", the
+              training history ("adversarial_training", whose attrs say `collapse`, `oscillation`
+              and a `reading`), and scores of the other parts.
+    generate: (idata, config, rng_key, num_rows) -> (num_rows, D) new rows in the data's units.
+    """
+
+    fit: Callable
+    generate: Callable
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A model and what probgen needs to fit it, check it and report on it.
 
@@ -252,6 +270,8 @@ class ModelSpec:
     amortized: optional `Amortized`: the model is fitted by amortised minibatch SVI (VAE).
     conjugate: optional `Conjugate`: the posterior has a closed form, computed exactly
                (`--method exact`; the n-gram language model).
+    adversarial: optional `Adversarial`: the model is trained as a game (`--method adversarial`;
+               the GAN).
     generate_text: optional (idata, config, prompt, num_symbols, temperature, rng_key) -> str:
                a continuation of `prompt` drawn from the fitted model (`probgen sample
                --prompt`; the language models).
@@ -278,6 +298,7 @@ class ModelSpec:
     predict: Predict | None = None
     amortized: Amortized | None = None
     conjugate: Conjugate | None = None
+    adversarial: Adversarial | None = None
     generate_text: Callable | None = None
     data_kind: str = "table"
     description: str = ""
@@ -294,7 +315,8 @@ class ModelSpec:
     def hooks(self) -> tuple[str, ...]:
         """The hooks this spec sets beyond its model (what its family had to write)."""
         fields = ("prepare", "guide", "postprocess", "simulate", "to_original_units", "plots", "init", "derived",
-                  "held_out", "convergence_on", "report", "predict", "amortized", "conjugate", "generate_text")
+                  "held_out", "convergence_on", "report", "predict", "amortized", "conjugate", "adversarial",
+                  "generate_text")
         return tuple(name for name in fields if getattr(self, name) is not None
                      and not (name == "prepare" and is_plain_model(self)))
 

@@ -18,6 +18,7 @@ from probgen.infer import svi  # noqa: E402  svi
 from probgen.infer import map as map_method  # noqa: E402,F401  map
 from probgen.infer import pathfinder  # noqa: E402,F401  pathfinder
 from probgen.infer import amortized  # noqa: E402,F401  minibatch (answers to --method svi for amortised models)
+from probgen.infer import adversarial  # noqa: E402,F401  adversarial (GANs)
 from probgen.infer import exact  # noqa: E402,F401  exact (conjugate models)
 from probgen.infer.driver import _as_dataset, as_spec, check_discrete_sites, prepare, user_code  # noqa: F401
 from probgen.infer.results import Fit, versions

@@ -26,6 +26,7 @@ CASES = {
     "ppca": ("digits", PIXELS[18:24] + ["target"], 120, {"latent_dim": 3, "label_column": "target"}, MCMC),
     "made": ("digits", PIXELS, 300, {"hidden": "16", "transform": "dequantize", "pixel_levels": 17},
              {"steps": 100, "eval_every": 50}),
+    "gan": ("ring8", None, 400, {"label_column": "mode", "hidden": "16"}, {"steps": 100, "eval_every": 50}),
     # text families: a bundled corpus; the networks with a Bayesian head (a posterior to draw)
     "ngram": ("trump_tweets", None, 200, {"order": 3}, {"draws": 20}),
     "neural_lm": ("trump_tweets", None, 120, {"context": 8, "block": 16, "hidden": 16, "head": "bayesian"},

@@ -1,0 +1,115 @@
+"""Adversarial training (`--method adversarial`): for a model trained as a two-player game
+(`ModelSpec.adversarial`: the GAN), not by likelihood or posterior.
+
+The data are split like the minibatch trainer's (`probgen.infer.parts`): the family trains on
+the training part and scores the others (sample quality and coverage against held-out rows).
+The verdicts are the game's own failures, read from the training history the family stores:
+mode collapse and oscillation (`probgen.models.gan.coverage.diagnose`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import jax
+import numpy as np
+
+from probgen.errors import InferenceError
+from probgen.infer.methods import Method, Setting, register
+from probgen.infer.parts import DEFAULT_HOLDOUT, _dims, data_groups, part_inputs, split_parts
+
+SETTINGS = (
+    Setting("steps", int, 5000, "training steps (one discriminator and one generator update each)", minimum=1),
+    Setting("batch_size", int, 256, "rows (and latent draws) per step", minimum=1),
+    Setting("learning_rate", float, 1e-3, "Adam learning rate of the generator (beta1 = 0.5)"),
+    Setting("discriminator_learning_rate", float, 0.0, "Adam learning rate of the discriminator (0: the same)"),
+    Setting("eval_every", int, 250, "steps between coverage evaluations", minimum=1),
+    Setting("eval_samples", int, 1000, "generated rows per coverage evaluation (the same latent draws each time)",
+            minimum=10),
+)
+
+
+def fit_adversarial(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress=True,
+                    reference=None):
+    import arviz as az
+
+    from probgen.infer.results import Fit
+
+    holdout = float(holdout) or DEFAULT_HOLDOUT
+    parts = split_parts(spec, dataset, options, holdout, seed)
+    inputs = part_inputs(spec, parts, options)
+    started = time.perf_counter()
+    groups = spec.adversarial.fit(inputs, options, settings, jax.random.PRNGKey(seed), progress)
+    trained = time.perf_counter() - started
+    for name in ("posterior", "parameters", "adversarial_training"):
+        if name not in groups:
+            raise InferenceError(f"model '{spec.name}': Adversarial.fit returned no '{name}' group")
+    train = inputs["training"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.InferenceData(posterior=groups.pop("posterior"))
+        observed = az.from_dict(observed_data=dict(train.observed), coords=dict(train.coords), dims=dict(train.dims))
+    idata.add_groups({"observed_data": observed.observed_data, **data_groups(inputs), **groups})
+    for name, value in train.labels.items():
+        idata.observed_data[name] = (_dims(train, name, value), np.asarray(value))
+    attrs = idata.adversarial_training.attrs
+    record = {**settings, "holdout": holdout, "adversarial": True, "collapse": bool(attrs["collapse"]),
+              "oscillation": bool(attrs["oscillation"])}
+    return Fit(idata=idata, spec=spec, inputs=train, method="adversarial", settings=record, seed=int(seed),
+               options=options, model_reference=reference or spec.name, dataset=parts["training"],
+               timings={"inference": trained, "results": 0.0})
+
+
+class AdversarialMethod(Method):
+    """Alternating generator and discriminator updates, for models with an `Adversarial` part."""
+
+    name = "adversarial"
+    title = "adversarial training (a two-player game)"
+    settings = SETTINGS
+    exclusive = True
+    posterior_report = False  # no likelihood, no posterior: the model reports samples and coverage
+    gives_posterior_sample = False
+    loss_label = "discriminator and generator losses"
+
+    def claims(self, spec) -> bool:
+        return getattr(spec, "adversarial", None) is not None
+
+    def fit(self, spec, data, settings, *, options, seed=0, progress=True, columns=None, standardize=False,
+            holdout=0.0, sets=None, reference=None, checkpoint_dir=None, resume=None, init_from=None):
+        from probgen.infer.driver import _as_dataset
+
+        if sets:
+            raise InferenceError(f"--set gives arguments by name; model '{spec.name}' takes its data as a table")
+        if init_from is not None or resume is not None:
+            raise InferenceError("adversarial training starts afresh: --init-from and --resume do not apply")
+        dataset = _as_dataset(data, columns, standardize, spec, options)
+        return fit_adversarial(spec, dataset, options, settings, seed, holdout, progress=progress,
+                               reference=reference)
+
+    def sbc_refit(self, spec, inputs, settings, structure):
+        raise InferenceError(f"simulation-based calibration needs a posterior; model '{spec.name}' is trained as a game")
+
+    def new_rows(self, spec, idata, config, rng_key, num_rows):
+        return spec.adversarial.generate(idata, config, rng_key, num_rows)
+
+    def verdicts(self, idata, settings, quantities=None) -> list:
+        from probgen.diagnostics import Verdict
+
+        attrs = idata.adversarial_training.attrs
+        final, modes = float(attrs["final_modes_hit"]), int(attrs["num_modes"])
+        return [
+            Verdict("mode_collapse", "fail" if attrs["collapse"] else "pass", final,
+                    f"coverage at the end >= {attrs['collapse_coverage']:g} of the {modes} modes and not fallen from "
+                    "its peak by a quarter of them", attrs["collapse_reading"]),
+            Verdict("oscillation", "warn" if attrs["oscillation"] else "pass", float(attrs["mode_movement"]),
+                    f"mass moving between modes <= {attrs['oscillation_tv']:g} (total variation between evaluations)",
+                    attrs["oscillation_reading"]),
+        ]
+
+    def trusted_summary(self, verdicts, settings) -> str:
+        return ("Training neither collapsed nor oscillated: the generator covers the data's modes and settled. A GAN "
+                "has no likelihood; judge it by the sample quality and coverage below.")
+
+
+register(AdversarialMethod())

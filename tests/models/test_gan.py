@@ -1,0 +1,70 @@
+"""The GAN's mode-coverage metric on samples with a known number of modes, the diagnosis of
+collapse and oscillation from coverage histories, and the run folder from the CLI."""
+
+import math
+
+import numpy as np
+import pytest
+
+from probgen.data import ring_of_gaussians
+from probgen.models.gan import coverage
+from _seeds import seeded
+
+
+def ring_modes():
+    frame = ring_of_gaussians(4000, seed=0)
+    return coverage.modes_from(frame[["x", "y"]].to_numpy(), frame["mode"].to_numpy()), frame
+
+
+@pytest.mark.parametrize("kept", [1, 5, 8])
+def test_coverage_counts_the_modes_a_sample_has(kept):
+    """Rows drawn from `kept` of the 8 modes (plus 10% far from every mode): modes hit = kept,
+    high-quality share = 0.9 x 0.9973 (binomial SE over 4,000 rows < 0.005; 0.02 allowed),
+    and without the junk rows the KL of the mode histogram from the uniform data is log(8 / kept)
+    (the data's mode shares differ from 1/8 by their binomial noise, SE 0.005: 0.02 allowed)."""
+    modes, _ = ring_modes()
+    rng = np.random.default_rng(seeded(0))
+    which = rng.integers(kept, size=3600)
+    angle = 2 * np.pi * which / 8
+    near = 2.0 * np.column_stack([np.cos(angle), np.sin(angle)]) + 0.05 * rng.normal(size=(3600, 2))
+    junk = rng.uniform(-0.5, 0.5, size=(400, 2))  # the ring's centre: no mode within many sd
+    result = coverage.mode_coverage(np.vstack([near, junk]), modes)
+    assert result["modes_hit"] == kept
+    assert result["high_quality"] == pytest.approx(0.9 * 0.9973, abs=0.02)
+    assert coverage.mode_coverage(near, modes)["kl_modes"] == pytest.approx(math.log(8 / kept), abs=0.02)
+
+
+def test_diagnosis_names_collapse_and_oscillation():
+    uniform = np.full(8, 1 / 8)
+    one = np.eye(8)
+    settled = coverage.diagnose([2, 6, 8, 8, 8, 8, 8, 8], [uniform] * 8, 8)
+    assert not settled["collapse"] and not settled["oscillation"]
+    fallen = coverage.diagnose([8, 8, 8, 8, 5, 3, 2, 2], [uniform] * 4 + [one[0]] * 4, 8)
+    assert fallen["collapse"] and "down from 8" in fallen["collapse_reading"] and not fallen["oscillation"]
+    hopping = coverage.diagnose([1] * 9, [one[i % 8] for i in range(9)], 8)
+    assert hopping["collapse"] and hopping["oscillation"] and hopping["mode_movement"] == pytest.approx(1.0)
+
+
+def test_k_means_modes_without_labels():
+    _, frame = ring_modes()
+    modes = coverage.modes_from(frame[["x", "y"]].to_numpy(), None, count=8, seed=seeded(1))
+    assert modes.count == 8 and np.allclose(np.linalg.norm(modes.centres, axis=1), 2.0, atol=0.05)
+
+
+def test_cli_trains_reports_and_samples(tmp_path):
+    import json
+
+    from probgen.cli import main
+
+    out = tmp_path / "run"
+    assert main(["fit", "gan", "--data", "ring8", "--label-column", "mode", "--steps", "500", "--eval-every", "100",
+                 "--out", str(out), "--quiet", "--seed", str(seeded(2))]) == 0
+    text = (out / "report.md").read_text()
+    assert "What a GAN cannot report" in text and "Mode coverage" in text
+    for name in ("losses", "coverage", "mode_histogram", "samples"):
+        assert (out / "plots" / f"{name}.png").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["gan"]["likelihood"] is None and 0 <= metrics["gan"]["coverage"]["modes_hit"] <= 8
+    assert main(["sample", str(out), "-n", "5", "--out", str(tmp_path / "new.csv")]) == 0
+    assert main(["fit", "gan", "--data", "ring8", "--label-column", "nope", "--out", str(tmp_path / "bad"),
+                 "--quiet"]) == 2
