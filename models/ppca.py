@@ -45,6 +45,7 @@ from probgen.spec import ModelInputs, ModelSpec, Option, ReportPart, Section
 
 NOISE = ("isotropic", "diagonal")
 PRIORS = ("ard", "normal")
+SINGLET_SHARE = 0.9  # factor analysis: a factor with this share of its loadings on one variable is not retained
 
 
 def ppca(x=None, *, num_points: int, latent_dim: int, centre, spread, noise: str = "isotropic", ard: bool = True):
@@ -114,6 +115,12 @@ def latent_means(x, mu, loadings, noise_variance) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Table -> inputs; draws -> canonical form
 # --------------------------------------------------------------------------------------------
+def ledermann_bound(num_dims: int) -> int:
+    """The most factors a factor analysis of D variables identifies: the largest q with
+    (D - q)^2 >= D + q (Ledermann 1937), i.e. fewer parameters than the covariance has."""
+    return int(math.floor((2 * num_dims + 1 - math.sqrt(8 * num_dims + 1)) / 2))
+
+
 def _value_columns(frame, options) -> list:
     return [c for c in frame.columns if c != options["label_column"]]
 
@@ -127,9 +134,14 @@ def prepare(frame, options) -> ModelInputs:
     num_points, num_dims = x.shape
     if num_dims < 2:
         raise ModelError(f"PPCA needs at least 2 value columns, the data have {num_dims}")
-    latent_dim = int(options["latent_dim"]) or min(num_dims - 1, 10)
+    bound = ledermann_bound(num_dims) if options["noise"] == "diagonal" else num_dims - 1
+    latent_dim = int(options["latent_dim"]) or max(1, min(bound, 10))
     if latent_dim >= num_dims:
         raise ModelError(f"--latent-dim {latent_dim} must be below the number of value columns ({num_dims})")
+    if latent_dim > bound:
+        raise ModelError(f"--latent-dim {latent_dim} is above the Ledermann bound {bound} for {num_dims} columns: factor "
+                         "analysis with that many factors has as many parameters as the covariance itself and is not "
+                         "identified")
     spread = x.std(axis=0).astype(np.float64)
     constant = [str(c) for c, s in zip(columns, spread) if not s > 0]
     if constant and options["noise"] == "diagonal":
@@ -261,15 +273,32 @@ def retention_threshold(noise_variance: float, num_points: int, num_dims: int) -
 def retained_dimensions(posterior, num_points: int) -> pd.DataFrame:
     """Per loading column: the factor variance s_j^2 (median, 5% and 95%), its share of the total
     variance, and whether it is retained: its 5% quantile above `retention_threshold` (an ARD-pruned
-    column's posterior reaches down to 0; a real one stays clear of the noise level)."""
+    column's posterior reaches down to 0; a real one stays clear of the noise level). Factor
+    analysis judges the eigenvalues of W^T Psi^-1 W instead (signal over each variable's own
+    noise, threshold sqrt(D / N)), so a noisy variable does not pass for a factor. In factor
+    analysis a factor with SINGLET_SHARE of its squared loadings on one variable is not retained:
+    the likelihood cannot tell it from that variable's own noise (a factor is identified only when
+    it loads on several variables)."""
     variance = posterior["factor_variance"].values.reshape(-1, posterior.sizes["factor"])
     noise = noise_variance_draws(posterior).mean(axis=1, keepdims=True)
     total = variance.sum(1, keepdims=True) + noise * posterior.sizes["feature"]
-    threshold = retention_threshold(noise.mean(), num_points, posterior.sizes["feature"])
-    low = np.quantile(variance, 0.05, 0)
+    judged, level = variance, noise.mean()
+    if "psi" in posterior:  # factor analysis: judged in noise-whitened units, where the noise is isotropic
+        loadings = posterior["W"].values.reshape((-1,) + posterior["W"].shape[2:])
+        whitened = loadings / np.sqrt(noise_variance_draws(posterior))[:, :, None]
+        judged = np.sort(np.linalg.eigvalsh(np.einsum("sdj,sdk->sjk", whitened, whitened)), axis=-1)[:, ::-1]
+        level = 1.0
+    threshold = retention_threshold(level, num_points, posterior.sizes["feature"])
+    low = np.quantile(judged, 0.05, 0)
+    loadings = posterior["W"].mean(("chain", "draw")).values
+    largest = (loadings**2).max(0) / np.maximum((loadings**2).sum(0), 1e-300)
+    retained = low > threshold
+    if "psi" in posterior:  # factor analysis: a factor on one variable is that variable's unique variance
+        retained &= largest < SINGLET_SHARE
     return pd.DataFrame({
         "factor_variance": np.median(variance, 0), "q05": low, "q95": np.quantile(variance, 0.95, 0),
-        "share_of_variance": np.median(variance / total, 0), "threshold": threshold, "retained": low > threshold,
+        "share_of_variance": np.median(variance / total, 0), "largest_loading_share": largest, "threshold": threshold,
+        "retained": retained,
     }, index=pd.Index(np.arange(posterior.sizes["factor"]), name="factor"))
 
 

@@ -13,17 +13,17 @@ from _seeds import seeded
 N, D, Q = 500, 6, 2
 
 
-def simulated(seed, noise_sd):
+def simulated(seed, noise_sd, num_dims=D):
     rng = np.random.default_rng(seed)
-    loadings = rng.normal(size=(D, Q)) * np.array([2.0, 1.0])
-    x = rng.normal(size=(N, Q)) @ loadings.T + np.asarray(noise_sd) * rng.normal(size=(N, D)) + 3.0
-    return x, pd.DataFrame(x, columns=[f"c{i}" for i in range(D)])
+    loadings = rng.normal(size=(num_dims, Q)) * np.array([2.0, 1.0])
+    x = rng.normal(size=(N, Q)) @ loadings.T + np.asarray(noise_sd) * rng.normal(size=(N, num_dims)) + 3.0
+    return x, pd.DataFrame(x, columns=[f"c{i}" for i in range(num_dims)])
 
 
 def draws_log_likelihood(posterior, x):
     """Mean training log-likelihood per row under each posterior draw: (S,)."""
-    loadings = posterior["W"].values.reshape(-1, D, posterior.sizes["factor"])
-    mu = posterior["mu"].values.reshape(-1, D)
+    loadings = posterior["W"].values.reshape(-1, x.shape[1], posterior.sizes["factor"])
+    mu = posterior["mu"].values.reshape(-1, x.shape[1])
     noise = ppca.noise_variance_draws(posterior)
     return np.array([ppca.log_density(x, mu[s], loadings[s], noise[s]).mean() for s in range(len(mu))])
 
@@ -63,8 +63,10 @@ def test_posterior_keeps_the_true_dimensions_and_sits_at_the_maximum(noise):
     chi^2 with k free parameters (mean k, sd sqrt(2k)); averaged over ~hundreds of draws (ESS of
     the log density >= 30) its MC error is < sqrt(2k / 30) ~ k / 4, so [k / 2, 2 k] holds with
     room, and a wrong likelihood or rotation misses it by orders of magnitude."""
-    noise_sd = 0.5 if noise == "isotropic" else [0.3, 0.5, 0.7, 0.4, 0.6, 0.8]
-    x, frame = simulated(seeded(3), noise_sd)
+    # factor analysis: 10 columns, as 4 factors in 6 would pass the Ledermann bound (3)
+    num_dims = D if noise == "isotropic" else 10
+    noise_sd = 0.5 if noise == "isotropic" else [0.3, 0.5, 0.7, 0.4, 0.6, 0.8, 0.5, 0.4, 0.6, 0.7]
+    x, frame = simulated(seeded(3), noise_sd, num_dims)
     result = fit("ppca", frame, "nuts", options={"latent_dim": 4, "noise": noise}, seed=seeded(4), progress=False,
                  chains=2, warmup=200, draws=200)
     posterior = result.idata.posterior
@@ -79,7 +81,7 @@ def test_posterior_keeps_the_true_dimensions_and_sits_at_the_maximum(noise):
         assert abs(sigma2.mean() - ml["sigma2"]) < 4 * sigma2.std()
     else:
         best = FactorAnalysis(Q, tol=1e-8, max_iter=10000, random_state=0).fit(x).score(x)
-        k = D * Q + D + D - Q * (Q - 1) // 2
+        k = num_dims * Q + 2 * num_dims - Q * (Q - 1) // 2
     gap = 2 * N * (best - draws_log_likelihood(posterior, x))
     assert k / 2 < gap.mean() < 2 * k, (gap.mean(), k)
 
@@ -111,3 +113,6 @@ def test_cli_fit_writes_the_run_and_report(tmp_path):
     assert "Retained dimensions" in (out / "report.md").read_text()
     assert main(["fit", "ppca", "--data", str(tmp_path / "data.csv"), "--latent-dim", "6", "--out",
                  str(tmp_path / "bad"), "--quiet"]) == 2
+    assert ppca.ledermann_bound(6) == 3 and ppca.ledermann_bound(10) == 6
+    assert main(["fit", "ppca", "--data", str(tmp_path / "data.csv"), "--noise", "diagonal", "--latent-dim", "4",
+                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
