@@ -75,6 +75,7 @@ class Bench:
         self.scorers: dict = {}
 
     def record(self, model: str, seconds: float, samples, test_ll=None, kind: str = "exact", scorer=None):
+        print(f"generators: {self.name}: {model} fitted in {seconds:.1f} s", file=sys.stderr, flush=True)
         row = {"model": model, "train_seconds": seconds}
         dims = self.test.shape[1]
         if test_ll is not None:
@@ -137,7 +138,7 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
             continue  # 2-D data: one factor has as many parameters as the covariance (not identified)
         started = time.perf_counter()
         result = fit("ppca", train_frame, "svi", options={"latent_dim": 0, "noise": noise}, seed=seed,
-                     progress=progress, steps=2000 if quick else 20000)
+                     progress=progress, steps=2000 if quick else 20000, draws=100)
         seconds = time.perf_counter() - started
         mu, loadings, variance = ppca.posterior_means(result.idata.posterior)
 
@@ -244,7 +245,7 @@ def digits_studies(bench: Bench, anomalies, seed: int) -> None:
             bench.rows[model].update(anomaly_auroc=auroc["auroc"], anomaly_auroc_se=auroc["se"])
 
 
-def gan_remedies(args, progress: bool) -> "pd.DataFrame":
+def gan_remedies(args, progress: bool):
     import pandas as pd
 
     from probgen import data
