@@ -10,7 +10,7 @@ from probgen.infer import fit
 from probgen.models import ppca
 from _seeds import seeded
 
-N, D, Q = 500, 6, 2
+N, D, Q = 400, 6, 2
 
 
 def simulated(seed, noise_sd, num_dims=D):
@@ -68,7 +68,7 @@ def test_posterior_keeps_the_true_dimensions_and_sits_at_the_maximum(noise):
     noise_sd = 0.5 if noise == "isotropic" else [0.3, 0.5, 0.7, 0.4, 0.6, 0.8, 0.5, 0.4, 0.6, 0.7]
     x, frame = simulated(seeded(3), noise_sd, num_dims)
     result = fit("ppca", frame, "nuts", options={"latent_dim": 4, "noise": noise}, seed=seeded(4), progress=False,
-                 chains=2, warmup=200, draws=200)
+                 chains=2, warmup=150, draws=150)
     posterior = result.idata.posterior
     table = ppca.retained_dimensions(posterior, N)
     assert table["retained"].tolist() == [True, True, False, False], table
@@ -80,7 +80,7 @@ def test_posterior_keeps_the_true_dimensions_and_sits_at_the_maximum(noise):
         sigma2 = posterior["sigma"].values.ravel() ** 2
         assert abs(sigma2.mean() - ml["sigma2"]) < 4 * sigma2.std()
     else:
-        best = FactorAnalysis(Q, tol=1e-8, max_iter=10000, random_state=0).fit(x).score(x)
+        best = FactorAnalysis(Q, tol=1e-6, max_iter=10000, random_state=0).fit(x).score(x)
         k = num_dims * Q + 2 * num_dims - Q * (Q - 1) // 2
     gap = 2 * N * (best - draws_log_likelihood(posterior, x))
     assert k / 2 < gap.mean() < 2 * k, (gap.mean(), k)
@@ -95,7 +95,7 @@ def test_factor_analysis_map_is_scikit_learns_maximum():
                  seed=seeded(7), progress=False)
     posterior = result.idata.posterior
     ours = draws_log_likelihood(posterior, x).mean()
-    best = FactorAnalysis(Q, tol=1e-8, max_iter=10000, random_state=0).fit(x).score(x)
+    best = FactorAnalysis(Q, tol=1e-6, max_iter=10000, random_state=0).fit(x).score(x)
     assert best - 0.002 < ours <= best + 1e-6
 
 
@@ -103,10 +103,10 @@ def test_cli_fit_writes_the_run_and_report(tmp_path):
     from probgen.cli import main
 
     _, frame = simulated(seeded(5), 0.5)
-    frame.iloc[:300].to_csv(tmp_path / "data.csv", index=False)
+    frame.iloc[:200].to_csv(tmp_path / "data.csv", index=False)
     out = tmp_path / "run"
     code = main(["fit", "ppca", "--data", str(tmp_path / "data.csv"), "--latent-dim", "3", "--chains", "2",
-                 "--warmup", "150", "--draws", "150", "--holdout", "0.2", "--out", str(out), "--quiet"])
+                 "--warmup", "100", "--draws", "100", "--holdout", "0.2", "--out", str(out), "--quiet"])
     assert code == 0
     for name in ("latent_map", "loadings", "retained_dimensions"):
         assert (out / "plots" / f"{name}.png").is_file()
