@@ -10,14 +10,12 @@ mode collapse and oscillation (`probgen.models.gan.coverage.diagnose`).
 from __future__ import annotations
 
 import time
-import warnings
 
 import jax
-import numpy as np
 
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT, _dims, data_groups, part_inputs, split_parts
+from probgen.infer.parts import DEFAULT_HOLDOUT, part_inputs, parts_inference_data, split_parts
 
 SETTINGS = (
     Setting("steps", int, 5000, "training steps (one discriminator and one generator update each)", minimum=1),
@@ -32,8 +30,6 @@ SETTINGS = (
 
 def fit_adversarial(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress=True,
                     reference=None):
-    import arviz as az
-
     from probgen.infer.results import Fit
 
     holdout = float(holdout) or DEFAULT_HOLDOUT
@@ -46,13 +42,7 @@ def fit_adversarial(spec, dataset, options: dict, settings: dict, seed: int, hol
         if name not in groups:
             raise InferenceError(f"model '{spec.name}': Adversarial.fit returned no '{name}' group")
     train = inputs["training"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        idata = az.InferenceData(posterior=groups.pop("posterior"))
-        observed = az.from_dict(observed_data=dict(train.observed), coords=dict(train.coords), dims=dict(train.dims))
-    idata.add_groups({"observed_data": observed.observed_data, **data_groups(inputs), **groups})
-    for name, value in train.labels.items():
-        idata.observed_data[name] = (_dims(train, name, value), np.asarray(value))
+    idata = parts_inference_data(groups.pop("posterior"), inputs, groups)
     attrs = idata.adversarial_training.attrs
     record = {**settings, "holdout": holdout, "adversarial": True, "collapse": bool(attrs["collapse"]),
               "oscillation": bool(attrs["oscillation"])}

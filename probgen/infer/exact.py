@@ -13,15 +13,13 @@ returns the groups of the InferenceData, among them exact posterior draws of wha
 from __future__ import annotations
 
 import time
-import warnings
 
 import jax
-import numpy as np
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT, _dims, data_groups, part_inputs, split_parts
+from probgen.infer.parts import DEFAULT_HOLDOUT, part_inputs, parts_inference_data, split_parts
 
 SETTINGS = (
     Setting("draws", int, 200, "exact posterior draws of the held-out score (4 chains of draws / 4, independent)",
@@ -31,8 +29,6 @@ SETTINGS = (
 
 def fit_exact(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, reference=None):
     """Fit `spec` (which has a `Conjugate`) exactly; returns a `Fit`."""
-    import arviz as az
-
     from probgen.infer.results import Fit
 
     holdout = float(holdout) or DEFAULT_HOLDOUT
@@ -46,13 +42,7 @@ def fit_exact(spec, dataset, options: dict, settings: dict, seed: int, holdout: 
     if "posterior" not in groups:
         raise InferenceError(f"model '{spec.name}': Conjugate.evaluate returned no posterior group")
     train = inputs["training"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        idata = az.InferenceData(posterior=groups.pop("posterior"))
-        observed = az.from_dict(observed_data=dict(train.observed), coords=dict(train.coords), dims=dict(train.dims))
-    idata.add_groups({"observed_data": observed.observed_data, **data_groups(inputs), **groups})
-    for name, value in train.labels.items():
-        idata.observed_data[name] = (_dims(train, name, value), np.asarray(value))
+    idata = parts_inference_data(groups.pop("posterior"), inputs, groups)
     record = {**settings, "holdout": holdout, "exact": True}
     return Fit(idata=idata, spec=spec, inputs=train, method="exact", settings=record, seed=int(seed), options=options,
                model_reference=reference or spec.name, dataset=parts["training"],

@@ -67,3 +67,22 @@ def data_groups(inputs: dict) -> dict:
             for name, value in part_inputs.labels.items():
                 groups[group][name] = (_dims(part_inputs, name, value), np.asarray(value))
     return groups
+
+
+def parts_inference_data(posterior, inputs: dict, groups: dict):
+    """The InferenceData of a fit on the parts: `posterior` (an xarray Dataset), the training
+    rows as observed_data (with their labels), every other part's data (`data_groups`) and the
+    method's `groups`. Shared by the exact and the adversarial methods."""
+    import warnings
+
+    import arviz as az
+
+    train = inputs["training"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.InferenceData(posterior=posterior)
+        observed = az.from_dict(observed_data=dict(train.observed), coords=dict(train.coords), dims=dict(train.dims))
+    idata.add_groups({"observed_data": observed.observed_data, **data_groups(inputs), **groups})
+    for name, value in train.labels.items():
+        idata.observed_data[name] = (_dims(train, name, value), np.asarray(value))
+    return idata
