@@ -59,11 +59,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _mean_se(values) -> tuple[float, float]:
-    values = np.asarray(values, float)
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
-
-
 class Bench:
     """One data set: the split, the fitted models, their samples and scores."""
 
@@ -75,11 +70,13 @@ class Bench:
         self.scorers: dict = {}
 
     def record(self, model: str, seconds: float, samples, test_ll=None, kind: str = "exact", scorer=None):
+        from probgen.models._generative import mean_se
+
         print(f"generators: {self.name}: {model} fitted in {seconds:.1f} s", file=sys.stderr, flush=True)
         row = {"model": model, "train_seconds": seconds}
         dims = self.test.shape[1]
         if test_ll is not None:
-            mean, se = _mean_se(test_ll)
+            mean, se = mean_se(test_ll)
             row.update(test_nats=mean, se=se, estimate=kind,
                        bits_per_dim=(-mean + (dims * math.log(self.levels) if self.levels else 0)) / (dims * math.log(2)))
         else:

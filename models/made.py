@@ -33,7 +33,7 @@ from numpyro.contrib.module import flax_module
 
 from probgen.errors import ModelError
 from probgen.models.vae.data import (
-    TRANSFORMS, _value_columns, check_values, parse_hidden, parse_image_shape, preprocess, to_data_units,
+    _value_columns, check_values, data_options, parse_hidden, parse_image_shape, preprocess, to_data_units,
 )
 from probgen.spec import Amortized, ModelInputs, ModelSpec, Option
 
@@ -181,7 +181,7 @@ def sample_rows(params: dict, architecture: Architecture, rng_key, num: int):
     return x
 
 
-def architecture_from(options, num_dims: int, seed: int = 0) -> Architecture:
+def architecture_from(options, num_dims: int) -> Architecture:
     if options["order"] == "random":
         order = tuple(int(v) + 1 for v in np.random.default_rng(int(options["order_seed"])).permutation(num_dims))
     else:
@@ -246,12 +246,11 @@ def generate(idata, config: dict, rng_key, num_rows: int) -> np.ndarray:
 
 
 def report(idata, config: dict):
+    from probgen.infer.amortized import params_from_dataset
     from probgen.models._generative import likelihood_model_report
 
     options = config["model"]["options"]
     architecture = architecture_from(options, idata.observed_data["x"].shape[-1])
-    from probgen.infer.amortized import params_from_dataset
-
     params = params_from_dataset(idata.parameters)
 
     def draw(key, num):
@@ -276,14 +275,7 @@ SPEC = ModelSpec(
         Option("order", str, "natural", "autoregressive order of the columns: natural (as given) or random "
                                         "(--order-seed)", ORDERS),
         Option("order_seed", int, 0, "seed of the random order"),
-        Option("transform", str, "none", "applied to the values first: dequantize integers 0..L-1 to (0, 1), "
-                                         "binarize at L/2, scale to [0, 1], or none", TRANSFORMS),
-        Option("pixel_levels", int, 0, "L, the number of integer levels of the values (for --transform)"),
-        Option("label_column", str, "", "column holding each row's label (not modelled)"),
-        Option("anomaly_label", int, -1, "rows with this label are kept out of training and scored as anomalies "
-                                         "(AUROC); -1: none"),
-        Option("image_shape", str, "", "height x width of each row as an image, e.g. 8x8 (default: square "
-                                       "when the number of values is a square)"),
+        *data_options("column holding each row's label (not modelled)"),
     ),
     report=report,
     amortized=Amortized(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),

@@ -18,7 +18,6 @@ Layout: `training` (networks, the game, the loop), `coverage` (modes, coverage, 
 
 from __future__ import annotations
 
-import flax.linen as nn  # noqa: F401  (the networks are Flax linen modules)
 import jax
 import numpy as np
 import numpyro
@@ -26,7 +25,7 @@ import numpyro.distributions as dist
 from numpyro.contrib.module import flax_module
 
 from probgen.errors import ModelError
-from probgen.models.gan.coverage import Modes, diagnose, mode_coverage, modes_from  # noqa: F401
+from probgen.models.gan.coverage import diagnose, modes_from
 from probgen.models.gan.training import Architecture, generate as _generate, train
 from probgen.spec import Adversarial, ModelInputs, ModelSpec, Option
 

@@ -26,7 +26,6 @@ def _smooth(values, window: int):
 
 def report(idata, config: dict) -> ReportPart:
     from probgen.models.gan import generate
-    from probgen.models.vae.data import parse_image_shape
 
     options = config["model"]["options"]
     seed = int(config.get("seed", 0))

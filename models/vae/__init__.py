@@ -31,7 +31,7 @@ from __future__ import annotations
 
 
 from probgen.models.vae.data import (  # noqa: F401
-    TRANSFORMS, _value_columns, architecture_from, check_values, parse_hidden, parse_image_shape, prepare,
+    TRANSFORMS, _value_columns, data_options, architecture_from, check_values, parse_hidden, parse_image_shape, prepare,
     preprocess,
 )
 from probgen.models.vae.model import (  # noqa: F401
@@ -56,14 +56,7 @@ def _spec():
                                             "(empty: affine networks, the linear-Gaussian VAE)"),
             Option("likelihood", str, "gaussian", "p(x | z): bernoulli (0/1 values), continuous_bernoulli ([0, 1]), "
                                                   "beta ((0, 1)) or gaussian (real, learned scale)", LIKELIHOODS),
-            Option("transform", str, "none", "applied to the values first: dequantize integers 0..L-1 to (0, 1), "
-                                             "binarize at L/2, scale to [0, 1], or none", TRANSFORMS),
-            Option("pixel_levels", int, 0, "L, the number of integer levels of the values (for --transform)"),
-            Option("label_column", str, "", "column holding each row's label (not modelled; colours the latent map)"),
-            Option("anomaly_label", int, -1, "rows with this label are kept out of training and scored as anomalies "
-                                             "(AUROC); -1: none"),
-            Option("image_shape", str, "", "height x width of each row as an image, e.g. 8x8 (default: square "
-                                           "when the number of values is a square)"),
+            *data_options("column holding each row's label (not modelled; colours the latent map)"),
             Option("iwae_samples", int, 1000, "importance samples K of the held-out log-likelihood bound"),
         ),
         report=report,

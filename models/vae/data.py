@@ -123,6 +123,23 @@ def preprocess(frame, options, seed: int):
     return out[~is_anomaly], out[is_anomaly]
 
 
+def data_options(label_help: str) -> tuple:
+    """The options of how a table of values becomes rows to model (transform, levels, label
+    column, anomaly label, image shape), shared by the families that take images (vae, made)."""
+    from probgen.spec import Option
+
+    return (
+        Option("transform", str, "none", "applied to the values first: dequantize integers 0..L-1 to (0, 1), "
+                                         "binarize at L/2, scale to [0, 1], or none", TRANSFORMS),
+        Option("pixel_levels", int, 0, "L, the number of integer levels of the values (for --transform)"),
+        Option("label_column", str, "", label_help),
+        Option("anomaly_label", int, -1, "rows with this label are kept out of training and scored as anomalies "
+                                         "(AUROC); -1: none"),
+        Option("image_shape", str, "", "height x width of each row as an image, e.g. 8x8 (default: square "
+                                       "when the number of values is a square)"),
+    )
+
+
 def to_data_units(x, options) -> np.ndarray:
     """Generated values back through --transform: dequantised values to their integer level,
     scaled ones times L - 1, others as they are."""

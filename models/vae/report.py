@@ -8,16 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from probgen.models._generative import mean_se as _mean_se
 from probgen.models.vae.data import architecture_from, parse_image_shape
 from probgen.models.vae.model import Architecture, decode_mean, sample_images
 
 
 ACTIVE_UNIT_NATS = 0.01  # mean KL of a latent dimension below which it counts as inactive
-
-
-def _mean_se(values) -> tuple[float, float]:
-    values = np.asarray(values, float)
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def report(idata, config: dict):

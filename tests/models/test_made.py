@@ -78,3 +78,19 @@ def test_training_learns_a_correlated_gaussian():
     difference = (multivariate_normal(np.zeros(3), covariance).logpdf(held)
                   - result.idata.held_out_scores["log_likelihood"].values)
     assert abs(difference.mean()) < 4 * difference.std(ddof=1) / np.sqrt(len(difference)) + 0.05
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    """Values outside the conditional's support and a network without hidden layers, from the CLI."""
+    from probgen.cli import main
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 0.5, 1.0] * 5, "b": [1.0, 0.0, 1.0, 0.0] * 5})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    assert main(["fit", "made", "--data", str(tmp_path / "data.csv"), "--conditional", "bernoulli", "--out",
+                 str(tmp_path / "bad"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "column 'a'" in error[0] and "row 3" in error[0]
+    assert main(["fit", "made", "--data", str(tmp_path / "data.csv"), "--hidden", "", "--out",
+                 str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "--hidden" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
