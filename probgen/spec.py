@@ -182,12 +182,24 @@ class Amortized:
               scored as anomalies.
     generate:  optional (idata, config, rng_key, num_rows) -> (num_rows, D) array: new rows
               from the fitted model in the data's units (`probgen sample`).
+    stream:   names of per-row model arguments (from `inputs.observed` and `inputs.kwargs`)
+              that the trainer streams from host memory, one minibatch per step, instead of
+              holding the data as one device array and subsampling inside the model (the
+              default, `x`). The model then takes `num_points` (all training rows) and the batch
+              as given, in a `plate(..., num_points, subsample_size=batch)`; elbo gets a dict
+              of these arrays instead of `x`. Memory on the device is bounded by the batch, and
+              the batch can be split across devices (`probgen.infer.amortized.Stream`).
+    only:     the minibatch trainer is the only way to fit the model (True, the VAE); False:
+              it is the default and answers to --method svi, and the posterior methods (NUTS,
+              MAP) fit the model too (pmf, on a subset).
     """
 
     elbo: Callable
     evaluate: Callable
     preprocess: Callable | None = None
     generate: Callable | None = None
+    stream: tuple[str, ...] = ()
+    only: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,8 +287,10 @@ class ModelSpec:
     generate_text: optional (idata, config, prompt, num_symbols, temperature, rng_key) -> str:
                a continuation of `prompt` drawn from the fitted model (`probgen sample
                --prompt`; the language models).
-    data_kind: "table" (a numeric table, the default) or "text" (documents: `probgen.text_data`;
-               the frame `prepare` gets has one column, `text`).
+    data_kind: "table" (a numeric table, the default), "text" (documents: `probgen.text_data`;
+               the frame `prepare` gets has one column, `text`) or "ratings" ((user, item,
+               rating[, time]) rows: `probgen.ratings_data`, columns named by the options
+               user_column, item_column, rating_column, time_column, duplicates, max_users).
     description: one line for `probgen models`.
     """
 
@@ -307,8 +321,8 @@ class ModelSpec:
         if self.prepare is None:
             object.__setattr__(self, "prepare", _default_prepare(self.model))
         problems = check_hooks(self)
-        if self.data_kind not in ("table", "text"):
-            problems.append(f"data_kind must be 'table' or 'text', got {self.data_kind!r}")
+        if self.data_kind not in ("table", "text", "ratings"):
+            problems.append(f"data_kind must be 'table', 'text' or 'ratings', got {self.data_kind!r}")
         if problems:
             raise ModelError(f"ModelSpec '{self.name}': " + "; ".join(problems))
 

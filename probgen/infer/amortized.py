@@ -66,6 +66,77 @@ class TrainResult:
     resumed_from: int  # step of the checkpoint this run resumed from (0: a fresh start)
 
 
+class Stream:
+    """Training rows held in host memory and fed to the device a chunk of minibatches at a
+    time, so device memory is bounded by `eval_every` x `batch_size` rows, not the data.
+
+    arrays: name -> (N, ...) host array (numpy, or a memory map), the per-row model arguments.
+    Step s trains on rows s*B .. s*B+B-1 of an endless sequence of epochs, each a permutation
+    of the rows drawn from (seed, epoch): a step's batch depends only on the seed and the step,
+    so a resumed run sees exactly the batches the uninterrupted one would have.
+
+    devices > 1: each batch is split across that many devices along its rows (JAX sharding,
+    data parallel: the parameters are replicated, XLA sums the gradients across devices).
+    """
+
+    def __init__(self, arrays: dict, batch_size: int, seed: int, devices: int = 1):
+        self.arrays = {name: np.asarray(value) if not isinstance(value, np.ndarray) else value
+                       for name, value in arrays.items()}
+        sizes = {len(value) for value in self.arrays.values()}
+        if len(sizes) != 1:
+            raise InferenceError(f"streamed arrays differ in length: {sorted(sizes)}")
+        self.num_rows = sizes.pop()
+        self.batch_size = min(int(batch_size), self.num_rows)
+        self.seed = int(seed)
+        self.devices = int(devices)
+        self._permutations: dict[int, np.ndarray] = {}
+        available = jax.device_count()
+        if self.devices < 1 or self.devices > available:
+            raise InferenceError(f"--devices {self.devices}: this process sees {available} device(s) "
+                                 f"({jax.devices()[0].platform}); see the README on forcing or adding devices")
+        if self.batch_size % self.devices:
+            raise InferenceError(f"--batch-size {self.batch_size} does not split evenly across {self.devices} devices")
+        if self.devices > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            mesh = Mesh(np.array(jax.devices()[: self.devices]), ("data",))
+            self.rows_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))  # (steps, batch, ...): split rows
+            self.replicated = NamedSharding(mesh, PartitionSpec())
+        else:
+            self.rows_sharding = self.replicated = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._permutations:
+            if len(self._permutations) > 2:  # the epochs a chunk can span; older ones are done
+                self._permutations.pop(min(self._permutations))
+            self._permutations[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
+        return self._permutations[epoch]
+
+    def rows(self, first_step: int, steps: int) -> np.ndarray:
+        """Row indices of steps first_step .. first_step+steps-1, shape (steps, batch)."""
+        position = first_step * self.batch_size + np.arange(steps * self.batch_size, dtype=np.int64)
+        epoch, offset = np.divmod(position, self.num_rows)
+        index = np.empty_like(position)
+        for value in np.unique(epoch):
+            where = epoch == value
+            index[where] = self._permutation(int(value))[offset[where]]
+        return index.reshape(steps, self.batch_size)
+
+    def chunk(self, first_step: int, steps: int) -> dict:
+        """The batches of `steps` steps as device arrays (steps, batch, ...), split across the
+        devices when there are several."""
+        index = self.rows(first_step, steps)
+        batches = {name: value[index] for name, value in self.arrays.items()}
+        return jax.device_put(batches, self.rows_sharding) if self.rows_sharding is not None else batches
+
+    def first_batch(self) -> dict:
+        return {name: jnp.asarray(value[0]) for name, value in self.chunk(0, 1).items()}
+
+    def place(self, tree):
+        """`tree` (parameters, optimiser state) replicated on the devices."""
+        return jax.device_put(tree, self.replicated) if self.replicated is not None else tree
+
+
 def learning_rate_schedule(settings: dict):
     """Adam's step size: a constant, or cosine decay to 10% over `steps` (with a linear warm-up
     over the first 5% for warmup_cosine)."""
@@ -117,24 +188,39 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
     for name in ("steps", "batch_size", "eval_every", "patience", "checkpoint_every", "eval_samples"):
         if int(settings[name]) < 1:
             raise InferenceError(f"{name} must be >= 1, got {settings[name]}")
-    x_train, x_heldout = jnp.asarray(x_train), jnp.asarray(x_heldout)
-    num_train = x_train.shape[0]
-    batch_size = min(int(settings["batch_size"]), num_train)
+    streaming = isinstance(x_train, Stream)
     chunk, max_steps, warmup = int(settings["eval_every"]), int(settings["steps"]), int(settings["kl_warmup"])
     checkpoint_chunks = max(1, math.ceil(int(settings["checkpoint_every"]) / chunk))
     svi = SVI(model, guide, optim.optax_to_numpyro(optax.adam(learning_rate_schedule(settings))), Trace_ELBO())
     init_key, eval_key = jax.random.split(rng_key)
-    # one compiled program: run eagerly, Flax's initialisation compiles every operation on its own
-    state = jax.jit(lambda key, x: svi.init(key, x, **model_kwargs(num_train, batch_size, 1.0)))(init_key, x_train)
+    if streaming:
+        num_train, batch_size = x_train.num_rows, x_train.batch_size
+        x_heldout = jax.tree.map(jnp.asarray, x_heldout)
+        state = x_train.place(jax.jit(lambda key, batch: svi.init(key, **batch, **model_kwargs(num_train, batch_size, 1.0)))(
+            init_key, x_train.first_batch()))
 
-    @jax.jit
-    def run_chunk(state, first_step):
-        def body(state, step):
-            kwargs = model_kwargs(num_train, batch_size, _kl_weight(step, warmup))
-            state, loss = svi.update(state, x_train, **kwargs)
-            return state, loss
+        @jax.jit
+        def run_chunk(state, first_step, batches):
+            def body(state, step_and_batch):
+                step, batch = step_and_batch
+                return svi.update(state, **batch, **model_kwargs(num_train, batch_size, _kl_weight(step, warmup)))
 
-        return jax.lax.scan(body, state, first_step + jnp.arange(chunk))
+            return jax.lax.scan(body, state, (first_step + jnp.arange(chunk), batches))
+    else:
+        x_train, x_heldout = jnp.asarray(x_train), jnp.asarray(x_heldout)
+        num_train = x_train.shape[0]
+        batch_size = min(int(settings["batch_size"]), num_train)
+        # one compiled program: run eagerly, Flax's initialisation compiles every operation on its own
+        state = jax.jit(lambda key, x: svi.init(key, x, **model_kwargs(num_train, batch_size, 1.0)))(init_key, x_train)
+
+        @jax.jit
+        def run_chunk(state, first_step, batches=None):
+            def body(state, step):
+                kwargs = model_kwargs(num_train, batch_size, _kl_weight(step, warmup))
+                state, loss = svi.update(state, x_train, **kwargs)
+                return state, loss
+
+            return jax.lax.scan(body, state, first_step + jnp.arange(chunk))
 
     score_heldout = jax.jit(lambda params: evaluate(params, x_heldout, eval_key).mean())
 
@@ -146,6 +232,8 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
             raise InferenceError("the checkpoint does not fit this model: its parameters have other shapes "
                                  "(different architecture or data size?)")
         state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v) for v in resume["state"]])
+        if streaming:
+            state = x_train.place(state)
         step, history, stale = resume["step"], resume["history"], resume["stale"]
         best = (resume["best_value"], resume["best_step"], jax.tree.map(jnp.asarray, resume["best_params"]))
         resumed_from = step
@@ -153,9 +241,12 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
     stopped_early = resume is not None and stale >= int(settings["patience"])
     chunks_done = 0
     with tqdm(total=max_steps, initial=step, desc="SVI", disable=not progress, unit="step") as bar:
+        batches = x_train.chunk(step, chunk) if streaming else None
         while step < max_steps and not stopped_early:
             started = time.perf_counter()
-            state, losses = run_chunk(state, jnp.asarray(step))
+            state, losses = run_chunk(state, jnp.asarray(step), batches)
+            if streaming:  # gather the next chunk's rows on the host while the device trains on these
+                batches = x_train.chunk(step + chunk, chunk)
             losses = np.asarray(losses)
             if not np.all(np.isfinite(losses)):
                 bad = step + int(np.flatnonzero(~np.isfinite(losses))[0])
@@ -246,25 +337,53 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
     train_inputs = inputs["training"]
     train_key, evaluate_key, draw_key = jax.random.split(jax.random.PRNGKey(seed), 3)
 
-    def model_kwargs(num_points, batch_size=None, kl_weight=1.0):
-        return {**train_inputs.kwargs, "num_points": num_points, "batch_size": batch_size, "kl_weight": kl_weight}
+    stream = tuple(spec.amortized.stream)
+    if stream:  # per-row arguments streamed from the host, one minibatch per step
+        fixed = {name: value for name, value in train_inputs.kwargs.items() if name not in stream}
 
-    def evaluate(params, x, key):
-        return spec.amortized.elbo(params, x, {**train_inputs.kwargs, "num_points": x.shape[0]}, key)
+        def rows_of(part):
+            values = {**part.kwargs, **part.observed}
+            return {name: np.asarray(values[name]) for name in stream}
+
+        def model_kwargs(num_points, batch_size=None, kl_weight=1.0):
+            return {**fixed, "num_points": num_points}
+
+        def evaluate(params, rows, key):
+            return spec.amortized.elbo(params, rows, {**fixed, "num_points": len(next(iter(rows.values())))}, key)
+
+        x_train = Stream(rows_of(train_inputs), int(settings["batch_size"]), seed, int(settings.get("devices", 1)))
+        x_validation = rows_of(inputs["validation"])
+    else:
+        if int(settings.get("devices", 1)) != 1:
+            raise InferenceError(f"--devices splits streamed minibatches across devices; model '{spec.name}' trains on "
+                                 "one device")
+
+        def model_kwargs(num_points, batch_size=None, kl_weight=1.0):
+            return {**train_inputs.kwargs, "num_points": num_points, "batch_size": batch_size, "kl_weight": kl_weight}
+
+        def evaluate(params, x, key):
+            return spec.amortized.elbo(params, x, {**train_inputs.kwargs, "num_points": x.shape[0]}, key)
+
+        x_train, x_validation = train_inputs.observed["x"], inputs["validation"].observed["x"]
 
     started = time.perf_counter()
-    trained = train(spec.model, spec.guide, model_kwargs, train_inputs.observed["x"], inputs["validation"].observed["x"],
-                    settings, train_key, evaluate, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    trained = train(spec.model, spec.guide, model_kwargs, x_train, x_validation, settings, train_key, evaluate,
+                    progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     training_seconds = time.perf_counter() - started
     started = time.perf_counter()
     groups = spec.amortized.evaluate(trained.params, inputs, options, evaluate_key)
 
-    # draws of each training row's latents from the fitted encoder: the posterior group
-    x = jnp.asarray(train_inputs.observed["x"])
+    # draws of each training row's latents from the fitted encoder (or of the global latents of
+    # a streamed model, whose guide sees one batch): the posterior group
     guide = handlers.substitute(spec.guide, data=trained.params)
+    if stream:
+        arguments = {**x_train.first_batch(), **model_kwargs(x_train.num_rows)}
+    else:
+        x = jnp.asarray(train_inputs.observed["x"])
+        arguments = {"x": x, **model_kwargs(x.shape[0])}
 
     def one(key):
-        trace = handlers.trace(handlers.seed(guide, key)).get_trace(x, **model_kwargs(x.shape[0]))
+        trace = handlers.trace(handlers.seed(guide, key)).get_trace(**arguments)
         return {name: site["value"] for name, site in trace.items()
                 if site["type"] == "sample" and not site["is_observed"]}
 
@@ -321,6 +440,7 @@ SETTINGS = (
     Setting("min_delta", float, DEFAULTS["min_delta"], "VAE: nats per row that count as an improvement"),
     Setting("checkpoint_every", int, DEFAULTS["checkpoint_every"], "VAE: steps between checkpoints in the run folder"),
     Setting("eval_samples", int, DEFAULTS["eval_samples"]),
+    Setting("devices", int, 1, "streamed minibatch SVI (pmf): split each batch across this many devices", minimum=1),
     Setting("draws", int, FIT_DEFAULTS["draws"],
             "draws kept per chain (MCMC) or from the fitted approximation (SVI, Pathfinder)"),
 )
@@ -352,6 +472,9 @@ class MinibatchMethod(Method):
     load_checkpoint = staticmethod(load_checkpoint)
     check_resume = staticmethod(check_resume)
 
+    def shares(self, spec) -> bool:
+        return not spec.amortized.only
+
     def owns_run(self, config) -> bool:
         return config.get("method") == self.command_name and bool((config.get("settings") or {}).get("amortized"))
 
@@ -373,8 +496,9 @@ class MinibatchMethod(Method):
         return [diagnostics.check_training(idata, settings)]
 
     def trusted_summary(self, verdicts, settings) -> str:
-        return ("Training converged: the validation ELBO stopped improving. The networks are point estimates "
-                "and the encoder an approximation; judge the model by its held-out bounds below.")
+        return ("Training converged: the validation score stopped improving. The parameters come from a fitted "
+                "approximation (an encoder, a mean-field guide) or are point estimates; judge the model by its "
+                "held-out scores below.")
 
     def new_rows(self, spec, idata, config, rng_key, num_rows):
         """New rows from the fitted decoder (`probgen sample`), or None without a generator."""

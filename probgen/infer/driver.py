@@ -27,6 +27,13 @@ def _as_dataset(data, columns, standardize, spec: ModelSpec | None = None, optio
         if standardize:
             raise InferenceError(f"--standardize applies to numeric tables; model '{spec.name}' models text")
         return text_data.load_text(data, (options or {}).get("documents", "line"))
+    if spec is not None and spec.data_kind == "ratings":  # (user, item, rating) rows (probgen.ratings_data)
+        from probgen import ratings_data
+
+        if standardize or columns:
+            raise InferenceError(f"model '{spec.name}' takes ratings: name their columns with --user-column, "
+                                 "--item-column and --rating-column (not --columns or --standardize)")
+        return ratings_data.load_ratings(data, {**spec.default_options(), **(options or {})})
     if isinstance(data, pd.DataFrame):
         return data_module.from_frame(data if columns is None else data[list(columns)], standardize=standardize)
     return data_module.load(str(data), columns=columns, standardize=standardize)

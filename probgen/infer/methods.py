@@ -121,6 +121,12 @@ class Method:
         a model with an amortised encoder)."""
         return False
 
+    def shares(self, spec) -> bool:
+        """True when a spec this method `claims` may also be fitted by the other methods (this
+        one is then its default): pmf, whose minibatch SVI answers to --method svi beside NUTS
+        and MAP."""
+        return False
+
     def owns_run(self, config: Mapping) -> bool:
         """True when a run folder's config was written by this method (several methods may
         share a command name: the minibatch trainer answers to --method svi)."""
@@ -194,6 +200,8 @@ def for_spec(name: str | None, spec=None) -> Method:
     claiming = next((method for method in _REGISTRY.values()
                      if method.exclusive and spec is not None and method.claims(spec)), None)
     if claiming is not None:
+        if name not in (None, claiming.command_name) and claiming.shares(spec):
+            return get(name)
         if name not in (None, claiming.command_name):
             raise InferenceError(f"model '{spec.name}' is fitted by {claiming.describe()} only: use --method "
                                  f"{claiming.command_name} (not {name})")

@@ -25,7 +25,8 @@ def split_parts(spec, dataset, options: dict, holdout: float, seed: int, preproc
             parts["anomaly"] = dataclasses.replace(dataset, frame=anomalies.reset_index(drop=True))
         dataset = dataclasses.replace(dataset, frame=normal.reset_index(drop=True))
     spec.prepare(dataset.frame, options)  # bad values are named by their row in the whole table, before any split
-    training, kept_out = dataset.split(holdout, seed)
+    sequence = spec.held_out.sequence(options) if spec.held_out is not None and spec.held_out.sequence else None
+    training, kept_out = dataset.split(holdout, seed, sequence_column=sequence)
     if len(kept_out.frame) < 2:
         raise InferenceError(f"--holdout {holdout:g} keeps {len(kept_out.frame)} row(s) out; model '{spec.name}' needs "
                              "at least 2 (half to stop training early, half to score)")

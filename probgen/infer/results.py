@@ -293,6 +293,18 @@ def _with_masks(group: xr.Dataset, inputs: ModelInputs) -> xr.Dataset:
     return group
 
 
+def _label_group(inputs: ModelInputs) -> xr.Dataset | None:
+    """`inputs.labels` that are arrays (numbers or text) as a Dataset, dims from `inputs.dims`
+    (default: the rows, then the label's own axes); None when there are none."""
+    variables = {}
+    for name, value in inputs.labels.items():
+        array = np.asarray(value)
+        if array.ndim >= 1 and array.dtype.kind in "iufbUS":
+            dims = inputs.dims.get(name) or ["obs_id"] + [f"{name}_dim_{i}" for i in range(1, array.ndim)]
+            variables[name] = (list(dims), array)
+    return xr.Dataset(variables) if variables else None
+
+
 def build_inference_data(
     spec: ModelSpec,
     inputs: ModelInputs,
@@ -400,6 +412,9 @@ def build_inference_data(
             idata.add_groups(held_out_log_likelihood=held_ll.log_likelihood,
                              held_out_data=_with_masks(held_data.observed_data, held_out),
                              held_out_predictive=held_predictive.posterior_predictive)
+            labels = _label_group(held_out)
+            if labels is not None:  # what describes the held-out rows (a recommender's user and item codes)
+                idata.add_groups(held_out_labels=labels)
         if inputs.masks:
             idata.observed_data = _with_masks(idata.observed_data, inputs)
         if spec.derived is not None:

@@ -1,0 +1,209 @@
+"""Bayesian probabilistic matrix factorisation (Salakhutdinov & Mnih 2008) as a NumPyro model:
+the rating user u gives item i is
+
+    r[u, i] ~ Normal(mu + b_u + b_i + <U_u, V_i>, sigma)
+
+with hierarchical Normal priors: b_u ~ N(0, user_scale), b_i ~ N(0, item_scale), and per latent
+dimension k a shared scale, U[u, k], V[i, k] ~ N(0, factor_scale[k]) (an automatic relevance
+determination prior: dimensions the data do not need shrink to 0). Every scale has a half-normal
+prior in the ratings' units, and the model is written non-centred (b_u = user_scale * z_u), the
+geometry NUTS and a mean-field guide both handle when most items have few ratings.
+
+A user or item the fit never saw (code -1) is a new member of the population: its bias and
+factors are drawn from the hierarchical prior, which the model integrates out exactly when one of
+the two is new (given the other's factors the rating is Normal with the added variance) and by
+matching the first two moments when both are. So held-out rows, `probgen predict` and top-N all
+fall back to the population-level prediction through one function, `predictor`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from numpyro.distributions import constraints
+
+from probgen.errors import ModelError
+from probgen.spec import ModelInputs, Option
+
+GLOBAL_SITES = ("mu", "sigma", "user_scale", "item_scale", "factor_scale")
+RAW_SITES = ("user_raw", "item_raw", "user_factors_raw", "item_factors_raw")
+
+OPTIONS = (
+    Option("latent_dim", int, 10, "latent factors per user and item (0: biases only)", minimum=0),
+    Option("user_column", str, "userId", "column of user ids (any type)"),
+    Option("item_column", str, "movieId", "column of item ids (any type)"),
+    Option("rating_column", str, "rating", "column of ratings (numbers)"),
+    Option("time_column", str, "timestamp", "column of rating times, for --split time ('' for none; the default "
+                                            "is used when the data have it)"),
+    Option("split", str, "random", "held-out rows: random ratings, or each user's last ratings in time (time)",
+           choices=("random", "time")),
+    Option("duplicates", str, "refuse", "repeated (user, item) rows: refuse (exit 2), keep the last, or average them",
+           choices=("refuse", "last", "mean")),
+    Option("max_users", int, 0, "fit the ratings of this many users drawn at random with a fixed seed (0: all; "
+                                "a subset for NUTS)", minimum=0),
+)
+
+
+def predictor(params: Mapping[str, Any], user, item):
+    """(mean, sd) of the predictive Normal of each (user, item) pair under one draw of the global
+    parameters `params` (the sites of `GLOBAL_SITES` and `RAW_SITES`); code -1 is a user or item
+    the fit never saw, drawn from the population."""
+    known_user, known_item = user >= 0, item >= 0
+    u, i = jnp.maximum(user, 0), jnp.maximum(item, 0)
+    user_scale, item_scale = params["user_scale"], params["item_scale"]
+    mean = (params["mu"] + jnp.where(known_user, user_scale * params["user_raw"][u], 0.0)
+            + jnp.where(known_item, item_scale * params["item_raw"][i], 0.0))
+    variance = (params["sigma"] ** 2 + jnp.where(known_user, 0.0, user_scale ** 2)
+                + jnp.where(known_item, 0.0, item_scale ** 2))
+    if "factor_scale" in params:
+        scale = params["factor_scale"]
+        user_factors = params["user_factors_raw"][u] * scale
+        item_factors = params["item_factors_raw"][i] * scale
+        mean = mean + jnp.where(known_user & known_item, jnp.sum(user_factors * item_factors, -1), 0.0)
+        # a new user's factors ~ N(0, scale): <U_new, V_i> ~ N(0, sum_k scale_k^2 V_ik^2); both new:
+        # the product of two independent N(0, scale_k) has variance scale_k^4 (moment matched)
+        variance = variance + jnp.where(~known_user & known_item, jnp.sum((scale * item_factors) ** 2, -1), 0.0)
+        variance = variance + jnp.where(known_user & ~known_item, jnp.sum((scale * user_factors) ** 2, -1), 0.0)
+        variance = variance + jnp.where(~known_user & ~known_item, jnp.sum(scale ** 4), 0.0)
+    return mean, jnp.sqrt(variance)
+
+
+def pmf_model(user, item, rating=None, *, num_users: int, num_items: int, latent_dim: int, rating_loc: float,
+              rating_scale: float, num_points: int | None = None):
+    """Ratings `rating` of pairs (`user`, `item`) (integer codes, -1 for new). `num_points`: the
+    number of training ratings when the arrays are a minibatch of them (the likelihood is scaled
+    by num_points / batch); None: the arrays are all the data."""
+    params = {
+        "mu": numpyro.sample("mu", dist.Normal(rating_loc, rating_scale)),
+        "sigma": numpyro.sample("sigma", dist.HalfNormal(rating_scale)),
+        "user_scale": numpyro.sample("user_scale", dist.HalfNormal(rating_scale)),
+        "item_scale": numpyro.sample("item_scale", dist.HalfNormal(rating_scale)),
+    }
+    with numpyro.plate("users", num_users):
+        params["user_raw"] = numpyro.sample("user_raw", dist.Normal(0.0, 1.0))
+    with numpyro.plate("items", num_items):
+        params["item_raw"] = numpyro.sample("item_raw", dist.Normal(0.0, 1.0))
+    if latent_dim:
+        params["factor_scale"] = numpyro.sample(
+            "factor_scale", dist.HalfNormal(0.5 * jnp.sqrt(rating_scale)).expand([latent_dim]).to_event(1))
+        params["user_factors_raw"] = numpyro.sample(
+            "user_factors_raw", dist.Normal(0.0, 1.0).expand([num_users, latent_dim]).to_event(2))
+        params["item_factors_raw"] = numpyro.sample(
+            "item_factors_raw", dist.Normal(0.0, 1.0).expand([num_items, latent_dim]).to_event(2))
+    batch = user.shape[0]
+    mean, sd = predictor(params, user, item)
+    with numpyro.plate("ratings", num_points or batch, subsample_size=batch):
+        numpyro.deterministic("rating_mean", mean)
+        numpyro.deterministic("rating_sd", sd)
+        numpyro.sample("rating", dist.Normal(mean, sd), obs=rating)
+
+
+def pmf_guide(user, item, rating=None, *, num_users: int, num_items: int, latent_dim: int, rating_loc: float,
+              rating_scale: float, num_points: int | None = None):
+    """Mean-field guide: a Normal for mu and for every standardised bias and factor, a
+    log-normal for every scale. Factor means start at small random values (at 0 the product
+    <U, V> has no gradient)."""
+    def normal(name, shape, loc=0.0, spread=0.1, random=False):
+        init = ((lambda key: 0.1 * __import__("jax").random.normal(key, shape)) if random
+                else jnp.full(shape, loc, jnp.float32))
+        location = numpyro.param(f"{name}_loc", init)
+        scale = numpyro.param(f"{name}_scale", jnp.full(shape, spread, jnp.float32), constraint=constraints.positive)
+        return location, scale
+
+    loc, scale = normal("mu", (), rating_loc, 0.01)
+    numpyro.sample("mu", dist.Normal(loc, scale))
+    for name, start in (("sigma", rating_scale), ("user_scale", 0.3 * rating_scale), ("item_scale", 0.3 * rating_scale)):
+        loc, scale = normal(name, (), float(np.log(start)), 0.05)
+        numpyro.sample(name, dist.LogNormal(loc, scale))
+    with numpyro.plate("users", num_users):
+        loc, scale = normal("user_raw", (num_users,), 0.0, 0.1)
+        numpyro.sample("user_raw", dist.Normal(loc, scale))
+    with numpyro.plate("items", num_items):
+        loc, scale = normal("item_raw", (num_items,), 0.0, 0.1)
+        numpyro.sample("item_raw", dist.Normal(loc, scale))
+    if latent_dim:
+        loc, scale = normal("factor_scale", (latent_dim,), float(np.log(0.3 * np.sqrt(rating_scale))), 0.05)
+        numpyro.sample("factor_scale", dist.LogNormal(loc, scale).to_event(1))
+        for name, rows in (("user_factors_raw", num_users), ("item_factors_raw", num_items)):
+            loc, scale = normal(name, (rows, latent_dim), random=True)
+            numpyro.sample(name, dist.Normal(loc, scale).to_event(2))
+
+
+# --------------------------------------------------------------------------------------------
+# data -> inputs
+# --------------------------------------------------------------------------------------------
+def _codes(index: pd.Index, values) -> np.ndarray:
+    return index.get_indexer(pd.Index(values)).astype(np.int32)
+
+
+def _kwargs(user, item, training: pd.DataFrame, users: pd.Index, items: pd.Index, options) -> dict:
+    rating = training["rating"].to_numpy(np.float64)
+    return {"user": user, "item": item, "num_users": len(users), "num_items": len(items),
+            "latent_dim": int(options["latent_dim"]), "rating_loc": float(rating.mean()),
+            "rating_scale": float(max(rating.std(), 0.1))}
+
+
+def _index(values) -> pd.Index:
+    return pd.Index(pd.unique(np.asarray(values, dtype=object) if not pd.api.types.is_numeric_dtype(values)
+                              else np.asarray(values)))
+
+
+def _labels(user, item, users: pd.Index, items: pd.Index, training: pd.DataFrame) -> tuple[dict, dict]:
+    """Per-row codes and training counts, and per-user / per-item ids, counts and mean rating."""
+    train_user = _codes(users, training["user"].to_numpy())
+    train_item = _codes(items, training["item"].to_numpy())
+    user_count = np.bincount(train_user, minlength=len(users))
+    item_count = np.bincount(train_item, minlength=len(items))
+    rating = training["rating"].to_numpy(np.float64)
+    user_mean = np.bincount(train_user, weights=rating, minlength=len(users)) / np.maximum(user_count, 1)
+
+    def ids(index):  # NetCDF stores numbers as numbers and anything else as text
+        values = np.asarray(index)
+        return values if values.dtype.kind in "iuf" else values.astype(str)
+
+    labels = {"user": user, "item": item,
+              "user_count": np.where(user >= 0, user_count[np.maximum(user, 0)], 0),
+              "item_count": np.where(item >= 0, item_count[np.maximum(item, 0)], 0),
+              "user_id": ids(users), "item_id": ids(items), "users_count": user_count, "items_count": item_count,
+              "users_mean": user_mean}
+    dims = {"rating": ["rating_id"], "user": ["rating_id"], "item": ["rating_id"], "user_count": ["rating_id"],
+            "item_count": ["rating_id"], "user_id": ["user_code"], "item_id": ["item_code"],
+            "users_count": ["user_code"], "items_count": ["item_code"], "users_mean": ["user_code"]}
+    return labels, dims
+
+
+def _inputs(frame: pd.DataFrame, training: pd.DataFrame, options) -> ModelInputs:
+    users, items = _index(training["user"]), _index(training["item"])
+    user, item = _codes(users, frame["user"].to_numpy()), _codes(items, frame["item"].to_numpy())
+    labels, dims = _labels(user, item, users, items, training)
+    return ModelInputs(kwargs=_kwargs(user, item, training, users, items, options),
+                       observed={"rating": frame["rating"].to_numpy(np.float32)}, dims=dims, labels=labels)
+
+
+def prepare(frame: pd.DataFrame, options: Mapping[str, Any]) -> ModelInputs:
+    """Training ratings (frame columns user, item, rating[, time], from `probgen.ratings_data`)
+    as the model's inputs: ids coded 0..U-1 and 0..I-1 in order of appearance."""
+    missing = [column for column in ("user", "item", "rating") if column not in frame.columns]
+    if missing:
+        raise ModelError(f"pmf needs the columns user, item and rating (from probgen.ratings_data); missing "
+                         f"{', '.join(missing)}")
+    if options["split"] == "time" and "time" not in frame.columns:
+        raise ModelError(f"--split time needs a time column; the data have none named '{options['time_column']}' "
+                         "(name it with --time-column)")
+    return _inputs(frame, frame, options)
+
+
+def held_out_inputs(training: pd.DataFrame, held_out: pd.DataFrame, options: Mapping[str, Any]) -> ModelInputs:
+    """Held-out ratings coded with the training rows' ids: a user or item with no training
+    rating gets code -1 and the population-level prediction."""
+    return _inputs(held_out, training, options)
+
+
+def time_sequence(options: Mapping[str, Any]) -> str | None:
+    """--split time holds out each user's last ratings (the rows are in time order)."""
+    return "user" if options["split"] == "time" else None
