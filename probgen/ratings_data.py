@@ -61,7 +61,9 @@ def load_ratings(source, options: Mapping[str, Any]) -> Dataset:
         raise DataError(f"time column '{time_column}' is not in {label} (columns: {', '.join(map(str, raw.columns))})")
     missing = [f"{role} column '{column}'" for role, column in wanted.items() if column not in raw.columns]
     if missing:
-        raise DataError(f"{' and '.join(missing)} not in {label} (columns: {', '.join(map(str, raw.columns))}); "
+        named = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
+        raise DataError(f"{named} {'is' if len(missing) == 1 else 'are'} not in {label} (columns: "
+                        f"{', '.join(map(str, raw.columns))}); "
                         "name them with --user-column, --item-column, --rating-column")
     frame = pd.DataFrame({role: raw[column].to_numpy() for role, column in wanted.items()})
     for role in ("user", "item"):

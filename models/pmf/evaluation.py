@@ -161,11 +161,9 @@ def relevance_threshold(training_ratings) -> float:
 def _expected_scores(draws, users):
     """(users, items) expected rating averaged over draws, for known users and items."""
     def one(params):
-        mean = (params["mu"] + params["user_scale"] * params["user_raw"][users][:, None]
-                + params["item_scale"] * params["item_raw"][None, :])
+        mean = params["mu"] + params["user_bias"][users][:, None] + params["item_bias"][None, :]
         if "factor_scale" in params:
-            scale = params["factor_scale"]
-            mean = mean + (params["user_factors_raw"][users] * scale) @ (params["item_factors_raw"] * scale).T
+            mean = mean + params["user_factors"][users] @ params["item_factors"].T
         return mean
 
     return jax.lax.map(one, draws).mean(0)

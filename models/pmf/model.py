@@ -6,8 +6,11 @@ the rating user u gives item i is
 with hierarchical Normal priors: b_u ~ N(0, user_scale), b_i ~ N(0, item_scale), and per latent
 dimension k a shared scale, U[u, k], V[i, k] ~ N(0, factor_scale[k]) (an automatic relevance
 determination prior: dimensions the data do not need shrink to 0). Every scale has a half-normal
-prior in the ratings' units, and the model is written non-centred (b_u = user_scale * z_u), the
-geometry NUTS and a mean-field guide both handle when most items have few ratings.
+prior in the ratings' units, and the model is written centred, the
+geometry NUTS handles because each scale is shared by many users or items, and the one a
+mean-field guide needs: written non-centred (b_u = user_scale * z_u), mean-field SVI switches the
+factors off (the scale and the standardised factors are strongly dependent a posteriori, which
+a factorised guide cannot express, and shrinking the scale to 0 is its way out).
 
 A user or item the fit never saw (code -1) is a new member of the population: its bias and
 factors are drawn from the hierarchical prior, which the model integrates out exactly when one of
@@ -31,7 +34,7 @@ from probgen.errors import ModelError
 from probgen.spec import ModelInputs, Option
 
 GLOBAL_SITES = ("mu", "sigma", "user_scale", "item_scale", "factor_scale")
-RAW_SITES = ("user_raw", "item_raw", "user_factors_raw", "item_factors_raw")
+RAW_SITES = ("user_bias", "item_bias", "user_factors", "item_factors")
 
 OPTIONS = (
     Option("latent_dim", int, 10, "latent factors per user and item (0: biases only)", minimum=0),
@@ -56,14 +59,14 @@ def predictor(params: Mapping[str, Any], user, item):
     known_user, known_item = user >= 0, item >= 0
     u, i = jnp.maximum(user, 0), jnp.maximum(item, 0)
     user_scale, item_scale = params["user_scale"], params["item_scale"]
-    mean = (params["mu"] + jnp.where(known_user, user_scale * params["user_raw"][u], 0.0)
-            + jnp.where(known_item, item_scale * params["item_raw"][i], 0.0))
+    mean = (params["mu"] + jnp.where(known_user, params["user_bias"][u], 0.0)
+            + jnp.where(known_item, params["item_bias"][i], 0.0))
     variance = (params["sigma"] ** 2 + jnp.where(known_user, 0.0, user_scale ** 2)
                 + jnp.where(known_item, 0.0, item_scale ** 2))
     if "factor_scale" in params:
         scale = params["factor_scale"]
-        user_factors = params["user_factors_raw"][u] * scale
-        item_factors = params["item_factors_raw"][i] * scale
+        user_factors = params["user_factors"][u]
+        item_factors = params["item_factors"][i]
         mean = mean + jnp.where(known_user & known_item, jnp.sum(user_factors * item_factors, -1), 0.0)
         # a new user's factors ~ N(0, scale): <U_new, V_i> ~ N(0, sum_k scale_k^2 V_ik^2); both new:
         # the product of two independent N(0, scale_k) has variance scale_k^4 (moment matched)
@@ -85,16 +88,17 @@ def pmf_model(user, item, rating=None, *, num_users: int, num_items: int, latent
         "item_scale": numpyro.sample("item_scale", dist.HalfNormal(rating_scale)),
     }
     with numpyro.plate("users", num_users):
-        params["user_raw"] = numpyro.sample("user_raw", dist.Normal(0.0, 1.0))
+        params["user_bias"] = numpyro.sample("user_bias", dist.Normal(0.0, params["user_scale"]))
     with numpyro.plate("items", num_items):
-        params["item_raw"] = numpyro.sample("item_raw", dist.Normal(0.0, 1.0))
+        params["item_bias"] = numpyro.sample("item_bias", dist.Normal(0.0, params["item_scale"]))
     if latent_dim:
-        params["factor_scale"] = numpyro.sample(
-            "factor_scale", dist.HalfNormal(0.5 * jnp.sqrt(rating_scale)).expand([latent_dim]).to_event(1))
-        params["user_factors_raw"] = numpyro.sample(
-            "user_factors_raw", dist.Normal(0.0, 1.0).expand([num_users, latent_dim]).to_event(2))
-        params["item_factors_raw"] = numpyro.sample(
-            "item_factors_raw", dist.Normal(0.0, 1.0).expand([num_items, latent_dim]).to_event(2))
+        scale = numpyro.sample("factor_scale", dist.HalfNormal(0.5 * jnp.sqrt(rating_scale)).expand([latent_dim])
+                               .to_event(1))
+        params["factor_scale"] = scale
+        params["user_factors"] = numpyro.sample(
+            "user_factors", dist.Normal(0.0, scale).expand([num_users, latent_dim]).to_event(2))
+        params["item_factors"] = numpyro.sample(
+            "item_factors", dist.Normal(0.0, scale).expand([num_items, latent_dim]).to_event(2))
     batch = user.shape[0]
     mean, sd = predictor(params, user, item)
     with numpyro.plate("ratings", num_points or batch, subsample_size=batch):
@@ -105,11 +109,11 @@ def pmf_model(user, item, rating=None, *, num_users: int, num_items: int, latent
 
 def pmf_guide(user, item, rating=None, *, num_users: int, num_items: int, latent_dim: int, rating_loc: float,
               rating_scale: float, num_points: int | None = None):
-    """Mean-field guide: a Normal for mu and for every standardised bias and factor, a
-    log-normal for every scale. Factor means start at small random values (at 0 the product
-    <U, V> has no gradient)."""
+    """Mean-field guide: a Normal for mu and for every bias and factor, a log-normal for every
+    scale. Factor means start at random values of the prior's size (at 0 the product <U, V>
+    has no gradient)."""
     def normal(name, shape, loc=0.0, spread=0.1, random=False):
-        init = ((lambda key: 0.1 * __import__("jax").random.normal(key, shape)) if random
+        init = ((lambda key: spread * __import__("jax").random.normal(key, shape)) if random
                 else jnp.full(shape, loc, jnp.float32))
         location = numpyro.param(f"{name}_loc", init)
         scale = numpyro.param(f"{name}_scale", jnp.full(shape, spread, jnp.float32), constraint=constraints.positive)
@@ -121,16 +125,16 @@ def pmf_guide(user, item, rating=None, *, num_users: int, num_items: int, latent
         loc, scale = normal(name, (), float(np.log(start)), 0.05)
         numpyro.sample(name, dist.LogNormal(loc, scale))
     with numpyro.plate("users", num_users):
-        loc, scale = normal("user_raw", (num_users,), 0.0, 0.1)
-        numpyro.sample("user_raw", dist.Normal(loc, scale))
+        loc, scale = normal("user_bias", (num_users,), 0.0, 0.1)
+        numpyro.sample("user_bias", dist.Normal(loc, scale))
     with numpyro.plate("items", num_items):
-        loc, scale = normal("item_raw", (num_items,), 0.0, 0.1)
-        numpyro.sample("item_raw", dist.Normal(loc, scale))
+        loc, scale = normal("item_bias", (num_items,), 0.0, 0.1)
+        numpyro.sample("item_bias", dist.Normal(loc, scale))
     if latent_dim:
         loc, scale = normal("factor_scale", (latent_dim,), float(np.log(0.3 * np.sqrt(rating_scale))), 0.05)
         numpyro.sample("factor_scale", dist.LogNormal(loc, scale).to_event(1))
-        for name, rows in (("user_factors_raw", num_users), ("item_factors_raw", num_items)):
-            loc, scale = normal(name, (rows, latent_dim), random=True)
+        for name, rows in (("user_factors", num_users), ("item_factors", num_items)):
+            loc, scale = normal(name, (rows, latent_dim), spread=0.3 * float(np.sqrt(rating_scale)), random=True)
             numpyro.sample(name, dist.Normal(loc, scale).to_event(2))
 
 
@@ -207,3 +211,42 @@ def held_out_inputs(training: pd.DataFrame, held_out: pd.DataFrame, options: Map
 def time_sequence(options: Mapping[str, Any]) -> str | None:
     """--split time holds out each user's last ratings (the rows are in time order)."""
     return "user" if options["split"] == "time" else None
+
+
+def simulate_ratings(num_users: int, num_items: int, num_ratings: int, truth: Mapping[str, Any] | None = None,
+                     latent_dim: int = 2, seed: int = 0, popularity: float = 1.0) -> tuple[pd.DataFrame, dict]:
+    """(ratings table with columns userId, movieId, rating, timestamp; the parameters drawn)
+    from the model itself: known truth for tests and the scale benchmark.
+
+    truth: values of mu, sigma, user_scale, item_scale, factor_scale (defaults: a MovieLens-like
+    3.5, 0.8, 0.4, 0.4 and 0.6 per dimension); the per-user and per-item values are drawn from
+    the hierarchical prior. Items are picked with Zipf-like popularity (weight rank^-popularity),
+    so many items have few ratings, as in real data. Pairs are unique (repeats are dropped, so
+    slightly fewer than `num_ratings` rows may come back)."""
+    rng = np.random.default_rng(seed)
+    truth = {"mu": 3.5, "sigma": 0.8, "user_scale": 0.4, "item_scale": 0.4,
+             "factor_scale": np.full(latent_dim, 0.6), **(truth or {})}
+    latent_dim = len(np.atleast_1d(truth["factor_scale"])) if latent_dim else 0
+    params = {name: np.asarray(value, np.float32) for name, value in truth.items()}
+    params["user_bias"] = (params["user_scale"] * rng.normal(size=num_users)).astype(np.float32)
+    params["item_bias"] = (params["item_scale"] * rng.normal(size=num_items)).astype(np.float32)
+    if latent_dim:
+        params["user_factors"] = (params["factor_scale"] * rng.normal(size=(num_users, latent_dim))).astype(np.float32)
+        params["item_factors"] = (params["factor_scale"] * rng.normal(size=(num_items, latent_dim))).astype(np.float32)
+    else:
+        params.pop("factor_scale", None)
+    weights = np.arange(1, num_items + 1, dtype=float) ** -popularity
+    user = rng.integers(num_users, size=num_ratings)
+    item = rng.choice(num_items, size=num_ratings, p=weights / weights.sum())
+    _, first = np.unique(user.astype(np.int64) * num_items + item, return_index=True)
+    first = np.sort(first)
+    user, item = user[first].astype(np.int32), item[first].astype(np.int32)
+    rating = np.empty(len(user), np.float32)
+    for start in range(0, len(user), 1 << 20):  # bounded memory at ten million ratings
+        block = slice(start, start + (1 << 20))
+        mean, sd = predictor({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(user[block]),
+                             jnp.asarray(item[block]))
+        rating[block] = np.asarray(mean) + np.asarray(sd) * rng.normal(size=len(user[block]))
+    frame = pd.DataFrame({"userId": user, "movieId": item, "rating": rating,
+                          "timestamp": np.arange(len(user), dtype=np.int64)})
+    return frame, params

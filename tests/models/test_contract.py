@@ -26,6 +26,7 @@ CASES = {
     "ppca": ("digits", PIXELS[18:24] + ["target"], 120, {"latent_dim": 3, "label_column": "target"}, MCMC),
     "made": ("digits", PIXELS, 300, {"hidden": "16", "transform": "dequantize", "pixel_levels": 17},
              {"steps": 100, "eval_every": 50}),
+    "pmf": ("movielens", None, 400, {"latent_dim": 2}, {"steps": 100, "eval_every": 50, "batch_size": 64}),
     "gan": ("ring8", None, 400, {"label_column": "mode", "hidden": "16"}, {"steps": 100, "eval_every": 50}),
     # text families: a bundled corpus; the networks with a Bayesian head (a posterior to draw)
     "ngram": ("trump_tweets", None, 200, {"order": 3}, {"draws": 20}),
@@ -46,10 +47,16 @@ def test_every_family_keeps_the_contract(family, tmp_path):
     name, columns, rows, options, settings = CASES[family]
     spec = load_spec(family)
     assert check_hooks(spec) == [], check_hooks(spec)
-    source = load_text(name) if spec.data_kind == "text" else load(name, columns=columns)
-    frame = source.frame.iloc[:rows].reset_index(drop=True)
+    if spec.data_kind == "ratings":  # (user, item, rating) rows in their own columns, ids of any type
+        from probgen.ratings_data import load_ratings, read_raw
 
-    inputs = spec.prepare(frame, spec.resolve_options(options))
+        frame = read_raw(name).iloc[:rows].reset_index(drop=True)
+        prepared = load_ratings(frame, spec.resolve_options(options)).frame
+    else:
+        source = load_text(name) if spec.data_kind == "text" else load(name, columns=columns)
+        frame = prepared = source.frame.iloc[:rows].reset_index(drop=True)
+
+    inputs = spec.prepare(prepared, spec.resolve_options(options))
     assert isinstance(inputs, ModelInputs) and inputs.observed
 
     method = methods.for_spec(None, spec)
