@@ -127,14 +127,25 @@ class Stream:
         devices when there are several."""
         index = self.rows(first_step, steps)
         batches = {name: value[index] for name, value in self.arrays.items()}
-        return jax.device_put(batches, self.rows_sharding) if self.rows_sharding is not None else batches
+        return self._global(batches, self.rows_sharding) if self.rows_sharding is not None else batches
 
     def first_batch(self) -> dict:
         return {name: jnp.asarray(value[0]) for name, value in self.chunk(0, 1).items()}
 
     def place(self, tree):
         """`tree` (parameters, optimiser state) replicated on the devices."""
-        return jax.device_put(tree, self.replicated) if self.replicated is not None else tree
+        return self._global(tree, self.replicated) if self.replicated is not None else tree
+
+    @staticmethod
+    def _global(tree, sharding):
+        """Arrays laid out by `sharding`, each process supplying the shards of its own devices
+        (every process holds the same values: batches depend only on the seed and the step), so
+        the same code runs on one host or, after `jax.distributed.initialize`, on several."""
+        def one(value):
+            value = np.asarray(value)
+            return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+        return jax.tree.map(one, tree)
 
 
 def learning_rate_schedule(settings: dict):

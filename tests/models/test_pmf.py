@@ -5,7 +5,6 @@ ratings files are refused with one line."""
 
 import math
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
