@@ -190,6 +190,7 @@ def predict(idata, options: dict, frame: pd.DataFrame, rng_key) -> pd.DataFrame:
     user_column, item_column = options["user_column"], options["item_column"]
     if user_column not in frame.columns:
         raise DataError(f"the pairs need a user column '{user_column}' (columns: {', '.join(map(str, frame.columns))})")
+    draws = _draws(idata)
     users = _codes(frame[user_column].to_numpy(), data["user_id"].values)
     user_means = np.where(users >= 0, data["users_mean"].values[np.maximum(users, 0)],
                           float(idata.observed_data["rating"].values.mean()))
