@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hmm.py
 	$(BIN)/python benchmarks/vae.py
 	$(BIN)/python benchmarks/bnn.py
+	$(BIN)/python benchmarks/pmf.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -107,10 +107,8 @@ def report(idata, config: dict) -> ReportPart:
         "above their own mean. `probgen predict RUN_DIR --data pairs.csv --out FILE.csv` gives the same for any "
         "pairs (a file with only a user column: each user's top 10).",
         top[["item", "mean", "q05", "q95", "p_above_user_mean"]].round(3)))
-    summary = None
-    if config.get("method") == "svi":
-        summary = _globals_summary(idata.posterior)
-    return ReportPart(sections=tuple(sections), metrics=metrics, figures=figures, summary=summary,
+    # the table a report without the standard posterior summary shows (minibatch SVI's)
+    return ReportPart(sections=tuple(sections), metrics=metrics, figures=figures, summary=_globals_summary(idata.posterior),
                       summary_title="Global parameters (draws from the fitted guide)",
                       summary_units="the ratings' units; factor_scale per latent dimension")
 
