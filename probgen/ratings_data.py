@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from probgen.data import Dataset, _read_bundled, _read_file, bundled_names, BUNDLED
+from probgen.data import Dataset, read_table
 from probgen.errors import DataError
 
 DUPLICATES = ("refuse", "last", "mean")
@@ -31,15 +31,8 @@ def _raw(source) -> tuple[pd.DataFrame, str, str]:
     """(table, label for messages, source name for the config)."""
     if isinstance(source, pd.DataFrame):
         return source, "the ratings table", "dataframe"
-    source = str(source)
-    if source in BUNDLED:
-        return _read_bundled(source), f"bundled data set '{source}'", source
-    from pathlib import Path
-
-    path = Path(source)
-    if path.suffix == "" and not path.exists():
-        raise DataError(f"unknown ratings data '{source}': not a bundled set ({', '.join(bundled_names())}) nor a file")
-    return _read_file(path), f"data file '{source}'", source
+    frame, label, _ = read_table(str(source))
+    return frame, label, str(source)
 
 
 def read_raw(source) -> pd.DataFrame:

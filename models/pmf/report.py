@@ -13,7 +13,7 @@ from probgen.models.pmf.evaluation import (
     summarise,
 )
 from probgen.models.pmf.model import GLOBAL_SITES
-from probgen.models.pmf.training import MAX_EVALUATED
+from probgen.models.pmf.training import evaluated_rows, summary_table
 
 INTERVAL_DRAWS = 200  # posterior draws behind the predictive intervals of the posterior methods
 
@@ -40,14 +40,8 @@ def held_out_table(idata) -> pd.DataFrame | None:
         keep = np.linspace(0, len(mean) - 1, INTERVAL_DRAWS).round().astype(int)
         mean, sd = mean[keep], sd[keep]
     rating = idata.held_out_data["rating"].values
-    rows = np.arange(len(rating))
-    if len(rows) > MAX_EVALUATED:
-        rows = np.sort(np.random.default_rng(0).choice(len(rows), MAX_EVALUATED, replace=False))
-    table = summarise(mean[:, rows], sd[:, rows], rating[rows])
-    table.insert(0, "rating", rating[rows])
-    for name in ("user", "item", "user_count", "item_count"):
-        table[name] = labels[name].values[rows]
-    return table
+    rows = evaluated_rows(len(rating))
+    return summary_table(mean[:, rows], sd[:, rows], rating, labels, rows)
 
 
 def _id(value):

@@ -63,21 +63,31 @@ def data_group(inputs) -> xr.Dataset:
     })
 
 
-def held_out_frame(draws: dict, inputs, rng_key=None) -> pd.DataFrame:
-    """Held-out pairs with their ratings, training counts and predictive summary (`summarise`),
-    at most `MAX_EVALUATED` of them (drawn at random with a fixed seed)."""
-    labels = inputs.labels
-    rating = np.asarray(inputs.observed["rating"], np.float32)
-    rows = np.arange(len(rating))
-    if len(rows) > MAX_EVALUATED:
-        rows = np.sort(np.random.default_rng(0).choice(len(rows), MAX_EVALUATED, replace=False))
-    user, item = np.asarray(labels["user"])[rows], np.asarray(labels["item"])[rows]
-    mean, sd = moments(draws, user, item)
+def evaluated_rows(count: int) -> np.ndarray:
+    """The held-out rows scored: all, or `MAX_EVALUATED` drawn with a fixed seed."""
+    rows = np.arange(count)
+    return rows if count <= MAX_EVALUATED else np.sort(np.random.default_rng(0).choice(count, MAX_EVALUATED,
+                                                                                       replace=False))
+
+
+def summary_table(mean, sd, rating, labels, rows) -> pd.DataFrame:
+    """The held-out table the report reads: rating, predictive summary (`summarise`) of the
+    (draws, rows) moments, and each row's codes and training counts from `labels`."""
     table = summarise(mean, sd, rating[rows])
     table.insert(0, "rating", rating[rows])
     for name in ("user", "item", "user_count", "item_count"):
         table[name] = np.asarray(labels[name])[rows]
     return table
+
+
+def held_out_frame(draws: dict, inputs) -> pd.DataFrame:
+    """Held-out pairs with their ratings, training counts and predictive summary, at most
+    `MAX_EVALUATED` of them."""
+    labels = inputs.labels
+    rating = np.asarray(inputs.observed["rating"], np.float32)
+    rows = evaluated_rows(len(rating))
+    mean, sd = moments(draws, np.asarray(labels["user"])[rows], np.asarray(labels["item"])[rows])
+    return summary_table(mean, sd, rating, labels, rows)
 
 
 def table_group(table: pd.DataFrame) -> xr.Dataset:

@@ -80,8 +80,7 @@ class Stream:
     """
 
     def __init__(self, arrays: dict, batch_size: int, seed: int, devices: int = 1):
-        self.arrays = {name: np.asarray(value) if not isinstance(value, np.ndarray) else value
-                       for name, value in arrays.items()}
+        self.arrays = {name: np.asarray(value) for name, value in arrays.items()}
         sizes = {len(value) for value in self.arrays.values()}
         if len(sizes) != 1:
             raise InferenceError(f"streamed arrays differ in length: {sorted(sizes)}")
