@@ -290,7 +290,8 @@ class ModelSpec:
     data_kind: "table" (a numeric table, the default), "text" (documents: `probgen.text_data`;
                the frame `prepare` gets has one column, `text`) or "ratings" ((user, item,
                rating[, time]) rows: `probgen.ratings_data`, columns named by the options
-               user_column, item_column, rating_column, time_column, duplicates, max_users).
+               user_column, item_column, rating_column, time_column, duplicates, max_users,
+               min_item_ratings).
     description: one line for `probgen models`.
     """
 

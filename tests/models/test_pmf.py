@@ -110,6 +110,11 @@ def test_ratings_loader_ids_and_duplicates(tmp_path):
     assert len(last) == 4 and last.query("user == 'ann' and item == 'x'")["rating"].item() == 2
     mean = load_ratings(repeated, {**options, "duplicates": "mean"}).frame
     assert mean.query("user == 'ann' and item == 'x'")["rating"].item() == 3
+    # items rated fewer than min_item_ratings times go, counted after the duplicate policy
+    extra = pd.concat([repeated, pd.DataFrame({"who": ["dee"], "what": ["z"], "stars": [1], "when": [10]})],
+                      ignore_index=True)
+    kept = load_ratings(extra, {**options, "duplicates": "last", "min_item_ratings": 2}).frame
+    assert sorted(kept["item"].unique()) == ["x", "y"] and len(kept) == 4 and "dee" not in set(kept["user"])
 
 
 def test_stream_batches_are_epochs_and_depend_only_on_the_step():
