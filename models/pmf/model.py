@@ -145,6 +145,7 @@ def pmf_guide(user, item, rating=None, *, num_users: int, num_items: int, latent
     if user_centred is not None:
         raise ModelError("--noncentred-below is for NUTS and HMC: the mean-field guide of --method svi fits the "
                          "centred model (give --noncentred-below 0)")
+
     def normal(name, shape, loc=0.0, spread=0.1, random=False):
         init = ((lambda key: spread * __import__("jax").random.normal(key, shape)) if random
                 else jnp.full(shape, loc, jnp.float32))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from probgen.errors import DataError, ModelError
+from probgen.errors import DataError
 from probgen.infer import fit
 from probgen.models.pmf import evaluation
 from probgen.models.pmf.model import predictor, simulate_ratings
@@ -178,9 +178,3 @@ def test_posterior_methods_recover_the_biases_model(method):
         spread = values.std() if method == "nuts" else 0.1
         assert abs(values.mean() - float(truth[name])) < 4 * spread, (name, values.mean(), truth[name])
     assert "held_out_labels" in result.idata.groups()
-
-
-def test_noncentred_model_is_refused_by_the_mean_field_guide():
-    frame, _ = simulate_ratings(10, 8, 60, latent_dim=0, seed=seeded(6))
-    with pytest.raises(ModelError, match=r"^--noncentred-below is for NUTS and HMC"):
-        fit("pmf", frame, options={"latent_dim": 1, "noncentred_below": 3}, seed=0, progress=False, steps=10)

@@ -81,6 +81,7 @@ def test_fit_report_and_predict_with_text_ids(ratings_csv, tmp_path):
     ({"drop": "stars"}, "rating column 'stars' is not in data file"),
     ({"stars": "bad"}, "rating column 'stars' in data file .* is not a finite number at row 2: 'bad'"),
     ({"duplicate": True}, r"rates the same \(user, item\) pair more than once"),
+    ({"option": ["--noncentred-below", "5"]}, "--noncentred-below is for NUTS and HMC: the mean-field guide"),
 ])
 def test_bad_ratings_exit_2_with_one_line(ratings_csv, tmp_path, change, message):
     import re
@@ -95,7 +96,8 @@ def test_bad_ratings_exit_2_with_one_line(ratings_csv, tmp_path, change, message
         frame = pd.concat([frame, frame.iloc[[3]]], ignore_index=True)
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
-    done = _cli("fit", "pmf", "--data", path, *COLUMNS, "--out", tmp_path / "run", "--quiet")
+    done = _cli("fit", "pmf", "--data", path, *COLUMNS, *change.get("option", ()), "--out", tmp_path / "run",
+                "--quiet")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), done.stderr
