@@ -149,17 +149,25 @@ def plots(idata) -> dict:
     return {}
 
 
+MAX_CHECKED = 5000  # training ratings whose predicted mean R-hat and ESS judge
+
+
 def convergence_on(idata) -> xr.Dataset:
     """What R-hat and ESS judge for NUTS: the identified quantities (the factors rotate and
     permute between chains, their inner products do not): mu, sigma, the bias scales, the
-    sorted factor scales and the predicted mean of up to 50 training ratings."""
+    sorted factor scales and the predicted mean of every training rating (evenly spaced ones
+    beyond `MAX_CHECKED`). Every rating, not a sample of them: on MovieLens, chains that agree on
+    the globals and on most ratings can still sit in different modes for a few rarely rated
+    items (R-hat 1.5 on one rating mean in 2,000)."""
     posterior = idata.posterior
     variables = {name: posterior[name] for name in ("mu", "sigma", "user_scale", "item_scale") if name in posterior}
     if "factor_scale" in posterior:
         variables["factor_scale_sorted"] = (("chain", "draw", "factor"), np.sort(posterior["factor_scale"].values, -1))
     if "rating_mean" in posterior:
         mean = posterior["rating_mean"]
-        variables["rating_mean"] = mean.isel({mean.dims[2]: slice(0, 50)})
+        rows = mean.sizes[mean.dims[2]]
+        chosen = np.unique(np.linspace(0, rows - 1, min(rows, MAX_CHECKED)).round().astype(int))
+        variables["rating_mean"] = mean.isel({mean.dims[2]: chosen})
     return xr.Dataset(variables)
 
 
