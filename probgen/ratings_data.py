@@ -80,7 +80,7 @@ def load_ratings(source, options: Mapping[str, Any]) -> Dataset:
         frame = _some_users(frame, int(options["max_users"]))
     frame = _deduplicate(frame, options.get("duplicates", "refuse"), wanted, label)
     if options.get("min_item_ratings"):
-        frame = _rated_items(frame, int(options["min_item_ratings"]))
+        frame = _rated_items(frame, int(options["min_item_ratings"]), label)
     if "time" in frame:  # each user's ratings in time order: the time split holds out the last ones
         frame = frame.sort_values(["time"], kind="stable").reset_index(drop=True)
     if len(frame) < 3:
@@ -99,14 +99,18 @@ def _some_users(frame: pd.DataFrame, count: int) -> pd.DataFrame:
     return frame[frame["user"].isin(users[chosen])].reset_index(drop=True)
 
 
-def _rated_items(frame: pd.DataFrame, least: int) -> pd.DataFrame:
+def _rated_items(frame: pd.DataFrame, least: int, label: str) -> pd.DataFrame:
     """The ratings of items rated at least `least` times (after --max-users and the duplicate
     policy; one pass, so a user can keep fewer ratings). NUTS on a factor model needs it: an item
     with one or two ratings leaves its bias and factors to the prior, and the posterior along the
     trade-off between item biases and factors mixes too slowly (the README's Recommendation
     section has the R-hats)."""
     counts = frame["item"].value_counts()
-    return frame[frame["item"].isin(counts.index[counts >= least])].reset_index(drop=True)
+    kept = frame[frame["item"].isin(counts.index[counts >= least])].reset_index(drop=True)
+    if len(kept) < 3:
+        raise DataError(f"--min-item-ratings {least} leaves {len(kept)} rating(s) of {label} (its most rated item has "
+                        f"{int(counts.max()) if len(counts) else 0}); a recommendation model needs at least 3")
+    return kept
 
 
 def _deduplicate(frame: pd.DataFrame, policy: str, wanted: dict, label: str) -> pd.DataFrame:

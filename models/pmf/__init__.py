@@ -8,9 +8,10 @@ item, rating) rows of any ids (`probgen.ratings_data`, `--user-column`, `--item-
 
 Fitted by minibatch SVI over all ratings (the default, `--method svi`: the trainer the VAE uses,
 streaming batches from host memory, with checkpoints, `--resume`, early stopping and `--devices`
-for data-parallel training), by NUTS on a subset (`--method nuts --max-users N --min-item-ratings 5`,
-with `--noncentred-below 10` for the prior-dominated users and items) and by MAP (`--method map`). The report gives held-out RMSE, MAE and log predictive density, calibration of
-the 50% and 90% predictive intervals by how many ratings a user and an item have, ranking metrics
+for data-parallel training), by NUTS on a subset (`--method nuts --max-users N
+--min-item-ratings 5`, with `--noncentred-below 10` for the prior-dominated users and items) and
+by MAP (`--method map`). The report gives held-out RMSE, MAE and log predictive density,
+calibration of the 50% and 90% predictive intervals by how many ratings a user and an item have, ranking metrics
 and a top-10 with the probability each item beats the user's mean (`report.py`); `probgen
 predict` gives the predictive of any pairs, falling back to the population for new users and
 items.

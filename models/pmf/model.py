@@ -179,16 +179,15 @@ def _codes(index: pd.Index, values) -> np.ndarray:
     return index.get_indexer(pd.Index(values)).astype(np.int32)
 
 
-def _kwargs(user, item, training: pd.DataFrame, users: pd.Index, items: pd.Index, options) -> dict:
+def _kwargs(user, item, training: pd.DataFrame, labels: dict, options) -> dict:
     rating = training["rating"].to_numpy(np.float64)
-    kwargs = {"user": user, "item": item, "num_users": len(users), "num_items": len(items),
+    kwargs = {"user": user, "item": item, "num_users": len(labels["user_id"]), "num_items": len(labels["item_id"]),
               "latent_dim": int(options["latent_dim"]), "rating_loc": float(rating.mean()),
               "rating_scale": float(max(rating.std(), 0.1))}
     least = int(options.get("noncentred_below") or 0)
-    if least:
-        for side, index in (("user", users), ("item", items)):
-            count = np.bincount(_codes(index, training[side].to_numpy()), minlength=len(index))
-            kwargs[f"{side}_centred"] = (count >= least).astype(np.float32)
+    if least:  # each user's and item's training count decides how it is written
+        kwargs["user_centred"] = (labels["users_count"] >= least).astype(np.float32)
+        kwargs["item_centred"] = (labels["items_count"] >= least).astype(np.float32)
     return kwargs
 
 
@@ -225,7 +224,7 @@ def _inputs(frame: pd.DataFrame, training: pd.DataFrame, options) -> ModelInputs
     users, items = _index(training["user"]), _index(training["item"])
     user, item = _codes(users, frame["user"].to_numpy()), _codes(items, frame["item"].to_numpy())
     labels, dims = _labels(user, item, users, items, training)
-    return ModelInputs(kwargs=_kwargs(user, item, training, users, items, options),
+    return ModelInputs(kwargs=_kwargs(user, item, training, labels, options),
                        observed={"rating": frame["rating"].to_numpy(np.float32)}, dims=dims, labels=labels)
 
 

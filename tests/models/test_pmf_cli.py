@@ -82,6 +82,7 @@ def test_fit_report_and_predict_with_text_ids(ratings_csv, tmp_path):
     ({"stars": "bad"}, "rating column 'stars' in data file .* is not a finite number at row 2: 'bad'"),
     ({"duplicate": True}, r"rates the same \(user, item\) pair more than once"),
     ({"option": ["--noncentred-below", "5"]}, "--noncentred-below is for NUTS and HMC: the mean-field guide"),
+    ({"option": ["--min-item-ratings", "500"]}, r"--min-item-ratings 500 leaves 0 rating\(s\) of data file .*bad.csv"),
 ])
 def test_bad_ratings_exit_2_with_one_line(ratings_csv, tmp_path, change, message):
     import re
