@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # pytest-xdist workers: most test time is single-threaded XLA compilation, so two processes
-# nearly halve the suite on 2 cores (15:47 -> 11:09 measured); whole files go to one worker so
-# that module fixtures (a fitted run) are built once. `make test TEST_WORKERS=0` runs serially.
+# nearly halve the suite on 2 cores (15:47 -> 11:09 measured); a whole file (or test class) goes
+# to one worker so that module fixtures (a fitted run) are built once, and the README's command
+# blocks (tests/test_readme.py, two classes) run on both. `make test TEST_WORKERS=0` runs serially.
 TEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 
-.PHONY: run test test-slow bench clean
+.PHONY: run test test-install test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" --durations=15 $(XDIST) $(PYTEST_ARGS)
+
+# probgen as a user installs it: the wheel in a fresh venv outside the checkout, every family from
+# there, every README command (both are part of `make test` too)
+test-install: $(STAMP)
+	$(BIN)/python -m pytest tests/test_packaging.py tests/test_readme.py $(XDIST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0 || exit $$status

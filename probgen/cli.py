@@ -1,8 +1,14 @@
 """The `probgen` command line: fit, report, sample, predict, compare, sbc, models, datasets.
 
-Errors in the input are printed as one line, without a traceback, and exit with status 2.
-`probgen sbc` exits with status 1 when the ranks are not uniform (inference miscalibrated).
-Ctrl-C exits with status 130 and leaves no half-written run folder: a fit that saves its work as
+Exit statuses (the README's "Exit statuses"), the same for every command:
+  0    finished, and the verdict is trusted or suspect (sbc: calibrated; compare: a model can be
+       preferred);
+  3    finished, everything is written, and the verdict is FAILED (sbc: the ranks are not
+       uniform; compare: every run failed its checks, so no model can be preferred);
+  2    bad input: one line without a traceback, nothing written;
+  1    a step failed after the draws were saved (the run folder names it);
+  130  interrupted (a fit that saves as it goes can be resumed).
+Ctrl-C leaves no half-written run folder: a fit that saves its work as
 it goes (NUTS, HMC, SVI, MAP, the VAE's training) leaves its folder marked unfinished, holding
 every finished chunk, which `probgen report` reports and `probgen fit --resume` carries on; any
 other fit's folder is only written, atomically, at the end.
@@ -17,7 +23,13 @@ from pathlib import Path
 
 EXIT_STEP_FAILED = 1  # a step after inference failed; the run folder holds the draws and names it
 EXIT_BAD_INPUT = 2
+EXIT_FAILED_VERDICT = 3  # finished and written, but the verdict is FAILED: do not use the estimates
 EXIT_INTERRUPTED = 130
+
+
+def verdict_status(overall: str) -> int:
+    """The exit status of a command that finished with this overall verdict."""
+    return EXIT_FAILED_VERDICT if overall == "failed" else 0
 
 def method_flags() -> dict[str, tuple]:
     """flag -> (setting name, type, help, names of the methods it applies to), generated from
@@ -65,17 +77,26 @@ def _model_argument(argv: list[str]) -> str | None:
     return None
 
 
-def _chains_argument(argv: list[str]) -> int:
-    """The value of --chains if given and valid (4 otherwise), read before JAX starts."""
+def _flag_argument(argv: list[str], flag: str) -> str | None:
+    """The value of `flag` in argv (the last one given), read before full parsing."""
+    found = None
     for index, token in enumerate(argv):
-        value = token.split("=", 1)[1] if token.startswith("--chains=") else (
-            argv[index + 1] if token == "--chains" and index + 1 < len(argv) else None)
-        if value is not None:
-            try:
-                return max(1, int(value))
-            except ValueError:
-                return 4
-    return 4
+        if token.startswith(flag + "="):
+            found = token.split("=", 1)[1]
+        elif token == flag and index + 1 < len(argv):
+            found = argv[index + 1]
+    return found
+
+
+def _chains_argument(argv: list[str], default: int = 4) -> int:
+    """The value of --chains if given and valid (`default` otherwise), read before JAX starts."""
+    value = _flag_argument(argv, "--chains")
+    if value is None:
+        return default
+    try:
+        return max(1, int(value))
+    except ValueError:
+        return default
 
 
 def build_parser(model_spec=None) -> argparse.ArgumentParser:
@@ -91,10 +112,12 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
                               description="Fit MODEL to DATA and write a run folder (posterior, diagnostics, "
                                           "report.html). MODEL is a built-in name (see `probgen models`) or a path "
                                           "to a .py file defining SPEC or a function `model`.")
-    fit.add_argument("model", metavar="MODEL", help="built-in model name or path to a model .py file")
-    fit.add_argument("--data", required=True, metavar="DATA",
+    fit.add_argument("model", metavar="MODEL", nargs="?",
+                     help="built-in model name or path to a model .py file (with --resume: the run's)")
+    fit.add_argument("--data", metavar="DATA",
                      help="a .json file of named values (Stan/posteriordb form), a .npz file, a .csv/.tsv/.parquet "
-                          "table (one argument per column) or a bundled data set (see `probgen datasets`)")
+                          "table (one argument per column) or a bundled data set (see `probgen datasets`); required "
+                          "unless --resume (the run's)")
     fit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
                      help="give the model argument NAME this value (a number or a JSON list); repeatable, and it "
                           "overrides the data's entry of that name")
@@ -112,14 +135,16 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     fit.add_argument("--resume", metavar="RUN_DIR",
-                     help="carry on the run in RUN_DIR from its last save (NUTS, HMC, SVI, MAP) or checkpoint (VAE), "
-                          "with the same data, options and settings (what is left out is taken from the run); on a "
-                          "finished run, a higher --draws (NUTS, HMC) or --steps (SVI, MAP, VAE) extends it")
+                     help="carry on the run in RUN_DIR from its last save (NUTS, HMC, SVI, MAP, the minibatch trainer) "
+                          "with its model, data, options and settings: `probgen fit --resume RUN_DIR` alone; flags given "
+                          "anyway must agree with the run, except a higher --draws (NUTS, HMC) or --steps (SVI, MAP, "
+                          "minibatch), which extends it")
     fit.add_argument("--init-from", metavar="RUN_DIR",
                      help="NUTS, HMC: start from the final positions, step sizes and mass matrices of the run in "
                           "RUN_DIR (the same model, e.g. on updated data); give a short --warmup (under 150 keeps "
                           "the mass matrix and re-tunes the step size)")
     _add_settings_and_options(fit, model_spec)
+    parser.fit_parser = fit  # `main` names what `probgen fit` lacks
 
     sbc = commands.add_parser(
         "sbc", help="simulation-based calibration of a model and inference method",
@@ -203,12 +228,13 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
 def _add_settings_and_options(parser, model_spec) -> None:
     settings = parser.add_argument_group("inference settings")
     for flag, (dest, kind, help_text, _) in method_flags().items():
-        settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None, help=help_text)
+        settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None, help=help_text,
+                              metavar=dest.upper())
     if model_spec is not None and model_spec.options:
         group = parser.add_argument_group(f"options of model '{model_spec.name}'")
         for option in model_spec.options:
             group.add_argument(f"--{option.name.replace('_', '-')}", dest=f"option_{option.name}", type=option.type,
-                               default=None, choices=option.choices,
+                               default=None, choices=option.choices, metavar=None if option.choices else option.name.upper(),
                                help=option.help + (f" (default {option.default})" if option.default not in ("", None) else ""))
 
 
@@ -262,7 +288,7 @@ def _report(args) -> int:
     verdict = json.loads((folder / "diagnostics.json").read_text())
     print(f"{verdict['overall'].upper()}: {verdict['summary']}")
     print(f"report: {folder / 'report.html'}")
-    return 0
+    return verdict_status(verdict["overall"])
 
 
 def _report_stored(run_dir, saved: dict) -> int:
@@ -287,7 +313,7 @@ def _report_stored(run_dir, saved: dict) -> int:
     heading = f"INCOMPLETE ({progress['draws']} of {progress['of']} draws per chain) " if incomplete else ""
     print(f"{heading}{built.assessment.overall.upper()}: {built.assessment.summary}")
     print(f"report: {Path(run_dir) / 'report.html'}")
-    return 0
+    return verdict_status(built.assessment.overall)
 
 
 def _sample(args) -> int:
@@ -369,7 +395,8 @@ def _compare(args) -> int:
     if args.out:
         folder = comparing.write_comparison(comparison, args.out, overwrite=args.overwrite)
         print(f"comparison report: {folder / 'comparison.html'}")
-    return 0
+    preferable = "convergence" not in comparison.table or (comparison.table["convergence"] != "failed").any()
+    return 0 if preferable else EXIT_FAILED_VERDICT
 
 
 def _sbc(args, spec) -> int:
@@ -400,7 +427,7 @@ def _sbc(args, spec) -> int:
     folder = write_sbc(result, out, overwrite=args.overwrite)
     print(f"{'CALIBRATED' if result.passed else 'MISCALIBRATED'}: {result.summary()}")
     print(f"SBC folder: {folder}  (open {folder / 'report.html'})")
-    return 0 if result.passed else 1
+    return 0 if result.passed else EXIT_FAILED_VERDICT
 
 
 def _simulate_options(pairs: list[str], spec) -> dict:
@@ -515,16 +542,28 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model_reference = _model_argument(argv)
+        chains = 4
+        resumed = _flag_argument(argv, "--resume") if argv[:1] == ["fit"] else None
+        if resumed is not None:  # `probgen fit --resume RUN_DIR`: the run's model unless MODEL is given
+            from probgen.resume import model_to_load, saved_request
+
+            request = saved_request(resumed)
+            model_reference = model_reference or model_to_load(request, resumed)
+            chains = int((request.get("settings") or {}).get("chains") or chains)
         spec = None
         if model_reference is not None:
             from probgen.devices import expose_cpu_devices
 
-            expose_cpu_devices(_chains_argument(argv))
+            expose_cpu_devices(_chains_argument(argv, chains))
             from probgen.spec import load_spec
 
             spec = load_spec(model_reference)
-        args = build_parser(spec).parse_args(argv)
+        parser = build_parser(spec)
+        args = parser.parse_args(argv)
         args.argv = argv
+        if args.command == "fit" and not args.resume and (args.model is None or args.data is None):
+            missing = ", ".join(name for name, value in (("MODEL", args.model), ("--data", args.data)) if value is None)
+            parser.fit_parser.error(f"the following arguments are required: {missing} (or --resume RUN_DIR alone)")
         if args.command == "fit":
             from probgen.fit_command import fit_command
 
@@ -564,7 +603,11 @@ def entry_point() -> int:
     from probgen.devices import use_compilation_cache
 
     use_compilation_cache()
-    return main()
+    try:
+        return main()
+    except BrokenPipeError:  # `probgen models | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as a shell tool killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def check_training(idata, settings: dict) -> Verdict:
                        f"training stopped at step {steps}: the validation ELBO stopped improving (best at step {best})")
     return Verdict("converged", "warn", steps, threshold,
                    f"training reached the step limit ({steps}) with the validation ELBO still improving (best at step "
-                   f"{best}); resume with more --steps (probgen fit ... --resume RUN_DIR --steps N)")
+                   f"{best}); resume with more steps (probgen fit --resume RUN_DIR --steps N)")
 
 
 def check_pareto_k(idata) -> Verdict:

@@ -22,6 +22,8 @@ def fit_command(args, spec) -> int:
     from probgen import report
     from probgen.infer import fit
 
+    if args.resume:
+        _take_sources_from_run(args)
     options, given, method = cli._options_and_settings(args, spec)
     method.resolve(given)  # fail on bad settings before loading anything heavy
     if method.checkpoints:
@@ -44,9 +46,10 @@ def _default_out(args, spec) -> Path:
     return Path(args.out) if args.out else Path("runs") / f"{spec.name}_{data_label}_{args.method}"
 
 
-def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_json=None) -> int:
-    """Build the report of a fit and write its run folder; print the verdict. If the report
-    fails, the draws are still saved and the failed step named (exit 1)."""
+def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_json=None, extra_config=None) -> int:
+    """Build the report of a fit and write its run folder; print the verdict and return the exit
+    status (`cli.verdict_status`). If the report fails, the draws are still saved and the failed
+    step named (exit 1)."""
     from probgen import report
 
     result.model_reference = args.model
@@ -55,10 +58,11 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
               file=sys.stderr)
     try:
         built = report.build_report(result.idata, report.run_config(result), result.spec)
-        folder = report.save_run(result, built, out, overwrite=overwrite, keep_files=keep_files, extra_json=extra_json)
+        folder = report.save_run(result, built, out, overwrite=overwrite, keep_files=keep_files, extra_json=extra_json,
+                                 extra_config=extra_config)
     except Exception as exc:  # never lose the draws: save them, name the step, exit non-zero
         folder = report.save_draws(result, out, overwrite, f"{type(exc).__name__}: {exc}", keep_files=keep_files,
-                                   extra_json=extra_json)
+                                   extra_json=extra_json, extra_config=extra_config)
         print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
               f"{folder / 'posterior.nc'}", file=sys.stderr)
         return cli.EXIT_STEP_FAILED
@@ -73,7 +77,7 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
         print(f"probgen: the draws are saved in {folder / 'posterior.nc'}; the report names the failed steps",
               file=sys.stderr)
         return cli.EXIT_STEP_FAILED
-    return 0
+    return cli.verdict_status(built.assessment.overall)
 
 
 def _fit_durable(args, spec, method, options, given) -> int:
@@ -82,7 +86,6 @@ def _fit_durable(args, spec, method, options, given) -> int:
     included, leaves the finished chunks intact: `probgen report RUN_DIR` reports them and
     `--resume RUN_DIR` carries on. The finished run folder replaces it atomically, keeping the
     final sampler state for `--resume --draws N` (extend) and `--init-from` (warm start)."""
-    import shlex
     import shutil
 
     from probgen import report
@@ -101,13 +104,13 @@ def _fit_durable(args, spec, method, options, given) -> int:
         if saved is None:
             cli.raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
                         "it holds no checkpoint.json (only NUTS and HMC runs of this probgen version can be resumed)"))
-        options, given, saved_sets = _take_from_request(args, saved["request"], method, options, given)
+        options, given, saved_sets = _take_from_request(args, saved["request"], spec, method, options, given)
         sets = sets or saved_sets
-        command = " ".join(shlex.quote(token) for token in ["probgen", *args.argv])
+        command = resume_command(out)
     else:
         out = _default_out(args, spec)
         report.check_destination(out, args.overwrite)
-        command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
+        command = resume_command(out)
         report.start_training_folder(out, None, command, overwrite=args.overwrite, status="sampling")
     args.seed = 0 if args.seed is None else args.seed
     store = durable.ChainStore(out)
@@ -178,8 +181,6 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
     holds the checkpoints while training runs, so that an interruption loses at most the steps
     since the last one and `--resume RUN_DIR` carries on from there; the finished run folder
     replaces it atomically."""
-    import shlex
-
     from probgen import report
     from probgen.infer import _as_dataset, fit
 
@@ -188,7 +189,7 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
     saved = None
     if args.resume:
         saved = report.load_config(args.resume).get("request") or {}
-        options, given, _ = _take_from_request(args, saved, method, options, given)
+        options, given, _ = _take_from_request(args, saved, spec, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
     dataset = _as_dataset(args.data, args.columns, args.standardize, spec, spec.resolve_options(options))
     settings = method.resolve(given)
@@ -202,7 +203,7 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
     else:
         out = _default_out(args, spec)
         report.check_destination(out, args.overwrite)
-        command = " ".join(shlex.quote(token) for token in ["probgen", *_argv_for_resume(args, out)])
+        command = resume_command(out)
         report.start_training_folder(out, request, command, overwrite=args.overwrite)
     interruption.set_message(f"probgen: interrupted; training can carry on from the last checkpoint in {out} "
                              f"(--resume {out})")
@@ -218,19 +219,30 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
             shutil.rmtree(out, ignore_errors=True)
             interruption.reset()
         raise
-    result.model_reference = args.model
     interruption.reset()
-    built = report.build_report(result.idata, result.config(), result.spec)
-    folder = report.save_run(result, built, out, overwrite=True, extra_config={"request": request},
-                             keep_files=(method.checkpoint_file,))
     if checkpoint is not None:
         print(f"resumed from the checkpoint at step {checkpoint['step']}")
-    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
-    print(f"run folder: {folder}  (open {folder / 'report.html'})")
-    return 0
+    return _write_fit(args, result, out, True, keep_files=(method.checkpoint_file,), extra_config={"request": request})
 
 
-def _take_from_request(args, request: dict, method, options: dict, given: dict) -> tuple[dict, dict, dict | None]:
+def _take_sources_from_run(args) -> None:
+    """`--resume RUN_DIR` without MODEL or --data: the run's model reference and data source
+    (`probgen.resume`: the data file where it is now, or one line naming it)."""
+    from probgen.resume import data_to_read, saved_request
+
+    from probgen.infer import durable
+
+    request = saved_request(args.resume)
+    if args.model is None:
+        args.model = str(request["model"])
+    if args.method is None:  # the method that wrote the run (the minibatch trainer's folder: the model's own)
+        args.method = (durable.read_checkpoint(args.resume) or {}).get("method")
+    if args.data is None:
+        args.data = data_to_read(request, args.resume)
+
+
+def _take_from_request(args, request: dict, spec, method, options: dict,
+                       given: dict) -> tuple[dict, dict, dict | None]:
     """What a `--resume` command line leaves out, taken from the request of the run it resumes
     (`probgen.infer.durable.run_request`): model options, settings, seed, holdout, columns,
     standardisation (set on `args`); returns (options, settings, the run's --set values)."""
@@ -240,23 +252,15 @@ def _take_from_request(args, request: dict, method, options: dict, given: dict) 
     data = request.get("data") or {}
     args.seed = request.get("seed", 0) if args.seed is None else args.seed
     args.holdout = args.holdout or request.get("holdout", 0.0)
-    args.columns = args.columns or data.get("columns")
+    if not args.columns and spec.data_kind == "table":  # text and ratings name their columns by options
+        args.columns = data.get("columns")
     args.standardize = args.standardize or data.get("standardize", False)
     return options, given, data.get("sets")
 
 
-def _argv_for_resume(args, out: Path) -> list[str]:
-    """The command line that resumes this run: the same command with --resume OUT instead of
-    --out and --overwrite."""
-    argv, skip = [], False
-    for token in args.argv:
-        if skip:
-            skip = False
-            continue
-        if token in ("--out", "--resume"):
-            skip = True
-            continue
-        if token.startswith(("--out=", "--resume=")) or token == "--overwrite":
-            continue
-        argv.append(token)
-    return argv + ["--resume", str(out)]
+def resume_command(out: Path) -> str:
+    """The command that carries on the run in `out`: `probgen fit --resume OUT` (the folder's
+    saved request holds the model, data, options and settings; `probgen.resume`)."""
+    import shlex
+
+    return shlex.join(["probgen", "fit", "--resume", str(out)])

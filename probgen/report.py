@@ -332,11 +332,12 @@ def figure_png(figure) -> bytes:
 
 
 def save_draws(fit, out, overwrite: bool, error: str, keep_files: Sequence[str] = (),
-               extra_json: Mapping | None = None) -> Path:
+               extra_json: Mapping | None = None, extra_config: Mapping | None = None) -> Path:
     """The run folder when even the report could not be built: posterior.nc (every draw),
     config.json naming the failed step, and a short report.md saying so. Written atomically;
-    keep_files and extra_json as for `save_run`."""
-    config = {**fit.config(), "failed_steps": [*fit.failures, {"step": "report", "error": error}]}
+    keep_files, extra_json and extra_config as for `save_run`."""
+    config = {**fit.config(), **(extra_config or {}),
+              "failed_steps": [*fit.failures, {"step": "report", "error": error}]}
 
     def fill(folder: Path) -> None:
         _carry(Path(out), folder, keep_files, extra_json)

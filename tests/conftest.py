@@ -19,6 +19,32 @@ matplotlib.use("Agg")
 REPO = Path(__file__).resolve().parent.parent
 
 
+# --------------------------------------------------------------------------------------------
+# One compilation cache for the whole test run: every test process (xdist workers, and the CLI
+# runs they start) keeps the programs it compiles in one fresh folder and takes those another
+# process already compiled, so the same model on the same data is compiled once per run. Small
+# programs count too (JAX's default keeps only those over a second). A fresh folder, removed at
+# the end: the suite's time and results do not depend on what the machine ran before.
+# --------------------------------------------------------------------------------------------
+def pytest_configure(config):
+    import shutil
+    import tempfile
+
+    if not hasattr(config, "workerinput") and not os.environ.get("PROBGEN_TEST_CACHE_KEEP"):
+        folder = tempfile.mkdtemp(prefix="probgen-test-xla-")
+        os.environ["PROBGEN_CACHE_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    from probgen.devices import use_compilation_cache
+
+    if use_compilation_cache():
+        import jax
+
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def run_analysis(script: str, out, timeout: int = 3600, extra=()):
     """Run `analyses/<script> --out OUT --quiet [extra]` as a user would; fail the test, with
     the script's stderr, unless it exits 0. Returns the completed process."""
@@ -36,8 +62,67 @@ def faithful_fit():
     return fit("gmm", "faithful", "nuts", options={"num_components": 2}, seed=seeded(0), progress=False)
 
 
+@pytest.fixture(scope="session")
+def installed_probgen(tmp_path_factory):
+    """probgen installed from its wheel into a fresh venv outside the checkout (`installed.py`),
+    built once per test run and shared by the xdist workers."""
+    from installed import installed
+
+    base = tmp_path_factory.getbasetemp()
+    return installed(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Release what a test module compiled once it is done: JAX keeps every compiled program
+    (and the constants baked into it) for the life of the process, and an xdist worker runs
+    dozens of modules, so without this its memory only grows (4.5 GB measured)."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
 def run_cli(*args, cwd=None, timeout=600, env=None):
     """Run `probgen ARGS` as a user would: a subprocess with the installed entry point."""
     command = [sys.executable, "-m", "probgen.cli", *map(str, args)]
     environment = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+# --------------------------------------------------------------------------------------------
+# Peak resident memory of each pytest process (each xdist worker), printed at the end of the
+# run: the suite is meant to fit a laptop (under 2 GB per worker). ru_maxrss is in KiB on Linux.
+# --------------------------------------------------------------------------------------------
+def _peak_rss_mib() -> tuple[float, float]:
+    import resource
+
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+_PEAKS: dict[str, tuple[float, float]] = {}
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the figure to the controller
+        workeroutput["peak_rss_mib"] = _peak_rss_mib()
+    else:
+        _PEAKS.setdefault("main", _peak_rss_mib())
+
+
+def pytest_testnodedown(node, error):
+    peak = getattr(node, "workeroutput", {}).get("peak_rss_mib")
+    if peak is not None:
+        _PEAKS[node.gateway.id] = tuple(peak)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _PEAKS:
+        _PEAKS["main"] = _peak_rss_mib()
+    for name, (own, child) in sorted(_PEAKS.items()):
+        terminalreporter.write_line(f"peak RSS {name}: {own:.0f} MiB (largest subprocess {child:.0f} MiB)")

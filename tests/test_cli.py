@@ -78,13 +78,37 @@ def test_a_users_model_file_fits_like_a_builtin(tmp_path):
     assert abs(summary.loc["mu[0]", "mean"] - 3.4878) < 0.05 and abs(summary.loc["mu[1]", "mean"] - 70.897) < 1.0
 
 
-def test_models_datasets_and_help():
-    models = run_cli("models")
-    assert models.returncode == 0 and "gmm:" in models.stdout and "--num-components" in models.stdout
-    datasets = run_cli("datasets")
-    assert datasets.returncode == 0 and "faithful:" in datasets.stdout
-    help_text = run_cli("fit", "gmm", "--help")
-    assert help_text.returncode == 0 and "--num-components" in help_text.stdout and "--method" in help_text.stdout
+def test_a_failed_verdict_exits_3_with_everything_written(csv_file, tmp_path):
+    """Exit 3: the fit finished and wrote its folder, but do not use it. 2 chains x 10 draws fail
+    the ESS check whatever the draws: ArviZ caps an ESS at N log10(N) = 26 for N = 20, under the
+    fail line of 25 per chain (50)."""
+    from probgen.runfolder import RUN_FILES
+
+    out = tmp_path / "short"
+    done = run_cli("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--out", out, "--chains", "2", "--warmup",
+                   "20", "--draws", "10", "--quiet")
+    assert done.returncode == 3 and done.stdout.startswith("FAILED:"), done.stdout + done.stderr
+    assert all((out / name).is_file() for name in RUN_FILES)
+    assert json.loads((out / "diagnostics.json").read_text())["overall"] == "failed"
+    again = run_cli("report", out)
+    assert again.returncode == 3 and again.stdout.startswith("FAILED:"), again.stderr
+
+
+def test_compare_exits_3_when_every_run_failed(fitted_run, tmp_path, monkeypatch, capsys):
+    """In process: every run judged FAILED leaves no model to prefer (exit 3); one that is not
+    is preferred (exit 0)."""
+    import shutil
+
+    from probgen import cli, comparison
+
+    out, _ = fitted_run
+    shutil.copytree(out, tmp_path / "copy")
+    verdict = type("Assessment", (), {"overall": "failed"})
+    monkeypatch.setattr(comparison, "assess_run", lambda idata, config: verdict)
+    assert cli.main(["compare", str(out), str(tmp_path / "copy")]) == 3
+    assert "no model can be preferred" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert cli.main(["compare", str(out), str(tmp_path / "copy")]) == 0
 
 
 def bad_inputs(tmp_path, csv_file):
@@ -215,9 +239,9 @@ def test_pareto_k_warnings_name_the_points():
     assert pareto_lines(comparison) == ["a: Pareto k > 0.7 at points 17 (k=0.93): LOO is unreliable there"]
 
 
-def test_sbc_writes_a_folder_and_exits_1_when_miscalibrated(tmp_path):
+def test_sbc_writes_a_folder_and_exits_3_when_miscalibrated(tmp_path):
     # The conjugate normal-mean model of tests/test_sbc.py, fitted correctly (exit 0) and with
-    # the wrong likelihood sd (exit 1); 150 simulations detect sd 3 against the true 1 (the
+    # the wrong likelihood sd (exit 3, as a FAILED fit); 150 simulations detect sd 3 against the true 1 (the
     # API test measures adjusted p = 3e-6 at 200 simulations).
     design = tmp_path / "design.csv"
     pd.DataFrame({"x": np.zeros(20)}).to_csv(design, index=False)
@@ -236,7 +260,7 @@ def test_sbc_writes_a_folder_and_exits_1_when_miscalibrated(tmp_path):
     assert config["seed"] == 0 and {"jax", "numpyro", "arviz"} <= set(config["versions"])
 
     bad = run_cli("sbc", model, *common, "--noise-sd", "3", "--simulate-option", "noise_sd=1", "--out", tmp_path / "bad")
-    assert bad.returncode == 1 and bad.stdout.startswith("MISCALIBRATED"), bad.stdout + bad.stderr
+    assert bad.returncode == 3 and bad.stdout.startswith("MISCALIBRATED"), bad.stdout + bad.stderr
 
 
 @pytest.mark.parametrize("flags, message", [(["--simulations", "0"], "--simulations"),

@@ -202,9 +202,11 @@ def stored_fit(folder, progress: bool = False) -> tuple[Fit, dict]:
     if not method.stores_draws:
         raise InferenceError(f"'{folder}' holds an unfinished {method.describe()} run: its draws come from the fitted "
                              f"approximation once it finishes; carry on with --resume {folder}")
-    spec = as_spec(request["model"])
+    from probgen.resume import data_to_read, model_to_load
+
+    spec = as_spec(model_to_load(request, folder))
     options, settings = request["options"], method.resolve(request["settings"])
-    data_source = request["data"]["source"]
+    data_source = data_to_read(request, folder)
     dataset, inputs, held_out_inputs = prepare(spec, data_source, options, seed=request["seed"],
                                                holdout=request["holdout"], columns=request["data"].get("columns"),
                                                standardize=request["data"].get("standardize", False),

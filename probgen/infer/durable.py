@@ -56,9 +56,12 @@ def run_request(reference: str, dataset, options: dict, settings: dict, seed: in
     """What a run was asked to do, as recorded in its folder: a run resumes only under the
     same request (the length setting aside, which may be raised: `--steps`, `--draws`). It is
     also enough to prepare the same data again (`probgen report` on a run stopped early)."""
+    from probgen.resume import file_path
+
     table = hasattr(dataset, "columns")
-    return {"model": str(reference),
-            "data": {"source": dataset.source, "sha256": dataset.sha256,
+    model_path, data_path = file_path(reference), file_path(dataset.source)
+    return {"model": str(reference), **({"model_path": model_path} if model_path else {}),
+            "data": {"source": dataset.source, "sha256": dataset.sha256, **({"path": data_path} if data_path else {}),
                      **({"columns": list(dataset.columns), "standardize": bool(standardize)} if table else {}),
                      **({"sets": {k: np.asarray(v).tolist() for k, v in sets.items()}} if sets else {})},
             "options": dict(options), "settings": {k: v for k, v in settings.items()}, "seed": int(seed),
@@ -73,8 +76,9 @@ def check_resume(saved: dict, request: dict, folder, may_change: tuple[str, ...]
         if saved.get(key) != request[key]:
             differences.append(f"{key} {saved.get(key)!r} there, {request[key]!r} now")
     if (saved.get("data") or {}).get("sha256") != request["data"]["sha256"]:
-        differences.append(f"data {(saved.get('data') or {}).get('source')!r} there, {request['data']['source']!r} now "
-                           "(different values)")
+        before, now = (saved.get("data") or {}).get("source"), request["data"]["source"]
+        differences.append(f"the data in {now!r} changed since the run was fitted to them (different values)"
+                           if before == now else f"data {before!r} there, {now!r} now (different values)")
     for group in ("options", "settings"):
         before, now = saved.get(group) or {}, request[group]
         for name in sorted(set(before) | set(now)):
