@@ -22,15 +22,15 @@ run: $(STAMP)
 	$(BIN)/python analyses/faithful_gmm.py --out runs/faithful_gmm --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" --durations=15 $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not install" --durations=15 $(XDIST) $(PYTEST_ARGS)
 
 # probgen as a user installs it: the wheel in a fresh venv outside the checkout, every family from
-# there, every README command (both are part of `make test` too)
+# there, and every shell command of README.md (tests marked `install`; .ci/run runs it after `make test`)
 test-install: $(STAMP)
-	$(BIN)/python -m pytest tests/test_packaging.py tests/test_readme.py $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m install --durations=10 $(XDIST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0 || exit $$status
+	$(BIN)/python -m pytest -m "slow and not install" $(XDIST) $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0 || exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

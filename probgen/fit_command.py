@@ -228,13 +228,13 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
 def _take_sources_from_run(args) -> None:
     """`--resume RUN_DIR` without MODEL or --data: the run's model reference and data source
     (`probgen.resume`: the data file where it is now, or one line naming it)."""
-    from probgen.resume import data_to_read, saved_request
+    from probgen.resume import data_to_read, model_to_load, saved_request
 
     from probgen.infer import durable
 
     request = saved_request(args.resume)
-    if args.model is None:
-        args.model = str(request["model"])
+    if args.model is None:  # where the file is now (check_resume knows it by its recorded path)
+        args.model = model_to_load(request, args.resume)
     if args.method is None:  # the method that wrote the run (the minibatch trainer's folder: the model's own)
         args.method = (durable.read_checkpoint(args.resume) or {}).get("method")
     if args.data is None:

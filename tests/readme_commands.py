@@ -108,7 +108,7 @@ FAMILY_SIZE = {
     "neural_lm": ["--context", "8", "--block", "16", "--hidden", "16", "--draws", "2"],
     "attention_lm": ["--context", "16", "--block", "16", "--hidden", "16", "--layers", "1", "--heads", "2",
                      "--draws", "2"],
-    "pmf": ["--max-users", "60"],
+    "pmf": ["--max-users", "30"],
 }
 # Lengths the README gives are divided (a resumed run must ask for more than the run it carries
 # on, so they stay in proportion): --draws by 400, --steps by 200, --warmup capped at 50.

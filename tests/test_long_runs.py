@@ -95,7 +95,7 @@ def test_a_run_stopped_three_ways_resumes_to_the_uninterrupted_draws(tmp_path):
 
     # the draws so far can be reported; the report says it is incomplete
     reported = run_cli("report", out)
-    assert reported.returncode == 0, reported.stderr
+    assert reported.returncode in (0, 3), reported.stderr  # 3: the verdict on the draws so far failed
     draws = int(reported.stdout.split("(")[1].split(" of ")[0])
     assert reported.stdout.startswith(f"INCOMPLETE ({draws} of 30000 draws per chain)") and 0 < draws < 30000
     assert "# probgen report: incomplete:" in (out / "report.md").read_text()
@@ -207,9 +207,9 @@ def test_resume_alone_carries_on_each_method_from_another_folder(method, first, 
         (work / "data.json").write_text(json.dumps({**schools, "y": [v + 1 for v in schools["y"]]}))
         changed = run_cli("fit", "--resume", run, "--steps", "600", "--quiet", cwd=elsewhere)
         assert changed.returncode == 2 and len(changed.stderr.strip().splitlines()) == 1, changed.stderr
-        assert "the data in 'data.json' changed since the run was fitted" in changed.stderr
+        assert "data.json' changed since the run was fitted" in changed.stderr
         (work / "data.json").rename(work / "moved.json")
         moved = run_cli("fit", "--resume", run, "--steps", "600", "--quiet", cwd=elsewhere)
         assert moved.returncode == 2 and len(moved.stderr.strip().splitlines()) == 1, moved.stderr
-        assert "the data file 'data.json' of the run in" in moved.stderr and "--data" in moved.stderr
+        assert "data.json' of the run in" in moved.stderr and "is not there" in moved.stderr, moved.stderr
         assert json.loads((run / "config.json").read_text())["settings"]["steps"] == length

@@ -29,6 +29,8 @@ import readme_commands
 from conftest import REPO
 from probgen.spec import builtin_model_names
 
+pytestmark = pytest.mark.install  # `make test-install`, which .ci/run runs after `make test`
+
 BLOCKS, README_FILES = readme_commands.read(REPO / "README.md")
 
 # Commands deliberately not run, each with its reason. Keep this list short.
@@ -85,12 +87,17 @@ def _write_files(folder: Path) -> None:
     pd.DataFrame({"who": [f"u{w}" for w in who], "film": [f"f{f}" for f in film],
                   "stars": np.clip(np.round(3 + 0.05 * (who - film) + rng.normal(0, 1, 800)), 1, 5)}).drop_duplicates(
         ["who", "film"]).to_parquet(folder / "ratings.parquet")
-    from probgen.ratings_data import read_raw
+    from probgen.ratings_data import load_ratings
+    from probgen.spec import load_spec
 
-    movielens = read_raw("movielens")  # the ids as the file holds them (a user with no ratings last)
-    pd.DataFrame({"userId": movielens["userId"].iloc[:3].tolist() + [999999],
-                  "movieId": movielens["movieId"].iloc[:4].tolist()}).to_csv(folder / "pairs.csv", index=False)
-    pd.DataFrame({"userId": movielens["userId"].iloc[:1]}).to_csv(folder / "users.csv", index=False)
+    # pairs of the users the shrunk fits keep (FAMILY_SIZE's --max-users), their most active first,
+    # and a user the fit never saw; users.csv: the most active user
+    max_users = int(readme_commands.FAMILY_SIZE["pmf"][1])
+    kept = load_ratings("movielens", {**load_spec("pmf").default_options(), "max_users": max_users}).frame
+    active = kept["user"].value_counts().index[:3].tolist()
+    pd.DataFrame({"userId": active + [999999], "movieId": kept["item"].iloc[:4].tolist()}).to_csv(
+        folder / "pairs.csv", index=False)
+    pd.DataFrame({"userId": active[:1]}).to_csv(folder / "users.csv", index=False)
     (folder / "analyses").symlink_to(REPO / "analyses")
 
 
@@ -116,6 +123,10 @@ def _finished_runs(folder: Path) -> list[Path]:
 
 def _walk(block: readme_commands.Block, installed, scratch: Path) -> list[str]:
     """Run one block's commands in order; returns what each printed, for the failure message."""
+    skipped = [_not_run(command.text) for command in block.commands]
+    if all(skipped):
+        pytest.skip("; ".join(f"{command.text.split('#')[0].strip()}: {reason}"
+                              for command, reason in zip(block.commands, skipped)))
     _write_files(scratch)
     log = []
     predicted = set()
@@ -169,20 +180,17 @@ def test_the_readme_fits_every_family_and_lists_what_it_skips():
     assert len(NOT_RUN) <= 5
 
 
-# Blocks are assigned to classes by their index, so that xdist (--dist loadscope) sends each
-# class to a worker of its own; the heavy blocks (families) alternate between them.
-def _blocks(part: int, parts: int = 2):
-    return [pytest.param(block, id=re.sub(r"\W+", "_", f"{block.line}_{block.section}")[:60])
-            for index, block in enumerate(BLOCKS) if index % parts == part]
-
-
-class TestReadmeFirstHalf:
-    @pytest.mark.parametrize("block", _blocks(0))
-    def test_block_runs_as_printed(self, block, installed_probgen, tmp_path):
+# One test class per block: xdist's --dist loadscope hands each class to whichever worker is free,
+# so the blocks (15 s to 3 min each) spread over both workers.
+def _block_class(block: readme_commands.Block, name: str):
+    def test_block_runs_as_printed(self, installed_probgen, tmp_path):
         _walk(block, installed_probgen, tmp_path)
 
+    test_block_runs_as_printed.__doc__ = f"README.md line {block.line} ({block.section}): {len(block.commands)} command(s)"
+    return type(name, (), {"test_block_runs_as_printed": test_block_runs_as_printed})
 
-class TestReadmeSecondHalf:
-    @pytest.mark.parametrize("block", _blocks(1))
-    def test_block_runs_as_printed(self, block, installed_probgen, tmp_path):
-        _walk(block, installed_probgen, tmp_path)
+
+for _block in BLOCKS:  # named by section (a second block of a section gets _2)
+    _name = "TestReadme_" + re.sub(r"\W+", "_", _block.section).strip("_")[:60]
+    _name = next(f"{_name}{suffix}" for suffix in ("", "_2", "_3", "_4", "_5") if f"{_name}{suffix}" not in globals())
+    globals()[_name] = _block_class(_block, _name)

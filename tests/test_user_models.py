@@ -308,7 +308,7 @@ def test_divergences_print_the_command_that_reruns_with_a_higher_target_accept(t
     data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
     status, out, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", "--target-accept", "0.6",
                                "--seed", seeded(0), "--chains", "2", "--warmup", "300", "--draws", "600", "--quiet")
-    assert status == 0, err
+    assert status in (0, 3), err  # 3 when the divergences fail the verdict (exit statuses: README)
     verdicts = json.loads((tmp_path / "run" / "diagnostics.json").read_text())
     divergences = next(c for c in verdicts["checks"] if c["check"] == "divergences")
     if divergences["status"] == "fail":  # the centred funnel at target 0.6 diverges under almost every seed

@@ -72,13 +72,16 @@ def check_resume(saved: dict, request: dict, folder, may_change: tuple[str, ...]
     """InferenceError listing every way `request` differs from the `saved` one of `folder`;
     the settings in `may_change` may differ."""
     differences = []
+    same_model_file = saved.get("model_path") is not None and saved.get("model_path") == request.get("model_path")
     for key in ("model", "seed", "holdout"):
-        if saved.get(key) != request[key]:
+        if saved.get(key) != request[key] and not (key == "model" and same_model_file):
             differences.append(f"{key} {saved.get(key)!r} there, {request[key]!r} now")
-    if (saved.get("data") or {}).get("sha256") != request["data"]["sha256"]:
-        before, now = (saved.get("data") or {}).get("source"), request["data"]["source"]
-        differences.append(f"the data in {now!r} changed since the run was fitted to them (different values)"
-                           if before == now else f"data {before!r} there, {now!r} now (different values)")
+    data_before = saved.get("data") or {}
+    if data_before.get("sha256") != request["data"]["sha256"]:
+        before, now = data_before.get("source"), request["data"]["source"]
+        same_file = before == now or (data_before.get("path") and data_before.get("path") == request["data"].get("path"))
+        differences.append(f"the data in {before!r} changed since the run was fitted to them (different values)"
+                           if same_file else f"data {before!r} there, {now!r} now (different values)")
     for group in ("options", "settings"):
         before, now = saved.get(group) or {}, request[group]
         for name in sorted(set(before) | set(now)):
@@ -157,7 +160,8 @@ def open_checkpoint(folder, request: dict, *, resume: bool, method) -> Checkpoin
             raise InferenceError(f"cannot resume '{folder}' with {method.describe()}: it holds a run of "
                                  f"--method {saved.get('method')}")
         check_resume(saved["request"], request, folder, may_change=method.extendable)
-        done_draws = int(saved["request"]["settings"]["draws"]) if saved.get("status") == "finished" else 0
+        finished = saved.get("status") == "finished"
+        done_draws = int(saved["request"]["settings"].get("draws", 0)) if finished else 0  # MAP keeps none
         if "draws" in method.extendable and int(request["settings"]["draws"]) < done_draws:
             raise InferenceError(f"--draws {request['settings']['draws']} is fewer than the {done_draws} draws per "
                                  f"chain '{folder}' already holds; to extend it, ask for more")

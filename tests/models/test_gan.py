@@ -58,7 +58,7 @@ def test_cli_trains_reports_and_samples(tmp_path):
 
     out = tmp_path / "run"
     assert main(["fit", "gan", "--data", "ring8", "--label-column", "mode", "--steps", "500", "--eval-every", "100",
-                 "--out", str(out), "--quiet", "--seed", str(seeded(2))]) == 0
+                 "--out", str(out), "--quiet", "--seed", str(seeded(2))]) in (0, 3)  # 3: a collapse, named
     text = (out / "report.md").read_text()
     assert "What a GAN cannot report" in text and "Mode coverage" in text
     for name in ("losses", "coverage", "mode_histogram", "samples"):

@@ -50,8 +50,13 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     assert step >= 20 and step % 20 == 0
     assert cli.main(["report", str(out)]) == 2 and "unfinished run" in capsys.readouterr().err
 
-    # everything but --data and --steps comes from the folder
-    assert cli.main(["fit", "vae", "--data", "digits", "--resume", str(out), "--steps", str(step + 200), "--quiet"]) == 0
+    # the command TRAINING.md gives, as printed (and more --steps): everything comes from the folder
+    import shlex
+
+    note = (out / "TRAINING.md").read_text()
+    command = shlex.split(note.split("Carry on with:")[1].strip().split("\n")[0])
+    assert command == ["probgen", "fit", "--resume", str(out)], note
+    assert cli.main([*command[1:], "--steps", str(step + 200), "--quiet"]) == 0
     assert f"resumed from the checkpoint at step {step}" in capsys.readouterr().out
     for name in ("config.json", "posterior.nc", "summary.csv", "metrics.json", "report.html", "report.md",
                  "checkpoint.pkl", "plots/reconstructions.png", "plots/prior_samples.png", "plots/interpolations.png",
