@@ -105,20 +105,32 @@ def _peak_rss_mib() -> tuple[float, float]:
 
 
 _PEAKS: dict[str, tuple[float, float]] = {}
+_RAISES: list[tuple[float, float, str]] = []  # (rise, new peak, test) where a test raised the peak
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = _peak_rss_mib()[0]
+    yield
+    after = _peak_rss_mib()[0]
+    if after - before > 50:
+        _RAISES.append((after - before, after, item.nodeid))
 
 
 def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # an xdist worker: hand the figure to the controller
+    if workeroutput is not None:  # an xdist worker: hand the figures to the controller
         workeroutput["peak_rss_mib"] = _peak_rss_mib()
+        workeroutput["peak_raises"] = sorted(_RAISES, reverse=True)[:5]
     else:
         _PEAKS.setdefault("main", _peak_rss_mib())
 
 
 def pytest_testnodedown(node, error):
-    peak = getattr(node, "workeroutput", {}).get("peak_rss_mib")
-    if peak is not None:
-        _PEAKS[node.gateway.id] = tuple(peak)
+    output = getattr(node, "workeroutput", {})
+    if output.get("peak_rss_mib") is not None:
+        _PEAKS[node.gateway.id] = tuple(output["peak_rss_mib"])
+        _RAISES.extend(tuple(r) for r in output.get("peak_raises", ()))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -126,3 +138,5 @@ def pytest_terminal_summary(terminalreporter):
         _PEAKS["main"] = _peak_rss_mib()
     for name, (own, child) in sorted(_PEAKS.items()):
         terminalreporter.write_line(f"peak RSS {name}: {own:.0f} MiB (largest subprocess {child:.0f} MiB)")
+    for rise, peak, test in sorted(_RAISES, reverse=True)[:8]:
+        terminalreporter.write_line(f"  raised the peak by {rise:.0f} MiB to {peak:.0f} MiB: {test}")

@@ -149,6 +149,7 @@ def _seed_starting_chains_in_both_labellings(faithful, first_seed: int) -> int:
     raise AssertionError("no seed in 100 starts the chains in both labellings")
 
 
+@pytest.mark.slow  # 25-55 s: three 4-chain fits; test_relabelling_recovers_known_permutations stays in the default suite
 def test_naive_mixture_has_label_switching_ours_does_not():
     faithful = data.load("faithful")
     seed = _seed_starting_chains_in_both_labellings(faithful, seeded(1))
@@ -206,6 +207,7 @@ def test_simulator_reproduces_given_parameters():
     np.testing.assert_array_less(np.abs(x.mean(0) - mean), 0.07)
 
 
+@pytest.mark.slow  # 30 s; the default suite checks NUTS against scikit-learn's maximum likelihood (faithful_fit)
 def test_nuts_recovers_simulated_truth():
     result = fit("gmm", simulated_frame(), "nuts", options={"num_components": 3}, seed=seeded(3), progress=False,
                  chains=4, warmup=500, draws=500)
@@ -219,6 +221,7 @@ def test_nuts_recovers_simulated_truth():
         assert np.all(np.abs(mean - TRUTH[name]) < 3.5 * sd), (name, mean, TRUTH[name], sd)
 
 
+@pytest.mark.slow  # 55-75 s; test_svi_with_a_full_rank_guide_agrees_with_the_mean_field_one stays
 def test_nuts_and_svi_agree():
     frame = simulated_frame(seed=4)
     nuts = fit("gmm", frame, "nuts", options={"num_components": 3}, seed=seeded(0), progress=False, warmup=500, draws=500)
@@ -257,6 +260,7 @@ def test_standardised_fit_reports_original_units(faithful_fit):
             assert abs(ours - expected) < 0.5 * sd  # priors differ slightly between the two scalings
 
 
+@pytest.mark.slow  # 30 s; the contract test fits every family's default (full covariance) by default
 def test_diagonal_and_one_dimensional_mixtures_recover_their_means():
     import pandas as pd
 
