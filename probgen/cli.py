@@ -150,7 +150,7 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
         "sbc", help="simulation-based calibration of a model and inference method",
         description="Draw parameters from the prior, simulate data sets shaped like DATA, fit each, and test whether "
                     "the ranks of the true parameters among the posterior draws are uniform. Writes a folder with "
-                    "ranks, rank histograms, ECDF-difference plots and a report; exits 1 if miscalibrated. MCMC "
+                    "ranks, rank histograms, ECDF-difference plots and a report; exits 3 if miscalibrated. MCMC "
                     "defaults here are 2 chains x 500 warm-up x 500 draws, SVI 5000 steps.")
     sbc.add_argument("model", metavar="MODEL", help="built-in model name or path to a model .py file")
     sbc.add_argument("--data", required=True, metavar="DATA",
