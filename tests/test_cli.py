@@ -201,9 +201,13 @@ def _interrupt_and_check(process, tmp_path):
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    # 10 million draws cannot finish first; 25 s is past start-up and into compilation or
-    # sampling even on a slow machine, and the run folder is only ever written at the end
-    time.sleep(25)
+    # 10 million draws cannot finish first. The run folder appears once the data are read and the
+    # sampler is about to compile; 3 s later the run is compiling or sampling, before its first
+    # save (every 5% of 10 million draws, or 60 s), so nothing is worth keeping
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(3)
     assert process.poll() is None, "".join(seen)[-2000:]
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
