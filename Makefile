@@ -24,8 +24,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not install" --durations=15 $(XDIST) $(PYTEST_ARGS)
 
-# probgen as a user installs it: the wheel in a fresh venv outside the checkout, every family from
-# there, and every shell command of README.md (tests marked `install`; .ci/run runs it after `make test`)
+# every shell command of README.md, run from the wheel installed in a fresh venv outside the
+# checkout (tests marked `install`; about 10 minutes on 2 cores, so not part of `make test`)
 test-install: $(STAMP)
 	$(BIN)/python -m pytest -m install --durations=10 $(XDIST) $(PYTEST_ARGS)
 

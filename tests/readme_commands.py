@@ -6,7 +6,7 @@ in a backslash goes on on the next line. A block preceded by the line `<!-- file
 not run: it is written to NAME in the folder the commands run in (the tour's model and data).
 
 Commands run as printed, except for their size, shrunk by `shrink` below so that the whole README
-runs within the default suite's budget. Flags are only *appended*: a size flag the command lacks
+runs in about 10 minutes on 2 cores (`make test-install`). Flags are only *appended*: a size flag the command lacks
 (METHOD_SIZE, FAMILY_SIZE), and the lengths it gives (--draws, --steps, --warmup) scaled down,
 which argparse's last-value-wins turns into an override. Every other flag is the README's.
 """

@@ -9,8 +9,6 @@ import pytest
 from conftest import REPO
 from probgen.spec import builtin_model_names
 
-pytestmark = pytest.mark.install  # `make test-install`, which .ci/run runs after `make test`
-
 
 def test_the_wheel_holds_every_module_of_the_tree(installed_probgen):
     if installed_probgen.wheel is None:
