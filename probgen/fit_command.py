@@ -170,6 +170,8 @@ def divergence_rerun(assessment, args) -> str | None:
         if token.startswith("--target-accept="):
             continue
         argv.append("--out" if token == "--resume" else token)  # a resumed run: rerun it afresh
+    if getattr(args, "resume", None) and "--data" not in argv:  # `fit --resume RUN` alone: name what it resumed
+        argv = [argv[0], str(args.model), "--data", str(args.data), *argv[1:]]
     if "--overwrite" not in argv:
         argv.append("--overwrite")
     command = " ".join(shlex.quote(token) for token in ["probgen", *argv, "--target-accept", str(higher)])
