@@ -190,7 +190,7 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
         cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
     saved = None
     if args.resume:
-        saved = report.load_config(args.resume).get("request") or {}
+        saved = args.saved_request
         options, given, _ = _take_from_request(args, saved, spec, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
     dataset = _as_dataset(args.data, args.columns, args.standardize, spec, spec.resolve_options(options))
@@ -234,7 +234,8 @@ def _take_sources_from_run(args) -> None:
 
     from probgen.infer import durable
 
-    request = saved_request(args.resume)
+    request = getattr(args, "saved_request", None) or saved_request(args.resume)
+    args.saved_request = request
     if args.model is None:  # where the file is now (check_resume knows it by its recorded path)
         args.model = model_to_load(request, args.resume)
     if args.method is None:  # the method that wrote the run (the minibatch trainer's folder: the model's own)

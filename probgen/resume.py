@@ -20,9 +20,8 @@ RESUMABLE = "NUTS, HMC, SVI and MAP runs, and the minibatch trainer's (vae, made
 
 def saved_request(run_dir) -> dict:
     """The request saved in `run_dir`, or RunFolderError naming what is missing."""
-    import json
-
     from probgen.infer import durable
+    from probgen.runfolder import load_config
 
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -30,14 +29,9 @@ def saved_request(run_dir) -> dict:
     saved = durable.read_checkpoint(folder)
     if saved is not None and saved.get("request"):
         return saved["request"]
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            request = json.loads(config.read_text()).get("request")
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(f"{config} is not valid JSON: {exc}") from None
-        if request:
-            return request
+    request = load_config(folder).get("request") if (folder / "config.json").is_file() else None
+    if request:
+        return request
     raise RunFolderError(f"nothing to resume in '{folder}': it holds no saved request (checkpoint.json, or config.json's "
                          f"\"request\"); only {RESUMABLE} of this probgen version can be resumed")
 
