@@ -1,4 +1,7 @@
-"""The CLI as a user runs it: a subprocess, real files, exit codes and messages."""
+"""The CLI as a user runs it: real files, exit codes and messages. The first fit and the
+failed verdict's exit status run as a subprocess (`run_cli`: the status the shell sees) and so
+does Ctrl-C; the other commands go through the same `main` in this process (`cli_in_process`),
+which spares each the 4 s of starting Python and JAX again."""
 
 import json
 import os
@@ -11,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, cli_in_process, run_cli
 from _seeds import seeded
 
 QUICK = ["--chains", "2", "--warmup", "150", "--draws", "150", "--quiet"]
@@ -45,20 +48,20 @@ def test_fit_writes_a_run_folder_and_says_the_verdict(fitted_run):
 def test_sample_draws_new_rows_in_the_data_columns(fitted_run, tmp_path):
     out, _ = fitted_run
     target = tmp_path / "new.csv"
-    result = run_cli("sample", out, "-n", "500", "--out", target, "--seed", "3")
+    result = cli_in_process("sample", out, "-n", "500", "--out", target, "--seed", "3")
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(target)
     assert list(table.columns) == ["u", "v"] and len(table) == 500
     # Half the data sit at (0, 0) and half at (3, 2): the predictive mean is near (1.5, 1).
     assert np.allclose(table.mean().to_numpy(), [1.5, 1.0], atol=0.3)
-    again = run_cli("sample", out, "-n", "500", "--out", target, "--seed", "3")
+    again = cli_in_process("sample", out, "-n", "500", "--out", target, "--seed", "3")
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
 def test_report_rebuilds_from_the_folder(fitted_run):
     out, _ = fitted_run
     (out / "report.html").unlink()
-    result = run_cli("report", out)
+    result = cli_in_process("report", out)
     assert result.returncode == 0, result.stderr
     assert (out / "report.html").is_file()
 
@@ -71,7 +74,7 @@ def test_a_users_model_file_fits_like_a_builtin(tmp_path):
     source = re.search(r"```python\n(# my_model.py\n.*?)```", readme, re.S).group(1)
     (tmp_path / "my_model.py").write_text(source)
     out = tmp_path / "run"
-    result = run_cli("fit", tmp_path / "my_model.py", "--data", "faithful", "--out", out, *QUICK)
+    result = cli_in_process("fit", tmp_path / "my_model.py", "--data", "faithful", "--out", out, *QUICK)
     assert result.returncode == 0, result.stderr
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     # The posterior mean of mu is the column mean to well within a posterior sd (sd/sqrt(272)).
@@ -90,7 +93,7 @@ def test_a_failed_verdict_exits_3_with_everything_written(csv_file, tmp_path):
     assert done.returncode == 3 and done.stdout.startswith("FAILED:"), done.stdout + done.stderr
     assert all((out / name).is_file() for name in RUN_FILES)
     assert json.loads((out / "diagnostics.json").read_text())["overall"] == "failed"
-    again = run_cli("report", out)
+    again = cli_in_process("report", out)
     assert again.returncode == 3 and again.stdout.startswith("FAILED:"), again.stderr
 
 
@@ -144,7 +147,7 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(case, tmp_path, csv_file):
     out = tmp_path / "out"
     if "--out" not in arguments:
         arguments = [*arguments, "--out", out]
-    result = run_cli("fit", "gmm", *arguments, "--quiet")
+    result = cli_in_process("fit", "gmm", *arguments, "--quiet")
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("probgen: error:"), result.stderr
@@ -160,7 +163,7 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(case, tmp_path, csv_file):
 def test_bad_model_is_exit_2(model, message, tmp_path, csv_file):
     _, no_spec = bad_inputs(tmp_path, csv_file)
     reference = str(no_spec) if model.endswith(".py") else model
-    result = run_cli("fit", reference, "--data", "faithful", "--out", tmp_path / "out")
+    result = cli_in_process("fit", reference, "--data", "faithful", "--out", tmp_path / "out")
     assert result.returncode == 2
     import re
 
@@ -221,16 +224,16 @@ def _interrupt_and_check(process, tmp_path):
 def test_compare_ranks_runs_and_writes_a_report(fitted_run, csv_file, tmp_path):
     out, _ = fitted_run
     one = tmp_path / "one"
-    single = run_cli("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--num-components", "1", "--out", one, *QUICK)
+    single = cli_in_process("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--num-components", "1", "--out", one, *QUICK)
     assert single.returncode == 0, single.stderr
-    result = run_cli("compare", one, out, "--out", tmp_path / "cmp")
+    result = cli_in_process("compare", one, out, "--out", tmp_path / "cmp")
     assert result.returncode == 0, result.stderr
     # Two well-separated clusters: the two-component run must win by far more than 2 SE.
     assert f"LOO prefers {out.name}" in result.stdout
     assert "elpd_diff" in result.stdout and "convergence" in result.stdout
     for name in ("comparison.html", "comparison.md", "comparison.csv", "comparison.json"):
         assert (tmp_path / "cmp" / name).is_file()
-    refused = run_cli("compare", out)
+    refused = cli_in_process("compare", out)
     assert refused.returncode == 2 and "at least two run folders" in refused.stderr
 
 
@@ -252,7 +255,7 @@ def test_sbc_writes_a_folder_and_exits_3_when_miscalibrated(tmp_path):
     model = REPO / "tests" / "test_sbc.py"
     common = ["--data", design, "--simulations", "150", "--num-draws", "49", "--chains", "1", "--warmup", "200",
               "--draws", "400", "--quiet"]
-    good = run_cli("sbc", model, *common, "--out", tmp_path / "good")
+    good = cli_in_process("sbc", model, *common, "--out", tmp_path / "good")
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith("CALIBRATED")
     for name in ("report.html", "report.md", "ranks.csv", "uniformity.csv", "sbc.json", "config.json",
@@ -263,7 +266,7 @@ def test_sbc_writes_a_folder_and_exits_3_when_miscalibrated(tmp_path):
     config = json.loads((tmp_path / "good" / "config.json").read_text())
     assert config["seed"] == 0 and {"jax", "numpyro", "arviz"} <= set(config["versions"])
 
-    bad = run_cli("sbc", model, *common, "--noise-sd", "3", "--simulate-option", "noise_sd=1", "--out", tmp_path / "bad")
+    bad = cli_in_process("sbc", model, *common, "--noise-sd", "3", "--simulate-option", "noise_sd=1", "--out", tmp_path / "bad")
     assert bad.returncode == 3 and bad.stdout.startswith("MISCALIBRATED"), bad.stdout + bad.stderr
 
 

@@ -1,7 +1,9 @@
 """Long MCMC runs that survive, as a user meets them: `probgen fit` in a subprocess,
 interrupted by Ctrl-C during warm-up, killed with SIGKILL while sampling, reported half-done,
 interrupted again, and resumed each time; the finished draws are bit for bit those of an
-uninterrupted run with the same seed (the same machine, the same chain layout)."""
+uninterrupted run with the same seed (the same machine, the same chain layout). The refusals,
+extensions and `--resume RUN_DIR` alone that follow need no signals: they run the command's
+`main` in this process (`cli_in_process`)."""
 
 import json
 import os
@@ -15,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, cli_in_process, run_cli
 from _seeds import seeded
 
 MODEL = REPO / "benchmarks" / "eight_schools" / "model.py"
@@ -94,7 +96,7 @@ def test_a_run_stopped_three_ways_resumes_to_the_uninterrupted_draws(tmp_path):
     assert has_draws(chunks(out)[-1]) and not (out / "posterior.nc").exists()
 
     # the draws so far can be reported; the report says it is incomplete
-    reported = run_cli("report", out)
+    reported = cli_in_process("report", out)
     assert reported.returncode in (0, 3), reported.stderr  # 3: the verdict on the draws so far failed
     draws = int(reported.stdout.split("(")[1].split(" of ")[0])
     assert reported.stdout.startswith(f"INCOMPLETE ({draws} of 30000 draws per chain)") and 0 < draws < 30000
@@ -121,7 +123,7 @@ def test_a_run_stopped_three_ways_resumes_to_the_uninterrupted_draws(tmp_path):
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("long") / "run"
-    result = run_cli("fit", MODEL, "--data", DATA, "--out", out, "--chains", "2", "--warmup", "200", "--draws", "200",
+    result = cli_in_process("fit", MODEL, "--data", DATA, "--out", out, "--chains", "2", "--warmup", "200", "--draws", "200",
                      "--quiet")
     assert result.returncode in (0, 3), result.stderr
     return out
@@ -129,7 +131,7 @@ def short_run(tmp_path_factory):
 
 def test_resuming_with_another_option_exits_2_naming_it(short_run):
     # (changed data, and the other refusals, are tested through the API: tests/infer/test_durable.py)
-    changed = run_cli("fit", MODEL, "--data", DATA, "--resume", short_run, "--target-accept", "0.9", "--quiet")
+    changed = cli_in_process("fit", MODEL, "--data", DATA, "--resume", short_run, "--target-accept", "0.9", "--quiet")
     assert changed.returncode == 2
     assert "setting target_accept 0.8 there, 0.9 now" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 
@@ -140,7 +142,7 @@ def test_a_finished_run_is_extended_and_reported_again(short_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(short_run, out)
     before = az.from_netcdf(out / "posterior.nc")
-    result = run_cli("fit", "--resume", out, "--draws", "300", "--quiet")
+    result = cli_in_process("fit", "--resume", out, "--draws", "300", "--quiet")
     assert result.returncode in (0, 3), result.stderr
     after = az.from_netcdf(out / "posterior.nc")
     assert after.posterior.sizes["draw"] == 300
@@ -153,7 +155,7 @@ def test_a_warm_start_from_another_model_exits_2(short_run, tmp_path):
         "import numpyro\nimport numpyro.distributions as dist\n\n"
         "def model(y):\n    numpyro.sample('y', dist.Normal(numpyro.sample('mu', dist.Normal(0, 5)), 1), obs=y)\n")
     (tmp_path / "y.json").write_text(json.dumps({"y": [0.5, 1.0, 1.5]}))
-    result = run_cli("fit", tmp_path / "other.py", "--data", tmp_path / "y.json", "--init-from", short_run,
+    result = cli_in_process("fit", tmp_path / "other.py", "--data", tmp_path / "y.json", "--init-from", short_run,
                      "--warmup", "50", "--out", tmp_path / "warm", "--quiet")
     assert result.returncode == 2
     assert "a warm start needs a run of the same model" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -167,7 +169,7 @@ def test_a_warm_start_from_another_model_exits_2(short_run, tmp_path):
 def test_bad_long_run_flags_exit_2_with_one_line(tmp_path, extra, message):
     import re
 
-    result = run_cli("fit", MODEL, "--data", DATA, "--quiet", *[e.format(tmp=tmp_path) for e in extra])
+    result = cli_in_process("fit", MODEL, "--data", DATA, "--quiet", *[e.format(tmp=tmp_path) for e in extra])
     assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -187,12 +189,12 @@ def test_resume_alone_carries_on_each_method_from_another_folder(method, first, 
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir(), elsewhere.mkdir()
     shutil.copy(MODEL, work / "model.py"), shutil.copy(DATA, work / "data.json")
-    done = run_cli("fit", "model.py", "--data", "data.json", "--method", method, "--out", "runs/x", "--quiet", *first,
+    done = cli_in_process("fit", "model.py", "--data", "data.json", "--method", method, "--out", "runs/x", "--quiet", *first,
                    cwd=work)
     assert done.returncode in (0, 3), done.stderr
     run = work / "runs" / "x"
     length = int(more[1])
-    resumed = run_cli("fit", "--resume", run, "--quiet", *more, cwd=elsewhere)
+    resumed = cli_in_process("fit", "--resume", run, "--quiet", *more, cwd=elsewhere)
     assert resumed.returncode in (0, 3), resumed.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == method and config["settings"][more[0][2:]] == length
@@ -205,11 +207,11 @@ def test_resume_alone_carries_on_each_method_from_another_folder(method, first, 
     if method == "svi":  # the data file changed, then moved: one line naming it, exit 2, the run untouched
         schools = json.loads(DATA.read_text())
         (work / "data.json").write_text(json.dumps({**schools, "y": [v + 1 for v in schools["y"]]}))
-        changed = run_cli("fit", "--resume", run, "--steps", "600", "--quiet", cwd=elsewhere)
+        changed = cli_in_process("fit", "--resume", run, "--steps", "600", "--quiet", cwd=elsewhere)
         assert changed.returncode == 2 and len(changed.stderr.strip().splitlines()) == 1, changed.stderr
         assert "data.json' changed since the run was fitted" in changed.stderr
         (work / "data.json").rename(work / "moved.json")
-        moved = run_cli("fit", "--resume", run, "--steps", "600", "--quiet", cwd=elsewhere)
+        moved = cli_in_process("fit", "--resume", run, "--steps", "600", "--quiet", cwd=elsewhere)
         assert moved.returncode == 2 and len(moved.stderr.strip().splitlines()) == 1, moved.stderr
         assert "data.json' of the run in" in moved.stderr and "is not there" in moved.stderr, moved.stderr
         assert json.loads((run / "config.json").read_text())["settings"]["steps"] == length
