@@ -172,8 +172,6 @@ def test_bad_model_is_exit_2(model, message, tmp_path, csv_file):
 
 
 def test_ctrl_c_leaves_no_run_folder(tmp_path):
-    import threading
-
     out = tmp_path / "run"
     arguments = ["fit", "gmm", "--data", "faithful", "--out", str(out), "--draws", "10000000", "--chains", "1"]
     # A shell's background job inherits SIGINT ignored (and Python then keeps it ignored); a

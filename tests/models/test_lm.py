@@ -1,13 +1,11 @@
 """The language models: n-gram smoothing against nltk and against the Dirichlet algebra, exact
 posterior draws against their closed-form moments, text data and bad input through the CLI."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli_in_process
 from _seeds import seeded
 from probgen.models._lm import ngram
 from probgen.models._lm.information import mutual_information_by_lag
@@ -121,7 +119,8 @@ def test_bits_per_character_standard_error_and_memory_by_lag():
 
 
 def _cli(*arguments):
-    return subprocess.run([sys.executable, "-m", "probgen.cli", *arguments], capture_output=True, text=True, cwd=REPO)
+    """`probgen ARGUMENTS` through the command's main, in this process (`cli_in_process`)."""
+    return cli_in_process(*arguments, cwd=REPO)
 
 
 def test_ngram_from_a_text_file_through_the_cli_and_bad_input(tmp_path):

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*arguments, cwd=None):
-    return subprocess.run([sys.executable, "-m", "probgen.cli", *map(str, arguments)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    """`probgen ARGUMENTS` through the command's main, in this process (`cli_in_process`)."""
+    from conftest import cli_in_process
+
+    return cli_in_process(*arguments, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
