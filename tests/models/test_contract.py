@@ -1,16 +1,21 @@
 """One contract over every built-in family (as dynamax's `models/test_models.py`): hooks that
-take what their protocol passes, prepare on a tiny data set, a short fit by the family's own
-method, results, the report, new rows (`probgen sample`), and predictions where the family
-predicts. A new family joins by adding its tiny case to CASES; the test fails for a family
-that has none."""
+take what their protocol passes, prepare on a tiny data set, then, as a user who installed the
+wheel runs it (the `probgen` command of a fresh venv outside the checkout, `installed.py`), a
+short fit by the family's own method with its report, and new rows or text (`probgen sample`),
+or predictions where the family predicts (`probgen predict`). A new family joins by adding its
+tiny case to CASES; the test fails for a family that has none."""
+
+import json
+import shlex
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from probgen import report
 from probgen.data import load
 from probgen.hooks import check_hooks
-from probgen.infer import fit, methods
+from probgen.infer import methods
+from probgen.runfolder import RUN_FILES
 from probgen.spec import ModelInputs, builtin_model_names, load_spec
 from _seeds import seeded
 
@@ -38,11 +43,24 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("family", builtin_model_names())
-def test_every_family_keeps_the_contract(family, tmp_path):
-    from probgen.sampling import continued_text, posterior_predictive_table
-    from probgen.text_data import load_text
+def _flags(values: dict) -> list[str]:
+    """{"num_components": 2} -> ["--num-components", "2"], as the command spells options and settings."""
+    return [token for name, value in values.items() for token in (f"--{name.replace('_', '-')}", str(value))]
 
+
+def _data_file(spec, frame, folder) -> tuple[str, list[str]]:
+    """The tiny data set as the file a user would give: text one document per line, tables as CSV."""
+    if spec.data_kind == "text":
+        path = folder / "corpus.txt"
+        path.write_text("\n".join(text.replace("\n", " ") for text in frame["text"]) + "\n")
+    else:
+        path = folder / "data.csv"
+        frame.to_csv(path, index=False)
+    return str(path), ([] if spec.data_kind in ("text", "ratings") else ["--columns", ",".join(map(str, frame.columns))])
+
+
+@pytest.mark.parametrize("family", builtin_model_names())
+def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
     assert family in CASES, f"add a tiny case for the new family '{family}' to CASES"
     name, columns, rows, options, settings = CASES[family]
     spec = load_spec(family)
@@ -53,30 +71,42 @@ def test_every_family_keeps_the_contract(family, tmp_path):
         frame = read_raw(name).iloc[:rows].reset_index(drop=True)
         prepared = load_ratings(frame, spec.resolve_options(options)).frame
     else:
+        from probgen.text_data import load_text
+
         source = load_text(name) if spec.data_kind == "text" else load(name, columns=columns)
         frame = prepared = source.frame.iloc[:rows].reset_index(drop=True)
-
     inputs = spec.prepare(prepared, spec.resolve_options(options))
     assert isinstance(inputs, ModelInputs) and inputs.observed
 
+    # the installed command: fit and report, then new rows, text or predictions from the folder
     method = methods.for_spec(None, spec)
-    result = fit(spec, frame, options=options, seed=seeded(0), progress=False, holdout=0.2, **settings)
-    assert result.method == method.command_name and not result.failures
-    assert "posterior" in result.idata.groups()
+    data, column_flags = _data_file(spec, frame, tmp_path)
+    run = tmp_path / "run"
+    command = ["probgen", "fit", family, "--data", data, *column_flags, *_flags(options), *_flags(settings),
+               "--holdout", "0.2", "--seed", str(seeded(0)), "--out", str(run), "--quiet"]
+    done = installed_probgen.run(shlex.join(command), tmp_path)
+    # 3: a tiny fit may be judged FAILED, and says so; everything is still written
+    assert done.returncode in (0, 3), done.stdout + done.stderr
+    assert done.stdout.split(":")[0] in ("TRUSTED", "SUSPECT", "FAILED"), done.stdout
+    assert all((run / file).is_file() for file in RUN_FILES), sorted(p.name for p in run.iterdir())
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == method.command_name and not config.get("failed_steps"), config.get("failed_steps")
 
-    built = report.build_report(result.idata, report.run_config(result), result.spec)
-    assert not built.failures, built.failures
-    assert built.assessment.overall in ("trusted", "suspect", "failed")
-    folder = report.save_run(result, built, tmp_path / "run")
-    assert (folder / "report.html").is_file() and (folder / "posterior.nc").is_file()
-
-    if spec.generate_text is not None:  # a language model continues a prompt (`probgen sample --prompt`)
-        text = continued_text(folder, "The ", 30, 0.8, seed=seeded(1))
-        assert text.startswith("The ") and len(text) == 34
+    if spec.generate_text is not None:  # a language model continues a prompt
+        done = installed_probgen.run(f"probgen sample {run} --prompt 'The ' -n 30 --temperature 0.8 "
+                                     f"--seed {seeded(1)}", tmp_path)
+        assert done.returncode == 0, done.stderr
+        text = done.stdout.rstrip("\n")
+        assert text.startswith("The ") and len(text) == 34, text
     elif spec.predict is None:  # a generative family draws new rows in the data's columns
-        table = posterior_predictive_table(folder, 7, seed=seeded(1))
-        assert table.shape[0] == 7 and np.isfinite(table.to_numpy(float)).all()
+        done = installed_probgen.run(f"probgen sample {run} -n 7 --out {tmp_path / 'new.csv'} --seed {seeded(1)}",
+                                     tmp_path)
+        assert done.returncode == 0, done.stderr
+        table = pd.read_csv(tmp_path / "new.csv")
+        assert table.shape[0] == 7 and np.isfinite(table.select_dtypes("number").to_numpy(float)).all()
     else:  # a conditional family predicts one row per input row
-        new = frame.iloc[:5]
-        predicted = spec.predict(result.idata, result.options, new, None)
-        assert len(predicted) == 5
+        frame.iloc[:5].to_csv(tmp_path / "inputs.csv", index=False)
+        done = installed_probgen.run(f"probgen predict {run} --data {tmp_path / 'inputs.csv'} "
+                                     f"--out {tmp_path / 'predicted.csv'}", tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert len(pd.read_csv(tmp_path / "predicted.csv")) == 5
