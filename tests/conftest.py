@@ -72,7 +72,7 @@ def installed_probgen(tmp_path_factory):
     return installed(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
 
 
-RELEASE_ABOVE_MIB = 1024
+RELEASE_ABOVE_MIB = 768
 
 
 def _resident_mib() -> float:

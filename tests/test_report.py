@@ -108,3 +108,33 @@ def test_a_held_out_run_reports_scores_and_tests_on_the_held_out_rows(tmp_path):
     # the held-out groups survive the NetCDF round trip, so the report can be rebuilt from the folder
     report.rebuild_report(folder)
     assert "on 54 held-out rows" in (folder / "report.md").read_text()
+
+
+def _png_size(content: bytes) -> tuple[int, int]:
+    import struct
+
+    return struct.unpack(">II", content[16:24])  # the PNG header's width and height
+
+
+def test_a_parameter_that_never_moves_is_left_out_of_the_plots_and_no_plot_grows_past_its_figure():
+    """The weight of a one-component mixture is 1 in every draw: it was drawn as a density, and
+    ArviZ's labels for it made the posterior plot 1558 x 123945 pixels (750 MB, 4.6 s)."""
+    import arviz as az
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from probgen.infer import methods
+
+    rng = np.random.default_rng(seeded(0))
+    idata = az.from_dict(posterior={"weight": np.ones((2, 100)), "mu": rng.normal(size=(2, 100)),
+                                    "partly": np.stack([np.zeros((2, 100)), rng.normal(size=(2, 100))], -1)})
+    pngs = report.figures_for(idata, None, methods.get("nuts"), ["weight", "mu", "partly"])
+    for name in ("rank", "posterior"):
+        width, height = _png_size(pngs[name])
+        assert width < 3000 and height < 3000, (name, width, height)
+    assert report._varying(idata, ["weight", "mu", "partly"]) == ["mu", "partly"]
+
+    figure, axis = plt.subplots(figsize=(4, 3))  # an artist far outside: the figure keeps its own area
+    axis.text(0.5, 5000.0, "far away", transform=axis.transAxes)
+    assert _png_size(report.figure_png(figure)) == (360, 270)  # 4 x 3 in at 90 dpi
+    plt.close(figure)
