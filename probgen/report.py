@@ -330,9 +330,13 @@ def figure_png(figure) -> bytes:
     own size. An artist far outside the axes (ArviZ's labels for a parameter that never moves)
     once made a 1558 x 123945-pixel posterior plot, 750 MB and 4.6 s to write; such a figure is
     kept to its own area instead."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
+    # a Figure made without pyplot has a bare canvas with no renderer: PNGs are drawn by Agg
+    canvas = figure.canvas if hasattr(figure.canvas, "get_renderer") else FigureCanvasAgg(figure)
     own = figure.bbox_inches
-    tight = figure.get_tightbbox(figure.canvas.get_renderer()).padded(0.1)
+    tight = figure.get_tightbbox(canvas.get_renderer()).padded(0.1)
     box = tight if tight.width <= 2 * own.width and tight.height <= 2 * own.height else own
     figure.savefig(buffer, format="png", dpi=90, bbox_inches=box)
     return buffer.getvalue()

@@ -138,3 +138,9 @@ def test_a_parameter_that_never_moves_is_left_out_of_the_plots_and_no_plot_grows
     axis.text(0.5, 5000.0, "far away", transform=axis.transAxes)
     assert _png_size(report.figure_png(figure)) == (360, 270)  # 4 x 3 in at 90 dpi
     plt.close(figure)
+    from matplotlib.figure import Figure
+
+    bare = Figure(figsize=(4, 3))  # made without pyplot (the bnn and n-gram reports): a bare canvas
+    bare.subplots().plot([0, 1])
+    width, height = _png_size(report.figure_png(bare))
+    assert width <= 360 and height <= 270
