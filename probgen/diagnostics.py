@@ -66,7 +66,7 @@ class Assessment:
         }
 
 
-def _varying_elements(idata: az.InferenceData) -> xr.Dataset:
+def varying_elements(idata: az.InferenceData) -> xr.Dataset:
     """The posterior without elements that never vary (e.g. the unit diagonal of a Cholesky
     factor of a correlation matrix), whose R-hat and ESS are undefined, not bad."""
     posterior = idata.posterior
@@ -99,7 +99,7 @@ def _worst(metric: xr.Dataset, varying: xr.Dataset, pick) -> tuple[float, str]:
 
 
 def check_r_hat(idata) -> Verdict:
-    varying = _varying_elements(idata)
+    varying = varying_elements(idata)
     threshold = f"<= {THRESHOLDS['r_hat']}"
     if idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] < 8 or not varying.data_vars:
         return Verdict("r_hat", "skip", None, threshold, "too few draws to compute R-hat")
@@ -118,7 +118,7 @@ def check_r_hat(idata) -> Verdict:
 
 
 def check_ess(idata) -> list[Verdict]:
-    varying = _varying_elements(idata)
+    varying = varying_elements(idata)
     chains = idata.posterior.sizes["chain"]
     needed = THRESHOLDS["ess_per_chain"] * chains
     threshold = f">= {needed} ({THRESHOLDS['ess_per_chain']} per chain)"

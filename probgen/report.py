@@ -343,20 +343,12 @@ def figure_png(figure) -> bytes:
 
 
 def _varying(idata, var_names: Sequence[str]) -> list[str]:
-    """The variables of `var_names` some element of which varies over the draws: a parameter
-    fixed by the model (the weight of a one-component mixture) has no distribution to draw; the
-    summary table shows it."""
-    kept = []
-    for name in var_names:
-        values = np.asarray(idata.posterior[name].values, dtype=float)
-        if values.size == 0:
-            continue
-        flat = values.reshape(values.shape[0] * values.shape[1], values.size // (values.shape[0] * values.shape[1]))
-        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN element
-            if np.any(np.nanmax(flat, axis=0) > np.nanmin(flat, axis=0)):
-                kept.append(name)
-    return kept
+    """The variables of `var_names` some element of which varies over the draws (as the
+    convergence checks judge them, `diagnostics.varying_elements`): a parameter fixed by the
+    model (the weight of a one-component mixture) has no distribution to draw; the summary table
+    shows it."""
+    varying = diagnostics.varying_elements(idata)
+    return [name for name in var_names if name in varying]
 
 
 def save_draws(fit, out, overwrite: bool, error: str, keep_files: Sequence[str] = (),
