@@ -326,19 +326,40 @@ def predictive_statistics_figure(
 
 def figure_png(figure) -> bytes:
     """A matplotlib figure as PNG bytes, as every report plot is stored: cropped to what it
-    draws (matplotlib's "tight" box, 0.1 in of margin), but never grown past twice the figure's
-    own size. An artist far outside the axes (ArviZ's labels for a parameter that never moves)
-    once made a 1558 x 123945-pixel posterior plot, 750 MB and 4.6 s to write; such a figure is
-    kept to its own area instead."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    draws, with 0.1 in of margin, but never grown past twice the figure's own size. An artist
+    far outside the axes (ArviZ's labels for a parameter that never moves) once made a
+    1558 x 123945-pixel posterior plot, 750 MB and 4.6 s to write; such a figure is kept to its
+    own area instead.
 
-    buffer = io.BytesIO()
+    The figure is drawn once and cropped to its drawn pixels: `savefig(bbox_inches="tight")`
+    measured every artist's extent and drew the figure twice more (a laid-out figure keeps a
+    layout placeholder, which makes savefig lay it out again), most of a report's plotting time.
+    Only a figure that draws up to its own edge (a label cut off) is saved again through
+    matplotlib's tight box, which reaches past the edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgba
+    from PIL import Image
+
+    dpi = 90
+    figure.set_dpi(dpi)
     # a Figure made without pyplot has a bare canvas with no renderer: PNGs are drawn by Agg
-    canvas = figure.canvas if hasattr(figure.canvas, "get_renderer") else FigureCanvasAgg(figure)
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    canvas.draw()  # lays the figure out (its layout engine, if any) and draws it
+    pixels = np.asarray(canvas.buffer_rgba())
+    background = np.round(np.array(to_rgba(figure.get_facecolor())) * 255).astype(np.uint8)
+    drawn = np.any(pixels != background, axis=-1)
+    rows, columns = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+    buffer = io.BytesIO()
+    height, width = drawn.shape
+    if len(rows) and rows[0] > 0 and columns[0] > 0 and rows[-1] < height - 1 and columns[-1] < width - 1:
+        margin = round(0.1 * dpi)
+        crop = pixels[max(rows[0] - margin, 0):rows[-1] + 1 + margin, max(columns[0] - margin, 0):columns[-1] + 1 + margin]
+        Image.fromarray(crop).save(buffer, format="png")
+        return buffer.getvalue()
     own = figure.bbox_inches
     tight = figure.get_tightbbox(canvas.get_renderer()).padded(0.1)
     box = tight if tight.width <= 2 * own.width and tight.height <= 2 * own.height else own
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches=box)
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
     return buffer.getvalue()
 
 
