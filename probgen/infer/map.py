@@ -48,7 +48,7 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     # restart's start going in as the guide's initial parameters. Without them, each restart
     # needs its own guide: AutoDelta draws its starting point from the prior once, when built.
     if starts is not None:
-        guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values={k: v[0] for k, v in starts.items()}))
+        guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values={k: jnp.asarray(v[0]) for k, v in starts.items()}))
         svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO())
     for restart, key in enumerate(jax.random.split(run_key, restarts)):
         init_params = None
@@ -62,9 +62,10 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
                                        checkpoint=checkpoint, part=f"restart-{restart + 1}")
         final = float(losses[-1])
         if best is None or final < best[0]:
-            best = (final, guide, svi.get_params(state), losses, done, restart)
-    final, guide, params, losses, done, restart = best
-    point = guide.median(params)
+            best = (final, guide, svi, state, losses, done, restart)
+    final, guide, svi, state, losses, done, restart = best
+    # one compiled program: eagerly, each operation of the constraining transforms compiles alone
+    point = jax.jit(lambda state: guide.median(svi.get_params(state)))(state)
     samples = {k: np.asarray(v)[None, None] for k, v in point.items()}
     settings.update(steps_run=int(len(losses)), converged=done, final_loss=final, best_restart=restart)
     return samples, {"loss": losses}
