@@ -45,6 +45,16 @@ def pytest_configure(config):
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def tour_model(folder):
+    """The model file of the README's tour, written to `folder`."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    source = re.search(r"```python\n(# my_model.py\n.*?)```", readme, re.S).group(1)
+    (folder / "my_model.py").write_text(source)
+    return folder / "my_model.py"
+
+
 def run_analysis(script: str, out, timeout: int = 3600, extra=()):
     """Run `analyses/<script> --out OUT --quiet [extra]` as a user would; fail the test, with
     the script's stderr, unless it exits 0. Returns the completed process."""

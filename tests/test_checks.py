@@ -113,6 +113,8 @@ def test_user_statistics_are_checked_too():
     assert list(table["statistic"]) == ["fraction_positive"]
 
 
+@pytest.mark.slow  # 30 s (two mixture fits); the default suite checks the tests themselves against known
+# answers (size under the null, power against a shift) and every fit runs them in its report
 def test_generated_data_from_a_one_component_fit_of_old_faithful_are_told_apart(faithful_fit):
     from probgen.infer import fit
 

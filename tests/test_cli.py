@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, cli_in_process, run_cli
+from conftest import REPO, cli_in_process, run_cli, tour_model
 from _seeds import seeded
 
 QUICK = ["--chains", "2", "--warmup", "150", "--draws", "150", "--quiet"]
@@ -64,16 +64,6 @@ def test_report_rebuilds_from_the_folder(fitted_run):
     result = cli_in_process("report", out)
     assert result.returncode == 0, result.stderr
     assert (out / "report.html").is_file()
-
-
-def tour_model(folder):
-    """The model file of the README's tour, written to `folder`."""
-    import re
-
-    readme = (REPO / "README.md").read_text()
-    source = re.search(r"```python\n(# my_model.py\n.*?)```", readme, re.S).group(1)
-    (folder / "my_model.py").write_text(source)
-    return folder / "my_model.py"
 
 
 def test_a_users_model_file_fits_like_a_builtin(tmp_path):

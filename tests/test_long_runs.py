@@ -74,6 +74,9 @@ def has_draws(path) -> bool:
         return "posterior" in file
 
 
+@pytest.mark.slow  # 55 s of four processes; the default suite keeps: a stopped NUTS run resumes to the same
+# draws (tests/infer/test_durable.py), Ctrl-C of a real process (tests/test_cli.py, and resumed from its
+# TRAINING.md command in tests/models/test_vae_cli.py), and `--resume RUN_DIR` alone for every method below
 def test_a_run_stopped_three_ways_resumes_to_the_uninterrupted_draws(tmp_path):
     from probgen.infer import fit
 

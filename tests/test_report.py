@@ -95,9 +95,14 @@ def test_load_run_names_what_is_missing(tmp_path):
 
 
 def test_a_held_out_run_reports_scores_and_tests_on_the_held_out_rows(tmp_path):
+    """Any model's report (the README tour's, in a user's file: a mixture compiled for most of
+    this test's 27 s)."""
+    from conftest import tour_model
+
     from probgen.infer import fit
 
-    result = fit("gmm", "faithful", "nuts", seed=seeded(0), progress=False, holdout=0.2, chains=2, warmup=100, draws=100)
+    result = fit(str(tour_model(tmp_path)), "faithful", "nuts", seed=seeded(0), progress=False, holdout=0.2, chains=2,
+                 warmup=100, draws=100)
     folder = report.write_run(result, tmp_path / "held")
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["held_out"]["num_points"] == 54

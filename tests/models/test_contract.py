@@ -42,6 +42,17 @@ CASES = {
                      {"steps": 40, "eval_every": 20, "batch_size": 16, "draws": 2}),
 }
 
+# family -> (plots its own report draws, headings or phrases its report.md holds), checked on the
+# installed fit's folder (the family tests check the numbers behind them)
+REPORTS = {
+    "ppca": (("latent_map", "loadings", "retained_dimensions"), ("Retained dimensions",)),
+    "gan": (("losses", "coverage", "mode_histogram", "samples"), ("What a GAN cannot report", "Mode coverage")),
+}
+# family -> what its metrics.json must say whatever the tiny fit's quality
+METRICS = {
+    "gan": lambda m: m["gan"]["likelihood"] is None and 0 <= m["gan"]["coverage"]["modes_hit"] <= 8,  # no density
+}
+
 
 def _flags(values: dict) -> list[str]:
     """{"num_components": 2} -> ["--num-components", "2"], as the command spells options and settings."""
@@ -91,6 +102,11 @@ def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
     assert all((run / file).is_file() for file in RUN_FILES), sorted(p.name for p in run.iterdir())
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == method.command_name and not config.get("failed_steps"), config.get("failed_steps")
+    plots, phrases = REPORTS.get(family, ((), ()))
+    assert all((run / "plots" / f"{name}.png").is_file() for name in plots), sorted(p.name for p in (run / "plots").iterdir())
+    text = (run / "report.md").read_text()
+    assert all(phrase in text for phrase in phrases), [phrase for phrase in phrases if phrase not in text]
+    assert METRICS.get(family, lambda m: True)(json.loads((run / "metrics.json").read_text()))
 
     if spec.generate_text is not None:  # a language model continues a prompt
         done = installed_probgen.run(f"probgen sample {run} --prompt 'The ' -n 30 --temperature 0.8 "

@@ -155,7 +155,9 @@ def test_svi_recovers_simulated_ratings_with_calibrated_intervals():
         assert abs(coverage - level) < 4 * math.sqrt(level * (1 - level) / n), (level, coverage)
 
 
-@pytest.mark.parametrize("method", ["nuts", "nuts mixed", "map"])
+# "nuts mixed" (the non-centred parametrisation below a rating count) in test-slow: the default suite
+# keeps NUTS and MAP on the same known answer
+@pytest.mark.parametrize("method", ["nuts", pytest.param("nuts mixed", marks=pytest.mark.slow), "map"])
 def test_posterior_methods_recover_the_biases_model(method):
     """Biases only (latent_dim 0) on simulated ratings: the global parameters' posterior (NUTS)
     covers the truth within 4 posterior sds, MAP within 4 of NUTS's typical sds (0.1 here is
