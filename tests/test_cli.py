@@ -1,7 +1,7 @@
-"""The CLI as a user runs it: real files, exit codes and messages. The first fit and the
-failed verdict's exit status run as a subprocess (`run_cli`: the status the shell sees) and so
-does Ctrl-C; the other commands go through the same `main` in this process (`cli_in_process`),
-which spares each the 4 s of starting Python and JAX again."""
+"""The CLI as a user runs it: real files, exit codes and messages. The failed verdict's exit
+status runs as a subprocess (`run_cli`: the status the shell sees) and so does Ctrl-C; the other
+commands go through the same `main` in this process (`cli_in_process`), which spares each the
+4 s of starting Python and JAX again."""
 
 import json
 import os
@@ -32,7 +32,7 @@ def csv_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fitted_run(csv_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = run_cli("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--out", out, *QUICK)
+    result = cli_in_process("fit", "gmm", "--data", csv_file, "--columns", "u,v", "--out", out, *QUICK)
     assert result.returncode == 0, result.stderr
     return out, result
 
