@@ -104,7 +104,7 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
             f"{draws.mean():.4f} bits per character (sd {draws.std(ddof=1):.4f}; 90% interval {low:.4f} to "
             f"{high:.4f}): the parameters' uncertainty. (The table scores the posterior predictive, which averages the "
             "probabilities over the posterior before taking logs, so it is lower by Jensen's inequality.) "
-            "The standard error over documents, {headline['se']:.4f}, is "
+            f"The standard error over documents, {headline['se']:.4f}, is "
             "the uncertainty from which documents were drawn for the test set; it is the larger one when the "
             "training text is large."))
 

@@ -6,6 +6,7 @@ or predictions where the family predicts (`probgen predict`). A new family joins
 tiny case to CASES; the test fails for a family that has none."""
 
 import json
+import re
 import shlex
 
 import numpy as np
@@ -106,6 +107,8 @@ def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
     assert all((run / "plots" / f"{name}.png").is_file() for name in plots), sorted(p.name for p in (run / "plots").iterdir())
     text = (run / "report.md").read_text()
     assert all(phrase in text for phrase in phrases), [phrase for phrase in phrases if phrase not in text]
+    # no template left unfilled (an f-string without its f printed "{headline['se']:.4f}")
+    assert not re.search(r"\{[A-Za-z_][\w.]*(\[[^]]*\])*(:[^}]*)?\}", text), re.findall(r"\{[^}]*\}", text)[:3]
     assert METRICS.get(family, lambda m: True)(json.loads((run / "metrics.json").read_text()))
 
     if spec.generate_text is not None:  # a language model continues a prompt
