@@ -217,7 +217,11 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
         figures["learning_curve"] = figure
     if extra_figures is not None:
         figures.update(extra_figures(idata, config))
-    # the standard report (the exact method's) shows the posterior summary: the table goes here
-    sections.insert(0, Section("Cross-entropy", text, table if config.get("method") == "exact" else None))
+    # under the standard posterior report (the exact method's) the summary table is the posterior's, so this
+    # section carries the bits-per-character table; otherwise the table is the report's summary
+    from probgen.infer.methods import for_config
+
+    standard = for_config(config).posterior_report
+    sections.insert(0, Section("Cross-entropy", text, table if standard else None))
     return ReportPart(sections=tuple(sections), metrics={"language_model": metrics}, figures=figures, summary=table,
                       summary_title="Bits per character", summary_units="bits per character; perplexity = 2^bits")

@@ -5,7 +5,7 @@ import pytest
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
-from probgen.infer import default_settings, fit
+from probgen.infer import default_settings, fit, methods
 from _seeds import seeded
 from infer.conjugate import PRIOR_SD, SPEC, exact_posterior
 
@@ -72,13 +72,17 @@ def test_a_new_method_plugs_in_by_registration_alone(frame):
 
 
 def test_nothing_outside_the_registry_asks_which_method_ran():
-    """The registry is the one place that knows method names: no `method == "..."` test and no
-    `spec.amortized` branch elsewhere in the library (issue 13: 24 and 7 before)."""
+    """The registry is the one place that knows method names: no `method == "..."` test (nor a
+    config's `["method"] ==` or `.get("method") ==`), no comparison with any registered method's
+    name, and no `spec.amortized` branch elsewhere in the library (issue 13: 24 and 7 before;
+    issue 29 found `config.get("method") == "exact"` in the LM report, which this missed)."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    pattern = re.compile(r"\bmethod\s*(==|!=)|\bmethod\s+(not\s+)?in\s*[\(\[{]|== *\"(nuts|hmc|svi|map|pathfinder)\"")
+    names = "|".join(sorted({m.name for m in methods.registered()} | {m.command_name for m in methods.registered()}))
+    pattern = re.compile(r"\bmethod[\"']?\)?\]?\s*(==|!=)|\bmethod\s+(not\s+)?in\s*[\(\[{]"
+                         rf"|[=!]= *[\"']({names})[\"']")
     amortized = re.compile(r"spec\.amortized\b")
     found = []
     for path in [*root.glob("probgen/*.py"), *root.glob("models/**/*.py")]:
