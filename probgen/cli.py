@@ -356,12 +356,9 @@ def _predict(args) -> int:
     spec = load_spec(config["model"]["reference"])
     key = jax.random.PRNGKey(args.seed)
     if spec.predict is not None:
-        if spec.data_kind == "ratings":  # (user, item) pairs with ids of any type, not a numeric table
-            from probgen.ratings_data import read_raw
+        from probgen.data_kinds import kind_of
 
-            frame = read_raw(args.data)
-        else:
-            frame = data.load(args.data).frame
+        frame = kind_of(spec).read_rows(args.data)  # a table's rows, or (user, item) pairs with ids of any type
         table = spec.predict(idata, config["model"]["options"], frame, key)
     elif is_plain_model(spec) and "keys" in (config.get("data") or {}):  # a model bound by argument name
         from probgen.predict import posterior_predictive_at

@@ -255,7 +255,9 @@ def _take_from_request(args, request: dict, spec, method, options: dict,
     data = request.get("data") or {}
     args.seed = request.get("seed", 0) if args.seed is None else args.seed
     args.holdout = args.holdout or request.get("holdout", 0.0)
-    if not args.columns and spec.data_kind == "table":  # text and ratings name their columns by options
+    from probgen.data_kinds import kind_of
+
+    if not args.columns and kind_of(spec).takes_columns:  # text and ratings name their columns by options
         args.columns = data.get("columns")
     args.standardize = args.standardize or data.get("standardize", False)
     return options, given, data.get("sets")

@@ -287,7 +287,8 @@ class ModelSpec:
     generate_text: optional (idata, config, prompt, num_symbols, temperature, rng_key) -> str:
                a continuation of `prompt` drawn from the fitted model (`probgen sample
                --prompt`; the language models).
-    data_kind: "table" (a numeric table, the default), "text" (documents: `probgen.text_data`;
+    data_kind: a kind of `probgen.data_kinds.KINDS`, which reads it: "table" (a numeric table,
+               the default), "text" (documents: `probgen.text_data`;
                the frame `prepare` gets has one column, `text`) or "ratings" ((user, item,
                rating[, time]) rows: `probgen.ratings_data`, columns named by the options
                user_column, item_column, rating_column, time_column, duplicates, max_users,
@@ -322,8 +323,10 @@ class ModelSpec:
         if self.prepare is None:
             object.__setattr__(self, "prepare", _default_prepare(self.model))
         problems = check_hooks(self)
-        if self.data_kind not in ("table", "text", "ratings"):
-            problems.append(f"data_kind must be 'table', 'text' or 'ratings', got {self.data_kind!r}")
+        from probgen.data_kinds import KINDS
+
+        if self.data_kind not in KINDS:
+            problems.append(f"data_kind must be one of {', '.join(map(repr, KINDS))}, got {self.data_kind!r}")
         if problems:
             raise ModelError(f"ModelSpec '{self.name}': " + "; ".join(problems))
 

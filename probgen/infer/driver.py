@@ -9,34 +9,22 @@ import time
 from typing import Any, Mapping
 
 import jax
-import pandas as pd
 
 from probgen import binding
 from probgen import data as data_module
+from probgen import data_kinds
 from probgen.errors import InferenceError, ModelError, ProbgenError, user_exception
 from probgen.infer.results import Fit, build_inference_data, draws_only, model_structure
 from probgen.spec import ModelSpec, describe_function, is_plain_model, load_spec, takes_x_array
 
 
 def _as_dataset(data, columns, standardize, spec: ModelSpec | None = None, options: Mapping[str, Any] | None = None):
+    """The data set `spec` fits, read as its data kind reads it (`probgen.data_kinds`; a
+    numeric table without a spec)."""
     if isinstance(data, data_module.Dataset):
         return data
-    if spec is not None and spec.data_kind == "text":  # documents, not a numeric table (probgen.text_data)
-        from probgen import text_data
-
-        if standardize:
-            raise InferenceError(f"--standardize applies to numeric tables; model '{spec.name}' models text")
-        return text_data.load_text(data, (options or {}).get("documents", "line"))
-    if spec is not None and spec.data_kind == "ratings":  # (user, item, rating) rows (probgen.ratings_data)
-        from probgen import ratings_data
-
-        if standardize or columns:
-            raise InferenceError(f"model '{spec.name}' takes ratings: name their columns with --user-column, "
-                                 "--item-column and --rating-column (not --columns or --standardize)")
-        return ratings_data.load_ratings(data, {**spec.default_options(), **(options or {})})
-    if isinstance(data, pd.DataFrame):
-        return data_module.from_frame(data if columns is None else data[list(columns)], standardize=standardize)
-    return data_module.load(str(data), columns=columns, standardize=standardize)
+    kind = data_kinds.kind_of(spec) if spec is not None else data_kinds.KINDS["table"]
+    return kind.load(data, spec, options or {}, columns, standardize)
 
 
 def as_spec(model) -> ModelSpec:
