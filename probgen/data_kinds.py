@@ -49,7 +49,7 @@ def _load_text(data, spec, options: Mapping[str, Any], columns, standardize):
 
     if standardize:
         raise InferenceError(f"--standardize applies to numeric tables; model '{spec.name}' models text")
-    return text_data.load_text(data, (options or {}).get("documents", "line"))
+    return text_data.load_text(data, options.get("documents", "line"))
 
 
 def _load_ratings(data, spec, options: Mapping[str, Any], columns, standardize):
@@ -58,7 +58,7 @@ def _load_ratings(data, spec, options: Mapping[str, Any], columns, standardize):
     if standardize or columns:
         raise InferenceError(f"model '{spec.name}' takes ratings: name their columns with --user-column, "
                              "--item-column and --rating-column (not --columns or --standardize)")
-    return ratings_data.load_ratings(data, {**spec.default_options(), **(options or {})})
+    return ratings_data.load_ratings(data, {**spec.default_options(), **options})
 
 
 def _table_rows(path):

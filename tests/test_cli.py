@@ -154,6 +154,19 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(case, tmp_path, csv_file):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["ngram", "--data", "trump_tweets", "--standardize"], "--standardize applies to numeric tables; model 'ngram' models text"),
+    (["pmf", "--data", "movielens", "--columns", "user,item"], "model 'pmf' takes ratings: name their columns with --user-column"),
+])
+def test_a_flag_the_data_kind_does_not_take_is_one_line_exit_2(arguments, message, tmp_path):
+    """Text and ratings are read by their data kind (`probgen.data_kinds`): table-only flags are refused."""
+    out = tmp_path / "out"
+    result = cli_in_process("fit", *arguments, "--out", out, "--quiet")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("model, message", [("gmmm", "unknown model 'gmmm'"),
                                             ("no_spec.py", "defines neither SPEC .* nor a function named 'model'")])
 def test_bad_model_is_exit_2(model, message, tmp_path, csv_file):

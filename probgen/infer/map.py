@@ -11,12 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import optim
-from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample, init_to_value
+from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Draws, Method, Setting, register
-from probgen.infer.svi import optimize
+from probgen.infer.svi import optimize, start_at
 from probgen.spec import ModelInputs, ModelSpec
 
 SETTINGS = (
@@ -48,7 +48,7 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     # restart's start going in as the guide's initial parameters. Without them, each restart
     # needs its own guide: AutoDelta draws its starting point from the prior once, when built.
     if starts is not None:
-        guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values={k: jnp.asarray(v[0]) for k, v in starts.items()}))
+        guide = autoguide.AutoDelta(model, init_loc_fn=start_at({k: v[0] for k, v in starts.items()}))
         svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO())
     for restart, key in enumerate(jax.random.split(run_key, restarts)):
         init_params = None

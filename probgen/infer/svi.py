@@ -43,6 +43,13 @@ GUIDES = {
 }
 
 
+def start_at(values: dict):
+    """NumPyro's `init_to_value` at `values` ({site: constrained value}), held as JAX arrays:
+    the guide sets itself up inside a compiled program (`optimize`), where NumPyro's transforms
+    index with traced indices, which a NumPy array refuses."""
+    return init_to_value(values={name: jnp.asarray(value) for name, value in values.items()})
+
+
 def prior_median_init(model, observed: dict, rng_key, structure: ModelStructure, num_samples: int = 15):
     """An init strategy at the prior median of each latent site, computed in one compiled
     program (NumPyro's `init_to_median` draws eagerly, which costs seconds of compilation).
@@ -64,7 +71,7 @@ def prior_median_init(model, observed: dict, rng_key, structure: ModelStructure,
     for name in structure.latent:
         inside = bool(jnp.all(structure.supports[name].check(medians[name])))
         values[name] = medians[name] if inside else first[name]
-    return init_to_value(values=values)
+    return start_at(values)
 
 
 def converged(losses: np.ndarray, window: int, rtol: float) -> bool:
@@ -191,7 +198,7 @@ def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     if settings["guide"] == "spec":
         init = None
     elif spec.init is not None:
-        init = init_to_value(values={k: jnp.asarray(v[0]) for k, v in spec.init(inputs, init_key, 1).items()})
+        init = start_at({k: v[0] for k, v in spec.init(inputs, init_key, 1).items()})
     else:
         init = prior_median_init(model, observed, init_key, structure)
     guide = make_guide(spec, model, settings["guide"], init)
