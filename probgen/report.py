@@ -311,7 +311,10 @@ def predictive_statistics_figure(
     observed = {(r["variable"], r["statistic"], r["column"]): (r["observed"], r["p_value"]) for r in check.table.to_dict("records")}
     for axis, ((variable, statistic, column), series) in zip(axes.ravel(), items):
         value, p_value = observed[(variable, statistic, column)]
-        axis.hist(series, bins=40, color="0.75")
+        # one filled step patch rather than `hist`'s 40 bars: a check of 19 statistics drew in
+        # 1.7 s with bars, most of the report's plotting time for a small model
+        counts, edges = np.histogram(np.asarray(series, float)[np.isfinite(series)], bins=40)
+        axis.stairs(counts, edges, fill=True, color="0.75")
         axis.axvline(value, color="C3" if p_value < 0.025 or p_value > 0.975 else "black", lw=2)
         axis.set_title(f"{statistic}({column})  p = {p_value:.2f}", fontsize=9)
         axis.set_yticks([])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,48 @@ class Installed:
         """Run a shell command line in `cwd` as a user of this venv would."""
         return subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                               env=self.env(**env))
+
+    def run_in_one_process(self, commands: list[list[str]], cwd, timeout: int = 600) -> list[Done]:
+        """Run several `probgen` command lines (without the word probgen) one after another in
+        one Python process of this venv, through the installed `probgen.cli.main` that the
+        console script calls, each with its own stdout and stderr; stop after a command that
+        fails (status not 0 or 3). One process saves the interpreter's start and the imports
+        (about 4 s) per further command; `probgen` itself, the console script, is run by
+        test_packaging.py and the README's commands."""
+        done = subprocess.run([str(self.bin / "python"), "-c", _IN_ONE_PROCESS, json.dumps(commands)], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout, env=self.env())
+        assert done.returncode == 0 and done.stdout.strip(), done.stdout[-3000:] + done.stderr[-3000:]
+        return [Done(*result) for result in json.loads(done.stdout.strip().splitlines()[-1])]
+
+
+@dataclasses.dataclass
+class Done:
+    """What one command of `run_in_one_process` did."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# the launcher of `run_in_one_process`: its last line of output is the JSON list of results
+_IN_ONE_PROCESS = """
+import contextlib, io, json, sys
+from probgen.cli import main
+from probgen.devices import use_compilation_cache
+
+use_compilation_cache()
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 1
+    results.append((status, out.getvalue(), err.getvalue()))
+    if status not in (0, 3):
+        break
+print(json.dumps(results))
+"""
 
 
 def _build(root: Path) -> Path:

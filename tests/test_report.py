@@ -94,27 +94,6 @@ def test_load_run_names_what_is_missing(tmp_path):
         report.load_run(tmp_path)
 
 
-def test_a_held_out_run_reports_scores_and_tests_on_the_held_out_rows(tmp_path):
-    """Any model's report (the README tour's, in a user's file: a mixture compiled for most of
-    this test's 27 s)."""
-    from conftest import tour_model
-
-    from probgen.infer import fit
-
-    result = fit(str(tour_model(tmp_path)), "faithful", "nuts", seed=seeded(0), progress=False, holdout=0.2, chains=2,
-                 warmup=100, draws=100)
-    folder = report.write_run(result, tmp_path / "held")
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["held_out"]["num_points"] == 54
-    assert metrics["fit_quality"]["generated_vs_observed"]["compared_with"] == "held_out_data"
-    assert metrics["fit_quality"]["generated_vs_observed"]["rows"] == 54
-    markdown = (folder / "report.md").read_text()
-    assert "on 54 held-out rows" in markdown and "KL(held-out || generated)" in markdown
-    # the held-out groups survive the NetCDF round trip, so the report can be rebuilt from the folder
-    report.rebuild_report(folder)
-    assert "on 54 held-out rows" in (folder / "report.md").read_text()
-
-
 def _png_size(content: bytes) -> tuple[int, int]:
     import struct
 

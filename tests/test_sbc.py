@@ -52,7 +52,10 @@ def test_correct_inference_passes(calibrated):
     assert (calibrated.divergences == 0).all()
 
 
-@pytest.mark.parametrize("fitted_sd", [3.0, pytest.param(1.5, marks=pytest.mark.slow)])
+# in test-slow: the default suite detects the same sd-3 miscalibration through the command
+# (tests/test_cli.py, exit 3 at 150 simulations)
+@pytest.mark.slow
+@pytest.mark.parametrize("fitted_sd", [3.0, 1.5])
 def test_wrong_likelihood_variance_fails(fitted_sd):
     # Data simulated with noise sd 1, fitted as if it were 3 (or 1.5): the posterior is too wide
     # and shrunk too far, the ranks pile up in the middle. With 400 simulations the measured

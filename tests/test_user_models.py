@@ -547,6 +547,17 @@ def test_holdout_on_a_table_bound_by_name_scores_the_held_out_rows_exactly(tmp_p
     np.testing.assert_allclose(idata.held_out_log_likelihood["y"].values.reshape(-1, 20), expected, rtol=1e-4, atol=1e-4)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["held_out"]["num_points"] == 20
+    # the report's data tests compare generated rows with the held-out rows, not the training ones
+    compared = metrics["fit_quality"]["generated_vs_observed"]
+    assert compared["compared_with"] == "held_out_data" and compared["rows"] == 20, compared
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "on 20 held-out rows" in markdown and "KL(held-out || generated)" in markdown
+    # the held-out groups survive the NetCDF round trip: the report is rebuilt from the folder
+    (tmp_path / "run" / "report.md").unlink()
+    from probgen import cli
+
+    assert cli.main(["report", str(tmp_path / "run")]) == 0
+    assert "on 20 held-out rows" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("content, expected", [

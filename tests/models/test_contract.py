@@ -7,7 +7,6 @@ tiny case to CASES; the test fails for a family that has none."""
 
 import json
 import re
-import shlex
 
 import numpy as np
 import pandas as pd
@@ -91,12 +90,20 @@ def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
     assert isinstance(inputs, ModelInputs) and inputs.observed
 
     # the installed command: fit and report, then new rows, text or predictions from the folder
+    # (both in one process of the installed venv, through the `main` its console script calls)
     method = methods.for_spec(None, spec)
     data, column_flags = _data_file(spec, frame, tmp_path)
     run = tmp_path / "run"
-    command = ["probgen", "fit", family, "--data", data, *column_flags, *_flags(options), *_flags(settings),
-               "--holdout", "0.2", "--seed", str(seeded(0)), "--out", str(run), "--quiet"]
-    done = installed_probgen.run(shlex.join(command), tmp_path)
+    fit = ["fit", family, "--data", data, *column_flags, *_flags(options), *_flags(settings),
+           "--holdout", "0.2", "--seed", str(seeded(0)), "--out", str(run), "--quiet"]
+    if spec.generate_text is not None:  # a language model continues a prompt
+        then = ["sample", str(run), "--prompt", "The ", "-n", "30", "--temperature", "0.8", "--seed", str(seeded(1))]
+    elif spec.predict is None:  # a generative family draws new rows in the data's columns
+        then = ["sample", str(run), "-n", "7", "--out", str(tmp_path / "new.csv"), "--seed", str(seeded(1))]
+    else:  # a conditional family predicts one row per input row
+        frame.iloc[:5].to_csv(tmp_path / "inputs.csv", index=False)
+        then = ["predict", str(run), "--data", str(tmp_path / "inputs.csv"), "--out", str(tmp_path / "predicted.csv")]
+    done, *after = installed_probgen.run_in_one_process([fit, then], tmp_path)
     # 3: a tiny fit may be judged FAILED, and says so; everything is still written
     assert done.returncode in (0, 3), done.stdout + done.stderr
     assert done.stdout.split(":")[0] in ("TRUSTED", "SUSPECT", "FAILED"), done.stdout
@@ -111,21 +118,12 @@ def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
     assert not re.search(r"\{[A-Za-z_][\w.]*(\[[^]]*\])*(:[^}]*)?\}", text), re.findall(r"\{[^}]*\}", text)[:3]
     assert METRICS.get(family, lambda m: True)(json.loads((run / "metrics.json").read_text()))
 
-    if spec.generate_text is not None:  # a language model continues a prompt
-        done = installed_probgen.run(f"probgen sample {run} --prompt 'The ' -n 30 --temperature 0.8 "
-                                     f"--seed {seeded(1)}", tmp_path)
-        assert done.returncode == 0, done.stderr
-        text = done.stdout.rstrip("\n")
+    assert len(after) == 1 and after[0].returncode == 0, after and after[0].stderr
+    if spec.generate_text is not None:
+        text = after[0].stdout.rstrip("\n")
         assert text.startswith("The ") and len(text) == 34, text
-    elif spec.predict is None:  # a generative family draws new rows in the data's columns
-        done = installed_probgen.run(f"probgen sample {run} -n 7 --out {tmp_path / 'new.csv'} --seed {seeded(1)}",
-                                     tmp_path)
-        assert done.returncode == 0, done.stderr
+    elif spec.predict is None:
         table = pd.read_csv(tmp_path / "new.csv")
         assert table.shape[0] == 7 and np.isfinite(table.select_dtypes("number").to_numpy(float)).all()
-    else:  # a conditional family predicts one row per input row
-        frame.iloc[:5].to_csv(tmp_path / "inputs.csv", index=False)
-        done = installed_probgen.run(f"probgen predict {run} --data {tmp_path / 'inputs.csv'} "
-                                     f"--out {tmp_path / 'predicted.csv'}", tmp_path)
-        assert done.returncode == 0, done.stderr
+    else:
         assert len(pd.read_csv(tmp_path / "predicted.csv")) == 5
