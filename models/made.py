@@ -54,34 +54,32 @@ def degrees(order: tuple, hidden: tuple) -> list[np.ndarray]:
     return result
 
 
-def masks(order: tuple, hidden: tuple, outputs_per_dim: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """(hidden-layer masks, output mask): mask[i, j] = 1 where input unit i may feed unit j.
-    Hidden: degree(j) >= degree(i); output (value d's outputs have degree order[d]): strictly >.
-    The output mask is also the direct input -> output connection's (strictly earlier values)."""
-    layers = degrees(order, hidden)
-    hidden_masks = [(layers[k + 1][None, :] >= layers[k][:, None]).astype(np.float32) for k in range(len(hidden))]
-    output_degrees = np.tile(np.asarray(order), outputs_per_dim)
-    output_mask = (output_degrees[None, :] > layers[-1][:, None]).astype(np.float32)
-    direct_mask = (output_degrees[None, :] > np.asarray(order)[:, None]).astype(np.float32)
-    return hidden_masks + [output_mask], direct_mask
-
-
 class MaskedDense(nn.Module):
-    """A dense layer whose kernel is multiplied by a fixed 0/1 mask (given as a tuple of rows)."""
+    """A dense layer whose kernel is multiplied by a fixed 0/1 mask: unit i of the input may feed
+    unit j of the output where out_degrees[j] >= in_degrees[i] (hidden layers), or > when
+    `strict` (the outputs, value d's having degree order[d], and the direct input -> output
+    connection: strictly earlier values only).
+
+    The mask is built from the degrees inside the layer, not given as a module attribute: Flax
+    copies and freezes every attribute on every module construction, and a (64 x 16) mask as a
+    tuple of tuples made that most of a small MADE fit's time (1.1 million elements visited)."""
 
     features: int
-    mask: tuple
+    in_degrees: tuple
+    out_degrees: tuple
+    strict: bool = False
 
     @nn.compact
     def __call__(self, inputs):
-        mask = jnp.asarray(self.mask, dtype=inputs.dtype)
+        into, out = np.asarray(self.in_degrees)[:, None], np.asarray(self.out_degrees)[None, :]
+        mask = jnp.asarray(out > into if self.strict else out >= into, dtype=inputs.dtype)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (inputs.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return inputs @ (kernel * mask) + bias
 
 
 def _as_tuple(array: np.ndarray) -> tuple:
-    return tuple(map(tuple, np.asarray(array).tolist()))
+    return tuple(np.asarray(array).tolist())
 
 
 class MADE(nn.Module):
@@ -93,12 +91,13 @@ class MADE(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        layer_masks, direct = masks(self.order, self.hidden, self.outputs_per_dim)
+        layers = degrees(self.order, self.hidden)
+        outputs = _as_tuple(np.tile(np.asarray(self.order), self.outputs_per_dim))  # value d's outputs: order[d]
         h = x
-        for size, mask in zip(self.hidden, layer_masks[:-1]):
-            h = nn.relu(MaskedDense(size, _as_tuple(mask))(h))
-        out = MaskedDense(self.outputs_per_dim * len(self.order), _as_tuple(layer_masks[-1]))(h)
-        return out + MaskedDense(self.outputs_per_dim * len(self.order), _as_tuple(direct), name="direct")(x)
+        for k, size in enumerate(self.hidden):
+            h = nn.relu(MaskedDense(size, _as_tuple(layers[k]), _as_tuple(layers[k + 1]))(h))
+        out = MaskedDense(len(outputs), _as_tuple(layers[-1]), outputs, strict=True)(h)
+        return out + MaskedDense(len(outputs), _as_tuple(self.order), outputs, strict=True, name="direct")(x)
 
 
 @dataclasses.dataclass(frozen=True)

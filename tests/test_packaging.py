@@ -8,6 +8,8 @@ import pytest
 from conftest import REPO, cli_in_process
 from probgen.spec import builtin_model_names
 
+pytestmark = pytest.mark.wheel  # `make test-wheel`, which .ci/run runs after the default suite
+
 
 def test_the_wheel_holds_every_module_of_the_tree(installed_probgen):
     if installed_probgen.wheel is None:

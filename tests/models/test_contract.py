@@ -1,9 +1,10 @@
 """One contract over every built-in family (as dynamax's `models/test_models.py`): hooks that
-take what their protocol passes, prepare on a tiny data set, then, as a user who installed the
-wheel runs it (the `probgen` command of a fresh venv outside the checkout, `installed.py`), a
-short fit by the family's own method with its report, and new rows or text (`probgen sample`),
-or predictions where the family predicts (`probgen predict`). A new family joins by adding its
-tiny case to CASES; the test fails for a family that has none."""
+take what their protocol passes and `prepare` on a tiny data set (the default suite); then, as a
+user who installed the wheel runs it (the `probgen` of a fresh venv outside the checkout,
+`installed.py`; `make test-wheel`), a short fit by the family's own method with its report, and
+new rows or text (`probgen sample`), or predictions where the family predicts (`probgen
+predict`). A new family joins by adding its tiny case to CASES; the test fails for a family that
+has none."""
 
 import json
 import re
@@ -70,12 +71,10 @@ def _data_file(spec, frame, folder) -> tuple[str, list[str]]:
     return str(path), ([] if spec.data_kind in ("text", "ratings") else ["--columns", ",".join(map(str, frame.columns))])
 
 
-@pytest.mark.parametrize("family", builtin_model_names())
-def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
-    assert family in CASES, f"add a tiny case for the new family '{family}' to CASES"
-    name, columns, rows, options, settings = CASES[family]
+def _tiny_case(family: str):
+    """(spec, the tiny data as a user's file holds it, the inputs `prepare` makes of it)."""
+    name, columns, rows, options, _ = CASES[family]
     spec = load_spec(family)
-    assert check_hooks(spec) == [], check_hooks(spec)
     if spec.data_kind == "ratings":  # (user, item, rating) rows in their own columns, ids of any type
         from probgen.ratings_data import load_ratings, read_raw
 
@@ -86,8 +85,28 @@ def test_every_family_keeps_the_contract(family, tmp_path, installed_probgen):
 
         source = load_text(name) if spec.data_kind == "text" else load(name, columns=columns)
         frame = prepared = source.frame.iloc[:rows].reset_index(drop=True)
-    inputs = spec.prepare(prepared, spec.resolve_options(options))
+    return spec, frame, spec.prepare(prepared, spec.resolve_options(options))
+
+
+@pytest.mark.parametrize("family", builtin_model_names())
+def test_every_family_keeps_the_contract(family):
+    """Hooks that take what their protocol passes; `prepare` on the family's tiny data set."""
+    assert family in CASES, f"add a tiny case for the new family '{family}' to CASES"
+    spec = load_spec(family)
+    assert check_hooks(spec) == [], check_hooks(spec)
+    _, _, inputs = _tiny_case(family)
     assert isinstance(inputs, ModelInputs) and inputs.observed
+
+
+# In `make test-wheel` (marker `wheel`), which `.ci/run` runs after the default suite: every
+# family's fit, report and new rows, text or predictions, about 5 minutes of the 2 workers'
+# time; each family's own tests fit it in the default suite.
+@pytest.mark.wheel
+@pytest.mark.parametrize("family", builtin_model_names())
+def test_the_installed_wheel_fits_reports_and_draws_for_every_family(family, tmp_path, installed_probgen):
+    assert family in CASES, f"add a tiny case for the new family '{family}' to CASES"
+    spec, frame, _ = _tiny_case(family)
+    _, _, _, options, settings = CASES[family]
 
     # the installed command: fit and report, then new rows, text or predictions from the folder
     # (both in one process of the installed venv, through the `main` its console script calls)

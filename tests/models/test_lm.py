@@ -167,18 +167,24 @@ def test_bad_text_is_named(tmp_path):
             progress=False)
 
 
-def test_neural_lm_trains_from_a_text_file_and_resumes_through_the_cli(tmp_path):
+@pytest.mark.parametrize("family, network", [("neural_lm", ["--context", "6"]),
+                                             ("attention_lm", ["--context", "8", "--layers", "1", "--heads", "2"])])
+def test_a_network_lm_trains_from_a_text_file_resumes_and_continues_a_prompt(family, network, tmp_path):
     """The minibatch trainer's checkpoints serve a text model too: --resume carries on from the
-    saved step with the saved options (the text is read as documents on both calls)."""
+    saved step with the saved options (the text is read as documents on both calls); the
+    finished run's report and `probgen sample` continue a prompt."""
     rng = np.random.default_rng(seeded(6))
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"]
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(" ".join(rng.choice(words, size=rng.integers(3, 9))) for _ in range(120)) + "\n")
     run = tmp_path / "run"
-    first = _cli("fit", "neural_lm", "--data", str(corpus), "--context", "6", "--block", "16", "--hidden", "16",
+    first = _cli("fit", family, "--data", str(corpus), *network, "--block", "16", "--hidden", "16",
                  "--steps", "40", "--eval-every", "20", "--checkpoint-every", "20", "--out", str(run), "--quiet")
     assert first.returncode == 0, first.stderr
-    resumed = _cli("fit", "neural_lm", "--data", str(corpus), "--steps", "60", "--resume", str(run), "--quiet")
+    resumed = _cli("fit", family, "--data", str(corpus), "--steps", "60", "--resume", str(run), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from the checkpoint at step 40" in resumed.stdout + resumed.stderr
     assert "Bits per character" in (run / "report.md").read_text()
+    continued = _cli("sample", str(run), "--prompt", "the ", "-n", "20", "--seed", str(seeded(7)))
+    assert continued.returncode == 0, continued.stderr
+    assert continued.stdout.startswith("the ") and len(continued.stdout.rstrip("\n")) == 24, continued.stdout
