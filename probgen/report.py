@@ -307,7 +307,13 @@ def predictive_statistics_figure(
     items = list(check.replicated.items())
     columns = min(4, len(items))
     rows = -(-len(items) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False)
+    # fixed spacing for the panels' titles and x labels (no y labels), in inches, rather than
+    # `tight_layout`, which measured every tick label again (a third of this figure's time);
+    # `figure_png` crops the margins
+    height = 2.4 * rows
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, height), squeeze=False,
+                                gridspec_kw=dict(left=0.03, right=0.97, bottom=0.3 / height, top=1 - 0.62 / height,
+                                                 hspace=0.55 / 1.9, wspace=0.08))
     observed = {(r["variable"], r["statistic"], r["column"]): (r["observed"], r["p_value"]) for r in check.table.to_dict("records")}
     for axis, ((variable, statistic, column), series) in zip(axes.ravel(), items):
         value, p_value = observed[(variable, statistic, column)]
@@ -320,8 +326,7 @@ def predictive_statistics_figure(
         axis.set_yticks([])
     for axis in axes.ravel()[len(items):]:
         axis.set_visible(False)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
     content = figure_png(figure)
     plt.close(figure)
     return content
