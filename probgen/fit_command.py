@@ -90,7 +90,7 @@ def _fit_durable(args, spec, method, options, given) -> int:
 
     from probgen import report
     from probgen.data import parse_set
-    from probgen.infer import durable, fit
+    from probgen.infer import durable, fit, methods
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
         cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
@@ -103,7 +103,7 @@ def _fit_durable(args, spec, method, options, given) -> int:
         saved = durable.read_checkpoint(out) if out.is_dir() else None
         if saved is None:
             cli.raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
-                        "it holds no checkpoint.json (only NUTS and HMC runs of this probgen version can be resumed)"))
+                        f"it holds no checkpoint.json (only runs of {methods.resumable_runs()} can be resumed)"))
         options, given, saved_sets = _take_from_request(args, saved["request"], spec, method, options, given)
         sets = sets or saved_sets
         command = resume_command(out)

@@ -462,7 +462,9 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
 
     def fill(folder: Path) -> None:
         # the checkpoint of an amortised run, the final state of an MCMC run, when there is one
-        for name in ("posterior.nc", "checkpoint.pkl", "sampler_state.nc", "checkpoint.json"):
+        from probgen.infer.amortized import CHECKPOINT
+
+        for name in ("posterior.nc", CHECKPOINT, "sampler_state.nc", "checkpoint.json"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, folder / name)
         if (run_dir / "chains").is_dir():  # an optimiser's saved state (SVI, MAP), for --resume

@@ -15,9 +15,6 @@ from pathlib import Path
 
 from probgen.errors import DataError, ModelError, RunFolderError
 
-RESUMABLE = "NUTS, HMC, SVI and MAP runs, and the minibatch trainer's (vae, made, the language models, pmf)"
-
-
 def saved_request(run_dir) -> dict:
     """The request saved in `run_dir`, or RunFolderError naming what is missing."""
     from probgen.infer import durable
@@ -32,8 +29,10 @@ def saved_request(run_dir) -> dict:
     request = load_config(folder).get("request") if (folder / "config.json").is_file() else None
     if request:
         return request
+    from probgen.infer import methods
+
     raise RunFolderError(f"nothing to resume in '{folder}': it holds no saved request (checkpoint.json, or config.json's "
-                         f"\"request\"); only {RESUMABLE} of this probgen version can be resumed")
+                         f"\"request\"); only runs of {methods.resumable_runs()} can be resumed")
 
 
 def _find(named: str, recorded: str | None) -> Path | None:

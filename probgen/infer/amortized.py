@@ -19,10 +19,11 @@ steps since the last checkpoint and never leaves a half-written one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import pickle
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +53,10 @@ DEFAULTS = {
     "checkpoint_every": 1000,  # steps between checkpoints (rounded up to whole chunks)
     "eval_samples": 1,  # draws from q per example for the held-out ELBO
 }
-CHECKPOINT = "checkpoint.pkl"
+# Arrays and a JSON record in one NumPy archive, read with allow_pickle=False: a run folder from
+# elsewhere must never run code on `--resume` (unpickling a file can; reading an .npz cannot)
+CHECKPOINT = "checkpoint.npz"
+OLD_CHECKPOINT = "checkpoint.pkl"  # before: a pickle, which is refused (see load_checkpoint)
 
 
 @dataclasses.dataclass
@@ -166,21 +170,57 @@ def _kl_weight(step, warmup: int):
     return jnp.minimum(1.0, (step + 1.0) / warmup) if warmup > 0 else jnp.asarray(1.0)
 
 
-def _atomic_pickle(value, path: Path) -> None:
+def _leaf_key(path) -> str:
+    return ".".join(str(getattr(part, "key", getattr(part, "idx", part))) for part in path)
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    """The trainer's checkpoint (`train`) written atomically as one .npz: the optimiser state's
+    leaves and the best parameters as arrays, everything else (step, history, patience count,
+    best value and step, settings) as a JSON record in it."""
+    arrays = {f"state/{i}": np.asarray(value) for i, value in enumerate(checkpoint["state"])}
+    for key_path, value in jax.tree_util.tree_flatten_with_path(checkpoint["best_params"])[0]:
+        arrays[f"best_params/{_leaf_key(key_path)}"] = np.asarray(value)
+    record = {k: v for k, v in checkpoint.items() if k not in ("state", "best_params")}
+    arrays["record"] = np.asarray(json.dumps(record, default=_json_value))
     with durable.atomic_file(path) as temporary, open(temporary, "wb") as file:
-        pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
+        np.savez(file, **arrays)
+
+
+def _json_value(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 def load_checkpoint(folder) -> dict:
-    """The checkpoint in `folder` (a run folder or a training folder), or InferenceError."""
+    """The checkpoint in `folder` (a run folder or a training folder), or InferenceError. Only
+    arrays and JSON are read (allow_pickle=False): a checkpoint cannot run code."""
     path = Path(folder) / CHECKPOINT
     if not path.is_file():
+        if (Path(folder) / OLD_CHECKPOINT).is_file():
+            raise InferenceError(f"'{Path(folder) / OLD_CHECKPOINT}' is a pickle written by an older probgen; it is not "
+                                 "loaded (reading a pickle can run code): fit the run again")
         raise InferenceError(f"no checkpoint to resume from: '{path}' does not exist")
     try:
-        with open(path, "rb") as file:
-            return pickle.load(file)
-    except (pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        with np.load(path, allow_pickle=False) as archive:
+            checkpoint = json.loads(str(archive["record"]))
+            count = sum(1 for name in archive.files if name.startswith("state/"))
+            checkpoint["state"] = [archive[f"state/{i}"] for i in range(count)]
+            best: dict = {}
+            for name in archive.files:
+                if name.startswith("best_params/"):
+                    *parents, leaf = name[len("best_params/"):].split(".")
+                    node = best
+                    for part in parents:
+                        node = node.setdefault(part, {})
+                    node[leaf] = archive[name]
+            checkpoint["best_params"] = best
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
         raise InferenceError(f"checkpoint '{path}' cannot be read: {exc}") from None
+    return checkpoint
 
 
 def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x_train, x_heldout, settings: dict,
@@ -282,7 +322,7 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
             bar.set_postfix(elbo=f"{train_elbo:.3f}", heldout=f"{heldout:.3f}", best=f"{best[0]:.3f}")
             at_end = step >= max_steps or stopped_early or (stop_after is not None and step >= stop_after)
             if checkpoint_dir is not None and (chunks_done % checkpoint_chunks == 0 or at_end):
-                _atomic_pickle({
+                save_checkpoint({
                     "state": [np.asarray(v) for v in jax.tree_util.tree_leaves(state)], "step": step,
                     "history": history, "stale": stale, "best_value": best[0], "best_step": best[1],
                     "best_params": jax.tree.map(np.asarray, best[2]), "settings": settings,

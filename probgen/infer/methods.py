@@ -182,6 +182,14 @@ def registered() -> tuple[Method, ...]:
     return tuple(_REGISTRY.values())
 
 
+def resumable_runs() -> str:
+    """The runs `probgen fit --resume` carries on, in words, from the registry: the methods that
+    save their state as they go (`durable`) or train in checkpointed steps (`checkpoints`). The
+    resume messages name them from here, so they cannot drift from what resumes."""
+    described = [method.describe() for method in _REGISTRY.values() if method.durable or method.checkpoints]
+    return ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
+
+
 def names() -> tuple[str, ...]:
     """The names --method accepts (a command name shared by several methods appears once)."""
     return tuple(dict.fromkeys(method.command_name for method in _REGISTRY.values()))

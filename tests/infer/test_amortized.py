@@ -47,3 +47,29 @@ def test_training_improves_the_heldout_elbo_and_resuming_gives_the_same_paramete
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert resumed.history["heldout_elbo"] == pytest.approx(whole.history["heldout_elbo"], rel=1e-5)
+
+
+def test_a_checkpoint_that_could_run_code_is_refused_unread(tmp_path):
+    """A run folder from elsewhere (or from an older probgen) with a pickled checkpoint: resuming
+    names the file and stops, and the pickle, which would make a folder when loaded, never runs.
+    An .npz holding a pickled object array is refused the same way (allow_pickle=False)."""
+    import os
+    import pickle
+
+    from probgen.errors import InferenceError
+
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(tmp_path / "the_payload_ran"),)
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "checkpoint.pkl").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(InferenceError, match="is a pickle written by an older probgen; it is not loaded"):
+        amortized.load_checkpoint(old)
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    np.savez(forged / "checkpoint.npz", record=np.array([Payload()], dtype=object))
+    with pytest.raises(InferenceError, match="cannot be read"):
+        amortized.load_checkpoint(forged)
+    assert not (tmp_path / "the_payload_ran").exists()

@@ -108,3 +108,17 @@ def test_a_bad_setting_is_named_from_its_metadata_with_exit_2(flags, message, tm
     status = main(["fit", "gmm", "--data", "faithful", "--out", str(tmp_path / "run"), "--quiet", *flags])
     assert status == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_resume_message_names_exactly_the_methods_that_resume(tmp_path):
+    """`--resume` on a folder with nothing to resume lists the runs that can be, from the
+    registry (the messages once said "only NUTS and HMC" when SVI, MAP and the trainer resumed)."""
+    from probgen.errors import RunFolderError
+    from probgen.resume import saved_request
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunFolderError) as refused:
+        saved_request(tmp_path / "empty")
+    for method in methods.registered():
+        assert (method.describe() in str(refused.value)) == (method.durable or method.checkpoints), method.name
+    assert sum(method.durable or method.checkpoints for method in methods.registered()) >= 5

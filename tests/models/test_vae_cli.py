@@ -21,8 +21,6 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     """Ctrl-C mid-training leaves the folder with its last checkpoint and how to resume; the
     resumed run starts at that step and writes the full report, which `probgen report`
     rebuilds to the same figures. (One test for both: each VAE run costs CI ~15 s.)"""
-    import pickle
-
     from probgen import cli
 
     out = tmp_path / "vae"
@@ -34,10 +32,10 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
                                text=True, cwd=REPO)
     try:
         deadline = time.time() + 120
-        while not (out / "checkpoint.pkl").is_file() and time.time() < deadline and process.poll() is None:
+        while not (out / "checkpoint.npz").is_file() and time.time() < deadline and process.poll() is None:
             time.sleep(0.5)
         time.sleep(1.0)
-        assert process.poll() is None and (out / "checkpoint.pkl").is_file(), process.stderr.read()[-2000:]
+        assert process.poll() is None and (out / "checkpoint.npz").is_file(), process.stderr.read()[-2000:]
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
@@ -45,8 +43,10 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
             process.kill()
             process.wait()
     assert process.returncode == 130 and f"--resume {out}" in stderr, stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["TRAINING.md", "checkpoint.pkl", "config.json"]
-    step = pickle.loads((out / "checkpoint.pkl").read_bytes())["step"]
+    assert sorted(p.name for p in out.iterdir()) == ["TRAINING.md", "checkpoint.npz", "config.json"]
+    from probgen.infer.amortized import load_checkpoint
+
+    step = load_checkpoint(out)["step"]
     assert step >= 20 and step % 20 == 0
     assert cli.main(["report", str(out)]) == 2 and "unfinished run" in capsys.readouterr().err
 
@@ -59,7 +59,7 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     assert cli.main([*command[1:], "--steps", str(step + 200), "--quiet"]) == 0
     assert f"resumed from the checkpoint at step {step}" in capsys.readouterr().out
     for name in ("config.json", "posterior.nc", "summary.csv", "metrics.json", "report.html", "report.md",
-                 "checkpoint.pkl", "plots/reconstructions.png", "plots/prior_samples.png", "plots/interpolations.png",
+                 "checkpoint.npz", "plots/reconstructions.png", "plots/prior_samples.png", "plots/interpolations.png",
                  "plots/latent_map.png", "plots/elbo.png", "plots/kl_per_dimension.png"):
         assert (out / name).is_file(), name
     assert not (out / "TRAINING.md").exists()
@@ -80,7 +80,7 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     (out / "report.html").unlink()
     assert cli.main(["report", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["vae"] == metrics  # same seed, same figures
-    assert (out / "report.html").is_file() and (out / "checkpoint.pkl").is_file()
+    assert (out / "report.html").is_file() and (out / "checkpoint.npz").is_file()
     # new images from the decoder, back in the data's units: integer pixel levels 0..16
     assert cli.main(["sample", str(out), "-n", "50", "--out", str(tmp_path / "new.csv")]) == 0
     new = pd.read_csv(tmp_path / "new.csv")
