@@ -15,7 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from probgen import cli, interruption
+from probgen import interruption
+from probgen.cli.common import EXIT_STEP_FAILED, raise_usage, verdict_status
+from probgen.cli.parser import _options_and_settings
 
 
 def fit_command(args, spec) -> int:
@@ -24,7 +26,7 @@ def fit_command(args, spec) -> int:
 
     if args.resume:
         _take_sources_from_run(args)
-    options, given, method = cli._options_and_settings(args, spec)
+    options, given, method = _options_and_settings(args, spec)
     method.resolve(given)  # fail on bad settings before loading anything heavy
     if method.checkpoints:
         return _fit_with_checkpoints(args, spec, method, options, given)
@@ -48,7 +50,7 @@ def _default_out(args, spec) -> Path:
 
 def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_json=None, extra_config=None) -> int:
     """Build the report of a fit and write its run folder; print the verdict and return the exit
-    status (`cli.verdict_status`). If the report fails, the draws are still saved and the failed
+    status (`verdict_status`). If the report fails, the draws are still saved and the failed
     step named (exit 1)."""
     from probgen import report
 
@@ -65,7 +67,7 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
                                    extra_json=extra_json, extra_config=extra_config)
         print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
               f"{folder / 'posterior.nc'}", file=sys.stderr)
-        return cli.EXIT_STEP_FAILED
+        return EXIT_STEP_FAILED
     print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
     rerun = divergence_rerun(built.assessment, args)
     if rerun:
@@ -76,8 +78,8 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
             print(f"probgen: step failed: {failure['step']}: {failure['error']}", file=sys.stderr)
         print(f"probgen: the draws are saved in {folder / 'posterior.nc'}; the report names the failed steps",
               file=sys.stderr)
-        return cli.EXIT_STEP_FAILED
-    return cli.verdict_status(built.assessment.overall)
+        return EXIT_STEP_FAILED
+    return verdict_status(built.assessment.overall)
 
 
 def _fit_durable(args, spec, method, options, given) -> int:
@@ -93,16 +95,16 @@ def _fit_durable(args, spec, method, options, given) -> int:
     from probgen.infer import durable, fit, methods
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
-        cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
     if args.resume and args.init_from:
-        cli.raise_usage("give --resume RUN_DIR (carry on that run) or --init-from RUN_DIR (a new run started from it), "
+        raise_usage("give --resume RUN_DIR (carry on that run) or --init-from RUN_DIR (a new run started from it), "
                     "not both")
     sets = parse_set(args.sets)
     if args.resume:
         out = Path(args.resume)
         saved = durable.read_checkpoint(out) if out.is_dir() else None
         if saved is None:
-            cli.raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
+            raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
                         f"it holds no checkpoint.json (only runs of {methods.resumable_runs()} can be resumed)"))
         options, given, saved_sets = _take_from_request(args, saved["request"], spec, method, options, given)
         sets = sets or saved_sets
@@ -187,7 +189,7 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
     from probgen.infer import _as_dataset, fit
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
-        cli.raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
     saved = None
     if args.resume:
         saved = args.saved_request
