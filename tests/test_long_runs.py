@@ -167,7 +167,7 @@ def test_a_warm_start_from_another_model_exits_2(short_run, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--resume", "{tmp}/nowhere"], "nothing to resume in '.*nowhere': it does not exist"),
-    (["--method", "svi", "--init-from", "{tmp}"], "--init-from applies to --method nuts and hmc"),
+    (["--method", "svi", "--init-from", "{tmp}"], "--init-from applies to --method nuts and --method hmc"),
 ], ids=["resume a missing folder", "warm start for svi"])
 def test_bad_long_run_flags_exit_2_with_one_line(tmp_path, extra, message):
     import re

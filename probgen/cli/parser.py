@@ -193,5 +193,5 @@ def _options_and_settings(args, spec=None) -> tuple[dict, dict, object]:
         raise_usage(f"--resume applies to methods that save their work as they go ({methods.resumable_runs()}), not "
                     f"to {method.describe()} of '{spec.name if spec else args.model}'")
     if getattr(args, "init_from", None) and not method.warm_starts:
-        raise_usage(f"--init-from applies to --method nuts and hmc, not to {method.describe()}")
+        raise_usage(f"--init-from applies to {methods.warm_starting_runs()}, not to {method.describe()}")
     return options, given, method

@@ -120,11 +120,14 @@ def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dic
     methods that are `durable`: NUTS, HMC). resume: such a folder (a run stopped early, or a
     finished one to extend with more --draws) to carry on from. init_from: a finished run
     whose last positions, step sizes and mass matrices start this one (a warm start)."""
+    from probgen.infer import methods
+
     if (checkpoint_dir is not None or resume is not None) and not method.durable:
         raise InferenceError(f"{method.describe()} does not save its work in steps; checkpoint_dir and resume apply to "
-                             "--method nuts, hmc, svi and map (and to amortised models such as vae)")
+                             f"{methods.resumable_runs()}")
     if init_from is not None and not method.warm_starts:
-        raise InferenceError(f"init_from (--init-from) applies to --method nuts and hmc, not to {method.describe()}")
+        raise InferenceError(f"init_from (--init-from) applies to {methods.warm_starting_runs()}, not to "
+                             f"{method.describe()}")
     dataset, inputs, held_out_inputs = prepare(spec, data, options, seed=seed, holdout=holdout,
                                                columns=columns, standardize=standardize, sets=sets)
     inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)

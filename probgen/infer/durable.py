@@ -451,6 +451,8 @@ def read_final_state(folder) -> tuple[list, int]:
         raise InferenceError(f"--init-from: run folder '{folder}' does not exist")
     stored = store.read(with_draws=False)
     if stored.leaves is None:
-        raise InferenceError(f"--init-from: '{folder}' holds no saved sampler state (only NUTS and HMC runs made by "
-                             "this version of probgen do)")
+        from probgen.infer import methods
+
+        raise InferenceError(f"--init-from: '{folder}' holds no saved sampler state (only runs of "
+                             f"{methods.warm_starting_runs()} made by this version of probgen do)")
     return stored.leaves, stored.done

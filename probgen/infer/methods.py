@@ -190,6 +190,13 @@ def resumable_runs() -> str:
     return ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
 
 
+def warm_starting_runs() -> str:
+    """The methods whose finished runs `--init-from` starts a new run from (`warm_starts`), in
+    words, from the registry."""
+    described = [method.describe() for method in _REGISTRY.values() if method.warm_starts]
+    return ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
+
+
 def names() -> tuple[str, ...]:
     """The names --method accepts (a command name shared by several methods appears once)."""
     return tuple(dict.fromkeys(method.command_name for method in _REGISTRY.values()))

@@ -135,7 +135,7 @@ def test_resuming_under_another_request_names_what_changed(checkpointed, tmp_pat
         fit(MODEL, DATA, "nuts", seed=seeded(1), checkpoint_dir=folder, **SETTINGS)
     with pytest.raises(InferenceError, match="does not save its work in steps"):
         fit(MODEL, DATA, "pathfinder", checkpoint_dir=tmp_path / "pathfinder")
-    with pytest.raises(InferenceError, match="init_from .* applies to --method nuts and hmc"):
+    with pytest.raises(InferenceError, match="init_from .* applies to --method nuts and --method hmc"):
         fit(MODEL, DATA, "svi", init_from=folder)
 
 
