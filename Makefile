@@ -26,7 +26,7 @@ test: $(STAMP)
 
 # the wheel installed in a fresh venv outside the checkout (tests marked `wheel`): every module in
 # it, every family listed, and every family's tiny fit, report and sample/predict run by that
-# venv's `probgen` (about 3 minutes on 2 cores; .ci/run runs it after `make test`)
+# venv's `probgen` (about 4 minutes on 2 cores; .ci/run runs it after `make test`)
 test-wheel: $(STAMP)
 	$(BIN)/python -m pytest -m "wheel and not slow" --durations=5 $(XDIST) $(PYTEST_ARGS)
 
