@@ -170,8 +170,22 @@ def _kl_weight(step, warmup: int):
     return jnp.minimum(1.0, (step + 1.0) / warmup) if warmup > 0 else jnp.asarray(1.0)
 
 
-def _leaf_key(path) -> str:
-    return ".".join(str(getattr(part, "key", getattr(part, "idx", part))) for part in path)
+def _flat_params(params: dict) -> dict:
+    """{dotted path: array} of a nested parameter dict, e.g. "decoder$params.Dense_0.kernel"."""
+    return {".".join(str(getattr(part, "key", part)) for part in path): np.asarray(value)
+            for path, value in jax.tree_util.tree_flatten_with_path(params)[0]}
+
+
+def _nested_params(flat) -> dict:
+    """The nested parameter dict back from (dotted path, array) pairs (`_flat_params`)."""
+    params: dict = {}
+    for name, value in flat:
+        *parents, leaf = str(name).split(".")
+        node = params
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = np.asarray(value)
+    return params
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:
@@ -179,8 +193,7 @@ def save_checkpoint(checkpoint: dict, path: Path) -> None:
     leaves and the best parameters as arrays, everything else (step, history, patience count,
     best value and step, settings) as a JSON record in it."""
     arrays = {f"state/{i}": np.asarray(value) for i, value in enumerate(checkpoint["state"])}
-    for key_path, value in jax.tree_util.tree_flatten_with_path(checkpoint["best_params"])[0]:
-        arrays[f"best_params/{_leaf_key(key_path)}"] = np.asarray(value)
+    arrays.update({f"best_params/{name}": value for name, value in _flat_params(checkpoint["best_params"]).items()})
     record = {k: v for k, v in checkpoint.items() if k not in ("state", "best_params")}
     arrays["record"] = np.asarray(json.dumps(record, default=_json_value))
     with durable.atomic_file(path) as temporary, open(temporary, "wb") as file:
@@ -209,15 +222,8 @@ def load_checkpoint(folder) -> dict:
             checkpoint = json.loads(str(archive["record"]))
             count = sum(1 for name in archive.files if name.startswith("state/"))
             checkpoint["state"] = [archive[f"state/{i}"] for i in range(count)]
-            best: dict = {}
-            for name in archive.files:
-                if name.startswith("best_params/"):
-                    *parents, leaf = name[len("best_params/"):].split(".")
-                    node = best
-                    for part in parents:
-                        node = node.setdefault(part, {})
-                    node[leaf] = archive[name]
-            checkpoint["best_params"] = best
+            checkpoint["best_params"] = _nested_params((name[len("best_params/"):], archive[name])
+                                                       for name in archive.files if name.startswith("best_params/"))
     except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
         raise InferenceError(f"checkpoint '{path}' cannot be read: {exc}") from None
     return checkpoint
@@ -344,24 +350,13 @@ def params_to_dataset(params: dict):
     dots, e.g. "decoder$params.Dense_0.kernel"), so they travel in posterior.nc."""
     import xarray as xr
 
-    variables = {}
-    for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
-        name = ".".join(str(getattr(part, "key", part)) for part in path)
-        value = np.asarray(value)
-        variables[name] = ([f"{name}_dim_{i}" for i in range(value.ndim)], value)
-    return xr.Dataset(variables)
+    return xr.Dataset({name: ([f"{name}_dim_{i}" for i in range(value.ndim)], value)
+                       for name, value in _flat_params(params).items()})
 
 
 def params_from_dataset(dataset) -> dict:
     """The nested parameter dict back from `params_to_dataset`'s Dataset."""
-    params: dict = {}
-    for name, variable in dataset.data_vars.items():
-        *parents, leaf = str(name).split(".")
-        node = params
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = np.asarray(variable.values)
-    return params
+    return _nested_params((name, variable.values) for name, variable in dataset.data_vars.items())
 
 
 def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress: bool = True,

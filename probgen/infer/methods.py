@@ -186,15 +186,19 @@ def resumable_runs() -> str:
     """The runs `probgen fit --resume` carries on, in words, from the registry: the methods that
     save their state as they go (`durable`) or train in checkpointed steps (`checkpoints`). The
     resume messages name them from here, so they cannot drift from what resumes."""
-    described = [method.describe() for method in _REGISTRY.values() if method.durable or method.checkpoints]
-    return ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
+    return _in_words(method.describe() for method in _REGISTRY.values() if method.durable or method.checkpoints)
 
 
 def warm_starting_runs() -> str:
     """The methods whose finished runs `--init-from` starts a new run from (`warm_starts`), in
     words, from the registry."""
-    described = [method.describe() for method in _REGISTRY.values() if method.warm_starts]
-    return ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
+    return _in_words(method.describe() for method in _REGISTRY.values() if method.warm_starts)
+
+
+def _in_words(items) -> str:
+    """"a, b and c"."""
+    items = list(items)
+    return ", ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1]
 
 
 def names() -> tuple[str, ...]:
