@@ -89,6 +89,11 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     # a changed option is refused, naming it
     assert cli.main(["fit", "vae", "--data", "digits", "--resume", str(out), "--latent-dim", "3", "--quiet"]) == 2
     assert "option latent_dim 2 there, 3 now" in capsys.readouterr().err
+    # a folder whose checkpoint is a pickle (an older probgen's, or planted): one line, exit 2, never unpickled
+    (out / "checkpoint.npz").rename(out / "checkpoint.pkl")
+    assert cli.main(["fit", "--resume", str(out), "--steps", str(step + 400), "--quiet"]) == 2
+    refused = capsys.readouterr().err.strip().splitlines()
+    assert len(refused) == 1 and "checkpoint.pkl' is a pickle written by an older probgen" in refused[0], refused
 
 
 def vae_bad_inputs(tmp_path) -> dict:
