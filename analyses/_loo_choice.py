@@ -60,7 +60,7 @@ def fit_and_choose(model: str, dataset, candidates: dict, *, method: str = "nuts
             print(f"--- {name} ---", flush=True)
         result = fit(model, dataset, method, options=options, seed=seed, progress=progress, **settings)
         result.model_reference = model
-        fits[name], verdicts[name] = result, diagnostics.assess(result.idata, method, result.settings)
+        fits[name], verdicts[name] = result, diagnostics.assess(result.idata, method, result.settings, facts=result.facts)
     convergence = {name: verdict.overall for name, verdict in verdicts.items()}
     table, reading = loo.compare({name: f.idata for name, f in fits.items()}, convergence=convergence)
     table = table[["rank", "elpd_loo", "p_loo", "elpd_diff", "se", "dse", "warning", "convergence"]]

@@ -288,7 +288,7 @@ def run(args) -> int:
         vae_ring = {"latent_dim": 2, "hidden": "64,64", "likelihood": "gaussian", "label_column": "mode",
                     "iwae_samples": 500}
         parts = split_parts(load_spec("made"), ring, load_spec("made").resolve_options(made_ring), RING_HOLDOUT,
-                            args.seed)
+                            args.seed, validation=True)
         columns = ["x", "y"]
         ring_bench = Bench("ring8", parts["training"].frame[columns].to_numpy(), parts["validation"].frame[columns].to_numpy(),
                            parts["held_out"].frame[columns].to_numpy(), 0, args,
@@ -306,7 +306,8 @@ def run(args) -> int:
         vae_digits = {**common, "likelihood": "beta", "latent_dim": 8, "hidden": "128,64", "iwae_samples": 1000}
         made_digits = {**common, "hidden": "256,256", "conditional": "mog", "components": 5}
         spec = load_spec("made")
-        parts = split_parts(spec, digits, spec.resolve_options(made_digits), DIGITS_HOLDOUT, args.seed, spec.amortized.preprocess)
+        parts = split_parts(spec, digits, spec.resolve_options(made_digits), DIGITS_HOLDOUT, args.seed, validation=True,
+                            set_apart=spec.amortized.preprocess)
         digits_bench = Bench("digits", parts["training"].frame[pixels].to_numpy(), parts["validation"].frame[pixels].to_numpy(),
                              parts["held_out"].frame[pixels].to_numpy(), 17, args,
                              labels=parts["training"].frame["target"].to_numpy(),

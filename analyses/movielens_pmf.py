@@ -55,7 +55,7 @@ COLUMNS = {"user_column": "user", "item_column": "item", "rating_column": "ratin
 def _split(split: str, max_users: int = 0, min_item_ratings: int = 0):
     options = SPEC.resolve_options({"split": split, "max_users": max_users, "min_item_ratings": min_item_ratings})
     dataset = load_ratings("movielens", options)
-    parts = split_parts(SPEC, dataset, options, 0.2, 0)  # its validation and held-out parts: the 20% scored here
+    parts = split_parts(SPEC, dataset, options, 0.2, 0, validation=True)  # its validation and held-out parts: the 20% scored here
     return parts["training"].frame, pd.concat([parts["validation"].frame, parts["held_out"].frame], ignore_index=True)
 
 

@@ -158,7 +158,7 @@ def run(args) -> int:
         value, se = bits_per_character(scores["bits"].values, scores["symbols"].values)
         rows.append({"model": label, "bits": scores["bits"].values, "value": value, "se": se,
                      "seconds": fits[name].timings["inference"], "parameters": _parameters(fits[name].idata),
-                     "steps": fits[name].settings["steps_run"], "stopped_early": fits[name].settings["stopped_early"]})
+                     "steps": fits[name].facts["steps_run"], "stopped_early": fits[name].facts["stopped_early"]})
     best = min((r for r in rows if "gram" in r["model"]), key=lambda r: r["value"])
     for row in rows:
         row["minus_best_ngram"], row["difference_se"] = paired_difference(row["bits"], best["bits"], symbols)

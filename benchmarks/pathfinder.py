@@ -34,7 +34,7 @@ def compare(name: str, seed: int) -> dict:
                     f"{method} worst |mean diff|/sd": round(agreed["worst_mean_difference_sd"], 2),
                     f"{method} worst sd ratio": round(agreed["worst_sd_ratio"], 2)})
         if method == "pathfinder":
-            row["pareto k"] = round(result.settings["pareto_k"], 2)
+            row["pareto k"] = round(result.facts["pareto_k"], 2)
     row["time ratio nuts/pathfinder"] = round(row["nuts s"] / row["pathfinder s"], 1)
     return row
 

@@ -179,7 +179,7 @@ def run_probgen(p: Posterior) -> dict:
 
     first, sampling, (samples, grads), apart = _twice(call)
     return {"first_call_s": first, "sampling_s": sampling, "compile_apart": apart, "posterior": samples,
-            "gradients": grads, "layout": settings["chain_method_used"]}
+            "gradients": grads, "layout": program.chain_method}
 
 
 def numpyro_runner(p: Posterior, chain_method: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Mapping
 
 import arviz as az
 import numpy as np
@@ -183,23 +184,23 @@ def check_tree_depth(idata, max_tree_depth: int | None) -> Verdict:
                    "short, sampling is slow and may be inefficient; reparameterise or raise max_tree_depth")
 
 
-def check_optimization(idata, settings: dict, what: str) -> Verdict:
+def check_optimization(idata, facts: Mapping, what: str) -> Verdict:
     threshold = "no detectable improvement over the last window"
     if "optimization" not in idata.groups():
         return Verdict("converged", "skip", None, threshold, "no optimisation record")
     steps = int(idata.optimization.sizes["step"])
-    if settings.get("converged"):
+    if facts.get("converged"):
         return Verdict("converged", "pass", steps, threshold, f"{what} converged after {steps} steps")
     return Verdict("converged", "fail", steps, threshold,
                    f"{what} had not converged when it stopped at {steps} steps; raise --steps or the learning rate")
 
 
-def check_training(idata, settings: dict) -> Verdict:
+def check_training(idata, settings: Mapping, facts: Mapping) -> Verdict:
     """Amortised training (VAE): stopped because the validation ELBO no longer improved
     (pass), or at the step limit while it still improved (warn: more steps may help)."""
     threshold = f"validation ELBO no better by {settings.get('min_delta')} nats for {settings.get('patience')} evaluations"
-    steps, best = settings.get("steps_run"), settings.get("best_step")
-    if settings.get("stopped_early"):
+    steps, best = facts.get("steps_run"), facts.get("best_step")
+    if facts.get("stopped_early"):
         return Verdict("converged", "pass", steps, threshold,
                        f"training stopped at step {steps}: the validation ELBO stopped improving (best at step {best})")
     return Verdict("converged", "warn", steps, threshold,
@@ -238,19 +239,21 @@ def pareto_k_verdict(khat: float | None) -> Verdict:
                    f"k = {khat:.2f}: the approximation is far from the posterior; use NUTS for inference")
 
 
-def assess(idata: az.InferenceData, method, settings: dict | None = None, quantities=None) -> Assessment:
+def assess(idata: az.InferenceData, method, settings: Mapping | None = None, quantities=None,
+           facts: Mapping | None = None) -> Assessment:
     """Run the checks that apply to `method`: a registered `probgen.infer.methods.Method`, or
-    the name a run folder's config gives it (read together with `settings`).
+    the name a run folder's config gives it; `settings` are what was asked for, `facts` what
+    happened (`Result.facts`: steps run, convergence, Pareto k).
 
     quantities: an xarray Dataset of (chain, draw, ...) variables that R-hat and ESS are judged
     on instead of the posterior (`ModelSpec.convergence_on`: a BNN's predictions and log
     density, as its weights are not identified across chains)."""
     from probgen.infer import methods
 
-    settings = settings or {}
+    settings, facts = settings or {}, facts or {}
     if isinstance(method, str):
-        method = methods.for_config({"method": method, "settings": settings})
-    verdicts = list(method.verdicts(idata, settings, quantities))
+        method = methods.for_config({"method": method, "settings": settings, "facts": facts})
+    verdicts = list(method.verdicts(idata, settings, facts, quantities))
     worst = max((v.status for v in verdicts), key=STATUS_ORDER.__getitem__)
     problems = [v for v in verdicts if v.status in ("warn", "fail")]
     if worst == "fail":

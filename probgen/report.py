@@ -167,7 +167,10 @@ def assess_run(idata, config: dict, spec: ModelSpec | None = None) -> diagnostic
             spec = load_spec(config["model"]["reference"])
         except Exception:  # a moved model file: judge the posterior as it is
             spec = None
-    return diagnostics.assess(idata, config["method"], config.get("settings"), _convergence_quantities(idata, spec))
+    from probgen.infer import methods
+
+    return diagnostics.assess(idata, methods.for_config(config), config.get("settings"),
+                              _convergence_quantities(idata, spec), methods.facts_of(config))
 
 
 def _convergence_quantities(idata, spec: ModelSpec | None):
@@ -199,7 +202,7 @@ def build_report(
             return default
 
     assessment = step("convergence diagnostics", lambda: diagnostics.assess(
-        idata, method, config.get("settings"), _convergence_quantities(idata, spec)))
+        idata, method, config.get("settings"), _convergence_quantities(idata, spec), methods.facts_of(config)))
     if assessment is None:
         assessment = diagnostics.Assessment("failed", "The convergence checks could not run (see the failed steps): "
                                                       "do not use these estimates until they do.", ())

@@ -89,6 +89,6 @@ def test_constant_elements_are_ignored_not_failed():
 def test_unconverged_optimisation_fails():
     idata = az.from_dict(posterior={"mu": iid(chains=1, draws=100)})
     idata.add_groups(optimization=xr.Dataset({"loss": ("step", np.linspace(10, 1, 500))}))
-    assessment = diagnostics.assess(idata, "map", {"converged": False})
+    assessment = diagnostics.assess(idata, "map", facts={"converged": False})
     assert assessment.overall == "failed" and "had not converged" in assessment.summary
-    assert diagnostics.assess(idata, "map", {"converged": True}).overall == "trusted"
+    assert diagnostics.assess(idata, "map", facts={"converged": True}).overall == "trusted"

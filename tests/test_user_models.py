@@ -276,13 +276,13 @@ def test_a_failure_after_sampling_keeps_the_draws_and_names_the_step(tmp_path, c
 
 
 def test_a_failure_building_the_results_still_saves_every_draw(tmp_path, capsys, monkeypatch):
-    import probgen.infer.driver as driver  # the posterior path every method shares
+    import probgen.infer.results as results  # the one InferenceData builder every method's results go through
 
     def broken(*args, **kwargs):
         raise TypeError("simulated failure while building the results")
 
     model, data = eight_schools(tmp_path)
-    monkeypatch.setattr(driver, "build_inference_data", broken)
+    monkeypatch.setattr(results, "build_inference_data", broken)
     status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
     assert status == 1 and "simulated failure while building the results" in err
     import arviz as az

@@ -2,8 +2,9 @@
 
 Each method is one module registered by name in `probgen.infer.methods` (nuts and hmc in
 `mcmc.py`, svi in `svi.py`, map in `map.py`, the minibatch trainer in `amortized.py`,
-pathfinder in `pathfinder.py`); `driver.py` holds the posterior path they share and
-`results.py` builds the results the same way for all.
+pathfinder in `pathfinder.py`, the exact conjugate update in `exact.py`, adversarial training
+in `adversarial.py`); `driver.py` holds the one pipeline they share (load, split, trace, run)
+and `results.py` builds the results the same way for all.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from probgen.infer import pathfinder  # noqa: E402,F401  pathfinder
 from probgen.infer import amortized  # noqa: E402,F401  minibatch (answers to --method svi for amortised models)
 from probgen.infer import adversarial  # noqa: E402,F401  adversarial (GANs)
 from probgen.infer import exact  # noqa: E402,F401  exact (conjugate models)
+from probgen.infer import driver
 from probgen.infer.driver import _as_dataset, as_spec, check_discrete_sites, prepare, user_code  # noqa: F401
 from probgen.infer.results import Fit, versions
 from probgen.spec import ModelSpec
@@ -97,7 +99,6 @@ def fit(
     spec = as_spec(spec)
     chosen = methods.for_spec(method, spec)
     resolved = chosen.resolve(settings)
-    durable = {} if init_from is None else {"init_from": init_from}
-    return chosen.fit(spec, data, resolved, options=spec.resolve_options(options), seed=seed, progress=progress,
-                      columns=columns, standardize=standardize, holdout=holdout, sets=sets, reference=reference,
-                      checkpoint_dir=checkpoint_dir, resume=resume, **durable)
+    return driver.fit(chosen, spec, data, resolved, options=spec.resolve_options(options), seed=seed,
+                      progress=progress, columns=columns, standardize=standardize, holdout=holdout, sets=sets,
+                      reference=reference, checkpoint_dir=checkpoint_dir, resume=resume, init_from=init_from)

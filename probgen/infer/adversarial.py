@@ -9,13 +9,9 @@ mode collapse and oscillation (`probgen.models.gan.coverage.diagnose`).
 
 from __future__ import annotations
 
-import time
-
-import jax
-
 from probgen.errors import InferenceError
-from probgen.infer.methods import Method, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT, part_inputs, parts_inference_data, split_parts
+from probgen.infer.methods import Method, Result, Setting, register
+from probgen.infer.parts import DEFAULT_HOLDOUT
 
 SETTINGS = (
     Setting("steps", int, 5000, "training steps (one discriminator and one generator update each)", minimum=1),
@@ -28,27 +24,17 @@ SETTINGS = (
 )
 
 
-def fit_adversarial(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress=True,
-                    reference=None):
-    from probgen.infer.results import Fit
-
-    holdout = float(holdout) or DEFAULT_HOLDOUT
-    parts = split_parts(spec, dataset, options, holdout, seed)
-    inputs = part_inputs(spec, parts, options)
-    started = time.perf_counter()
-    groups = spec.adversarial.fit(inputs, options, settings, jax.random.PRNGKey(seed), progress)
-    trained = time.perf_counter() - started
+def fit_adversarial(problem, settings: dict):
+    """Train the game (`spec.adversarial`) on the problem's parts; returns a `Result` with the
+    family's posterior (its generated rows), networks and training history."""
+    spec = problem.spec
+    groups = spec.adversarial.fit(problem.parts, problem.options, settings, problem.keys.root, problem.progress)
     for name in ("posterior", "parameters", "adversarial_training"):
         if name not in groups:
             raise InferenceError(f"model '{spec.name}': Adversarial.fit returned no '{name}' group")
-    train = inputs["training"]
-    idata = parts_inference_data(groups.pop("posterior"), inputs, groups)
-    attrs = idata.adversarial_training.attrs
-    record = {**settings, "holdout": holdout, "adversarial": True, "collapse": bool(attrs["collapse"]),
-              "oscillation": bool(attrs["oscillation"])}
-    return Fit(idata=idata, spec=spec, inputs=train, method="adversarial", settings=record, seed=int(seed),
-               options=options, model_reference=reference or spec.name, dataset=parts["training"],
-               timings={"inference": trained, "results": 0.0})
+    attrs = groups["adversarial_training"].attrs
+    facts = {"collapse": bool(attrs["collapse"]), "oscillation": bool(attrs["oscillation"])}
+    return Result(groups.pop("posterior"), facts=facts, groups=groups)
 
 
 class AdversarialMethod(Method):
@@ -58,6 +44,9 @@ class AdversarialMethod(Method):
     title = "adversarial training (a two-player game)"
     settings = SETTINGS
     exclusive = True
+    traces_model = False  # no likelihood to trace: the family's generated rows stand as its posterior
+    wants_validation = True
+    default_holdout = DEFAULT_HOLDOUT
     posterior_report = False  # no likelihood, no posterior: the model reports samples and coverage
     gives_posterior_sample = False
     loss_label = "discriminator and generator losses"
@@ -65,17 +54,8 @@ class AdversarialMethod(Method):
     def claims(self, spec) -> bool:
         return getattr(spec, "adversarial", None) is not None
 
-    def fit(self, spec, data, settings, *, options, seed=0, progress=True, columns=None, standardize=False,
-            holdout=0.0, sets=None, reference=None, checkpoint_dir=None, resume=None, init_from=None):
-        from probgen.infer.driver import _as_dataset
-
-        if sets:
-            raise InferenceError(f"--set gives arguments by name; model '{spec.name}' takes its data as a table")
-        if init_from is not None or resume is not None:
-            raise InferenceError("adversarial training starts afresh: --init-from and --resume do not apply")
-        dataset = _as_dataset(data, columns, standardize, spec, options)
-        return fit_adversarial(spec, dataset, options, settings, seed, holdout, progress=progress,
-                               reference=reference)
+    def run(self, problem, settings):
+        return fit_adversarial(problem, settings)
 
     def sbc_refit(self, spec, inputs, settings, structure):
         raise InferenceError(f"simulation-based calibration needs a posterior; model '{spec.name}' is trained as a game")
@@ -83,7 +63,7 @@ class AdversarialMethod(Method):
     def new_rows(self, spec, idata, config, rng_key, num_rows):
         return spec.adversarial.generate(idata, config, rng_key, num_rows)
 
-    def verdicts(self, idata, settings, quantities=None) -> list:
+    def verdicts(self, idata, settings, facts, quantities=None) -> list:
         from probgen.diagnostics import Verdict
 
         attrs = idata.adversarial_training.attrs

@@ -39,7 +39,7 @@ from probgen import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer import durable
 from probgen.infer.methods import Method, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT, _dims, data_groups, part_inputs, split_parts
+from probgen.infer.parts import DEFAULT_HOLDOUT
 
 DEFAULTS = {
     "steps": 20000,  # upper bound; early stopping usually ends training first
@@ -359,28 +359,22 @@ def params_from_dataset(dataset) -> dict:
     return _nested_params((name, variable.values) for name, variable in dataset.data_vars.items())
 
 
-def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdout: float, *, progress: bool = True,
-                  checkpoint_dir=None, resume: dict | None = None, reference: str | None = None):
-    """Fit an amortised model (`spec.amortized`, e.g. the VAE) and return a `Fit`.
-
-    The rows are split with `seed` into training, validation and held-out parts (see
-    `probgen.infer.parts.split_parts`); training stops early on the validation ELBO; `spec.amortized.evaluate`
-    scores the parts. The InferenceData holds: posterior (`draws` draws of each training row's
-    latents from the encoder), observed_data (training rows), validation_data, held_out_data
-    (and anomaly_data), the network `parameters`, the evaluation groups and an `optimization`
-    group (training and validation ELBO per evaluation).
-    """
+def train_amortized(problem, settings: dict):
+    """Train an amortised model (`spec.amortized`, e.g. the VAE) on the problem's training part,
+    stopping early on the validation part's ELBO; `spec.amortized.evaluate` scores the parts.
+    Returns a `Result`: posterior (`draws` draws of each training row's latents from the
+    encoder; the networks' parameters as one draw for a model without latents), the network
+    `parameters` and the evaluation groups, and an `optimization` record (training and
+    validation ELBO per evaluation)."""
     import arviz as az
     import xarray as xr
     from numpyro import handlers
 
-    from probgen.infer.results import Fit
+    from probgen.infer.methods import Result
 
-    holdout = float(holdout) or DEFAULT_HOLDOUT
-    parts = split_parts(spec, dataset, options, holdout, seed, spec.amortized.preprocess)
-    inputs = part_inputs(spec, parts, options)
+    spec, inputs = problem.spec, problem.parts
     train_inputs = inputs["training"]
-    train_key, evaluate_key, draw_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    train_key, evaluate_key, draw_key = problem.keys.inference, problem.keys.results, problem.keys.init
 
     stream = tuple(spec.amortized.stream)
     if stream:  # per-row arguments streamed from the host, one minibatch per step
@@ -396,7 +390,8 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
         def evaluate(params, rows, key):
             return spec.amortized.elbo(params, rows, {**fixed, "num_points": len(next(iter(rows.values())))}, key)
 
-        x_train = Stream(rows_of(train_inputs), int(settings["batch_size"]), seed, int(settings.get("devices", 1)))
+        x_train = Stream(rows_of(train_inputs), int(settings["batch_size"]), problem.seed,
+                         int(settings.get("devices", 1)))
         x_validation = rows_of(inputs["validation"])
     else:
         if int(settings.get("devices", 1)) != 1:
@@ -411,12 +406,9 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
 
         x_train, x_validation = train_inputs.observed["x"], inputs["validation"].observed["x"]
 
-    started = time.perf_counter()
     trained = train(spec.model, spec.guide, model_kwargs, x_train, x_validation, settings, train_key, evaluate,
-                    progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
-    training_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    groups = spec.amortized.evaluate(trained.params, inputs, options, evaluate_key)
+                    progress=problem.progress, checkpoint_dir=problem.checkpoint, resume=problem.resume)
+    groups = spec.amortized.evaluate(trained.params, inputs, problem.options, evaluate_key)
 
     # draws of each training row's latents from the fitted encoder (or of the global latents of
     # a streamed model, whose guide sees one batch): the posterior group
@@ -436,29 +428,22 @@ def fit_amortized(spec, dataset, options: dict, settings: dict, seed: int, holdo
     # NetCDF forbids '/' in names, which scoped sites have (random_flax_module's "head/kernel")
     posterior = {name.replace("/", "."): np.asarray(value)[None] for name, value in draws.items()}
     parameters = params_to_dataset(trained.params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        idata = az.from_dict(posterior=posterior, observed_data=dict(train_inputs.observed),
-                             coords=dict(train_inputs.coords), dims=dict(train_inputs.dims))
-    extra = {"parameters": parameters, **data_groups(inputs)}
-    if not posterior:  # no latent variables (MADE): the point estimate is the posterior, one draw
-        extra["posterior"] = parameters.expand_dims({"chain": [0], "draw": [0]})
-    for name, value in train_inputs.labels.items():
-        idata.observed_data[name] = (_dims(train_inputs, name, value), np.asarray(value))
+    if posterior:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            posterior = az.from_dict(posterior=posterior, coords=dict(train_inputs.coords),
+                                     dims=dict(train_inputs.dims)).posterior
+    else:  # no latent variables (MADE): the point estimate is the posterior, one draw
+        posterior = parameters.expand_dims({"chain": [0], "draw": [0]})
     history = trained.history
-    extra["optimization"] = xr.Dataset(
+    optimization = xr.Dataset(
         {name: ("evaluation", np.asarray(history[name], float)) for name in ("train_elbo", "heldout_elbo", "seconds")},
         coords={"evaluation": np.arange(len(history["step"])), "step": ("evaluation", np.asarray(history["step"]))},
         attrs={"steps_run": trained.steps_run, "best_step": trained.best_step, "stopped_early": int(trained.stopped_early),
                "resumed_from": trained.resumed_from})
-    extra.update(groups)
-    idata.add_groups(extra)
-    record = {**settings, "holdout": holdout, "amortized": True, "steps_run": trained.steps_run,
-              "best_step": trained.best_step, "stopped_early": trained.stopped_early,
-              "resumed_from": trained.resumed_from, "converged": trained.stopped_early}
-    return Fit(idata=idata, spec=spec, inputs=train_inputs, method="svi", settings=record, seed=int(seed),
-               options=options, model_reference=reference or spec.name, dataset=parts["training"],
-               timings={"inference": training_seconds, "results": time.perf_counter() - started})
+    facts = {"steps_run": trained.steps_run, "best_step": trained.best_step, "stopped_early": trained.stopped_early,
+             "resumed_from": trained.resumed_from, "converged": trained.stopped_early}
+    return Result(posterior, optimization=optimization, facts=facts, groups={"parameters": parameters, **groups})
 
 
 def training_request(reference: str, dataset, options: dict, settings: dict, seed: int, holdout: float) -> dict:
@@ -502,6 +487,9 @@ class MinibatchMethod(Method):
     title = "amortised minibatch SVI"
     settings = SETTINGS
     exclusive = True
+    traces_model = False  # its posterior is an encoder's draws of per-row latents (or the networks)
+    wants_validation = True  # the validation ELBO stops training
+    default_holdout = DEFAULT_HOLDOUT
     checkpoints = True
     posterior_report = False  # per-row latents from an encoder and point-estimate networks: the model reports
     gives_posterior_sample = False
@@ -520,25 +508,18 @@ class MinibatchMethod(Method):
     def shares(self, spec) -> bool:
         return not spec.amortized.only
 
-    def owns_run(self, config) -> bool:
-        return config.get("method") == self.command_name and bool((config.get("settings") or {}).get("amortized"))
+    def set_apart(self, spec):
+        return spec.amortized.preprocess
 
-    def fit(self, spec, data, settings, *, options, seed=0, progress=True, columns=None, standardize=False,
-            holdout=0.0, sets=None, reference=None, checkpoint_dir=None, resume=None):
-        from probgen.infer.driver import _as_dataset
-
-        if sets:
-            raise InferenceError(f"--set gives arguments by name; model '{spec.name}' takes its data as a table")
-        dataset = _as_dataset(data, columns, standardize, spec, options)
-        return fit_amortized(spec, dataset, options, settings, seed, holdout, progress=progress,
-                             checkpoint_dir=checkpoint_dir, resume=resume, reference=reference)
+    def run(self, problem, settings):
+        return train_amortized(problem, settings)
 
     def sbc_refit(self, spec, inputs, settings, structure):
         raise InferenceError(f"simulation-based calibration needs posterior draws of global parameters; model "
                              f"'{spec.name}' is fitted by amortised SVI to point estimates of its networks")
 
-    def verdicts(self, idata, settings, quantities=None) -> list:
-        return [diagnostics.check_training(idata, settings)]
+    def verdicts(self, idata, settings, facts, quantities=None) -> list:
+        return [diagnostics.check_training(idata, settings, facts)]
 
     def trusted_summary(self, verdicts, settings) -> str:
         return ("Training converged: the validation score stopped improving. The parameters come from a fitted "

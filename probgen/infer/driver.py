@@ -1,6 +1,7 @@
-"""The posterior path every method that draws global parameters shares: prepare the data
-(`prepare`), read the model's structure, run the method (`Method.run`), build the results.
-A user's exception inside their model is reported with its file and line (`user_code`).
+"""The one pipeline of every fit (`fit`): load and split the data (`load_parts`), read the
+model's structure, run the method (`Method.run` on a `Problem`), build the results from its
+`Result` (`probgen.infer.results.to_inference_data`). A user's exception inside their model is
+reported with its file and line (`user_code`).
 """
 
 from __future__ import annotations
@@ -8,13 +9,12 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-import jax
-
 from probgen import binding
 from probgen import data as data_module
 from probgen import data_kinds
 from probgen.errors import InferenceError, ModelError, ProbgenError, user_exception
-from probgen.infer.results import Fit, build_inference_data, draws_only, model_structure
+from probgen.infer.parts import part_inputs, split_parts
+from probgen.infer.results import Fit, draws_only, model_structure, to_inference_data
 from probgen.spec import ModelSpec, describe_function, is_plain_model, load_spec, takes_x_array
 
 
@@ -38,13 +38,17 @@ def as_spec(model) -> ModelSpec:
     raise InferenceError(f"model must be a ModelSpec, a model name, a .py path or a function, not {type(model).__name__}")
 
 
-def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0, holdout: float = 0.0, columns=None,
-            standardize: bool = False, sets: Mapping[str, Any] | None = None):
-    """(data set, model inputs, held-out inputs or None) for fitting `spec` to `data`.
+def load_parts(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0, holdout: float = 0.0,
+               columns=None, standardize: bool = False, sets: Mapping[str, Any] | None = None,
+               validation: bool = False, set_apart=None) -> tuple[Any, dict]:
+    """(training data set, {part: ModelInputs}) for fitting `spec` to `data`: the one split
+    (`probgen.infer.parts`) and the one binding of every part.
 
-    A spec with its own `prepare`, or a model that takes the `x` array, gets a numeric table
-    (`probgen.data.Dataset`); any other plain model is bound to its data by argument name
-    (`probgen.binding`): a dict, JSON, NPZ, or a table's columns.
+    A spec with its own `prepare`, or a model that takes the `x` array, gets its data kind's
+    data set (`probgen.data_kinds`: a numeric table, text, ratings); any other plain model is
+    bound to its data by argument name (`probgen.binding`): a dict, JSON, NPZ, or a table's
+    columns. `validation` and `set_apart`: what the method asks of the split
+    (`Method.wants_validation`, `Method.set_apart`).
     """
     if is_plain_model(spec):
         named = data_module.load_named(data, sets)
@@ -52,24 +56,26 @@ def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0,
             if standardize or columns:
                 raise InferenceError("--standardize and --columns apply to models that take the data as one x array; "
                                      f"{describe_function(spec.model)} takes its data by argument name")
-            held = None
+            parts = {"training": named}
             if holdout:
-                named, held = named.split(holdout, seed)
-            inputs = binding.bind(spec.model, named)
-            return named, inputs, None if held is None else binding.bind(spec.model, held)
-        if sets:
-            raise InferenceError(f"--set gives arguments by name; {describe_function(spec.model)} takes its data as x")
+                parts["training"], parts["held_out"] = named.split(holdout, seed)
+            return parts["training"], {part: binding.bind(spec.model, values) for part, values in parts.items()}
+    if sets:
+        raise InferenceError(f"--set gives arguments by name; {describe_function(spec.model)} takes its data as x"
+                             if is_plain_model(spec) else
+                             f"--set gives arguments by name; model '{spec.name}' takes its data as a table")
     dataset = _as_dataset(data, columns, standardize, spec, options)
-    held_out = held_out_inputs = None
-    if holdout:
-        description = spec.held_out
-        sequence_column = description.sequence(options) if description and description.sequence else None
-        dataset, held_out = dataset.split(holdout, seed, sequence_column=sequence_column)
-    inputs = spec.prepare(dataset.frame, options)
-    if held_out is not None:
-        held_out_inputs = (spec.held_out.inputs(dataset.frame, held_out.frame, options)
-                           if spec.held_out and spec.held_out.inputs else spec.prepare(held_out.frame, options))
-    return dataset, inputs, held_out_inputs
+    parts = split_parts(spec, dataset, options, holdout, seed, validation=validation, set_apart=set_apart)
+    return parts["training"], part_inputs(spec, parts, options)
+
+
+def prepare(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0, holdout: float = 0.0, columns=None,
+            standardize: bool = False, sets: Mapping[str, Any] | None = None):
+    """(training data set, training inputs, held-out inputs or None): `load_parts` without a
+    validation part."""
+    dataset, parts = load_parts(spec, data, options, seed=seed, holdout=holdout, columns=columns,
+                                standardize=standardize, sets=sets)
+    return dataset, parts["training"], parts.get("held_out")
 
 
 def user_code(spec: ModelSpec, step):
@@ -110,29 +116,33 @@ def check_discrete_sites(structure, method) -> None:
                              f"{method.describe()} cannot")
 
 
-def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: int = 0,
-                  progress: bool = True, columns=None, standardize: bool = False, holdout: float = 0.0,
-                  sets: Mapping[str, Any] | None = None, reference: str | None = None,
-                  checkpoint_dir=None, resume=None, init_from=None) -> Fit:
-    """`Method.fit` for every method that draws from (an approximation of) the posterior.
+def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: int = 0, progress: bool = True,
+        columns=None, standardize: bool = False, holdout: float = 0.0, sets: Mapping[str, Any] | None = None,
+        reference: str | None = None, checkpoint_dir=None, resume=None, init_from=None) -> Fit:
+    """The only fit, for every method: load and split the data (`load_parts`), trace the
+    model (for a method that `traces_model`), `method.run` the `Problem`, build the results
+    (`to_inference_data`) and return the `Fit`.
 
-    checkpoint_dir: a folder the draws stream into as they come (`probgen.infer.durable`;
-    methods that are `durable`: NUTS, HMC). resume: such a folder (a run stopped early, or a
-    finished one to extend with more --draws) to carry on from. init_from: a finished run
-    whose last positions, step sizes and mass matrices start this one (a warm start)."""
+    checkpoint_dir, resume: for a `durable` method (`probgen.infer.durable`) a folder the draws
+    or optimiser state stream into, and such a folder to carry on from (a run stopped early, or
+    a finished one to extend); for a method that `checkpoints` (the minibatch trainer) its
+    checkpoint folder and the checkpoint loaded from it. init_from: a finished run whose last
+    state starts this one (a `warm_starts` method)."""
     from probgen.infer import methods
 
-    if (checkpoint_dir is not None or resume is not None) and not method.durable:
+    if (checkpoint_dir is not None or resume is not None) and not (method.durable or method.checkpoints):
         raise InferenceError(f"{method.describe()} does not save its work in steps; checkpoint_dir and resume apply to "
                              f"{methods.resumable_runs()}")
     if init_from is not None and not method.warm_starts:
         raise InferenceError(f"init_from (--init-from) applies to {methods.warm_starting_runs()}, not to "
                              f"{method.describe()}")
-    dataset, inputs, held_out_inputs = prepare(spec, data, options, seed=seed, holdout=holdout,
-                                               columns=columns, standardize=standardize, sets=sets)
-    inference_key, results_key, init_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-    checkpoint = None
-    if checkpoint_dir is not None or resume is not None:
+    holdout = float(holdout) or method.default_holdout
+    dataset, parts = load_parts(spec, data, options, seed=seed, holdout=holdout, columns=columns,
+                                standardize=standardize, sets=sets, validation=method.wants_validation,
+                                set_apart=method.set_apart(spec))
+    keys = methods.Keys.from_seed(seed)
+    checkpoint = resume if method.checkpoints else None
+    if method.durable and (checkpoint_dir is not None or resume is not None):
         from probgen.infer import durable
 
         request = durable.run_request(reference or spec.name, dataset, spec.resolve_options(options), settings, seed,
@@ -140,42 +150,44 @@ def posterior_fit(method, spec: ModelSpec, data, settings: dict, *, options: dic
         checkpoint = durable.open_checkpoint(resume if resume is not None else checkpoint_dir, request,
                                              resume=resume is not None, method=method)
     start = time.perf_counter()
-    structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
-    check_discrete_sites(structure, method)
-    extra = {} if checkpoint is None and init_from is None else {"checkpoint": checkpoint, "init_from": init_from}
-    draws = user_code(spec, lambda: method.run(spec, inputs, settings, inference_key, init_key=init_key,
-                                               structure=structure, progress=progress, **extra))
-    return results(method, spec, settings, seed, options, dataset, inputs, held_out_inputs, draws, structure,
-                   results_key, reference, {"inference": time.perf_counter() - start})
+    structure = None
+    if method.traces_model:
+        inputs = parts["training"]
+        structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
+        check_discrete_sites(structure, method)
+    problem = methods.Problem(spec, options, parts, dataset, int(seed), keys, structure, progress,
+                              checkpoint_dir if method.checkpoints else checkpoint, init_from,
+                              checkpoint if method.checkpoints else None)
+    result = user_code(spec, lambda: method.run(problem, settings))
+    return results(method, problem, settings, result, reference, {"inference": time.perf_counter() - start})
 
 
-def results(method, spec, settings, seed, options, dataset, inputs, held_out_inputs, draws, structure, results_key,
-            reference, timings) -> Fit:
-    """The `Fit` of a method's draws: InferenceData with predictive draws and log-likelihood.
-    If that fails, the draws are kept and the failed step named."""
+def results(method, problem, settings: dict, result, reference: str | None, timings: dict) -> Fit:
+    """The `Fit` of a method's `Result`: InferenceData with predictive draws and log-likelihood
+    (`to_inference_data`). If that fails, the draws are kept and the failed step named."""
     start = time.perf_counter()
     failures = []
     try:
-        idata = build_inference_data(
-            spec, inputs, draws.samples, results_key, sample_stats=draws.sample_stats,
-            optimization=draws.optimization, structure=structure, held_out=held_out_inputs,
-        )
+        idata = to_inference_data(problem, result)
     except Exception as exc:  # the draws are worth more than the step that failed: keep them
+        if problem.structure is None:
+            raise
         failures.append({"step": "results (predictive draws, log-likelihood, prior predictive)",
-                         "error": user_exception(exc, spec.model) or f"{type(exc).__name__}: {exc}"})
-        idata = draws_only(draws.samples, draws.sample_stats, draws.optimization, structure)
+                         "error": user_exception(exc, problem.spec.model) or f"{type(exc).__name__}: {exc}"})
+        idata = draws_only(result.posterior, result.sample_stats, result.optimization, problem.structure)
     return Fit(
         idata=idata,
-        spec=spec,
-        inputs=inputs,
+        spec=problem.spec,
+        inputs=problem.inputs,
         method=method.command_name,
         settings=settings,
-        seed=int(seed),
-        options=options,
-        model_reference=reference or spec.name,
-        dataset=dataset,
+        seed=problem.seed,
+        options=problem.options,
+        model_reference=reference or problem.spec.name,
+        dataset=problem.dataset,
         timings={**timings, "results": time.perf_counter() - start},
         failures=failures,
+        facts={"method": method.name, **result.facts},
     )
 
 
@@ -198,24 +210,21 @@ def stored_fit(folder, progress: bool = False) -> tuple[Fit, dict]:
     spec = as_spec(model_to_load(request, folder))
     options, settings = request["options"], method.resolve(request["settings"])
     data_source = data_to_read(request, folder)
-    dataset, inputs, held_out_inputs = prepare(spec, data_source, options, seed=request["seed"],
-                                               holdout=request["holdout"], columns=request["data"].get("columns"),
-                                               standardize=request["data"].get("standardize", False),
-                                               sets=request["data"].get("sets"))
+    dataset, parts = load_parts(spec, data_source, options, seed=request["seed"], holdout=request["holdout"],
+                                columns=request["data"].get("columns"),
+                                standardize=request["data"].get("standardize", False), sets=request["data"].get("sets"))
     if dataset.sha256 != request["data"]["sha256"]:
         raise InferenceError(f"the data in '{data_source}' changed since the run in '{folder}' started "
                              "(different values): the report would pair its draws with other data")
-    _, results_key, _ = jax.random.split(jax.random.PRNGKey(request["seed"]), 3)
     stored = durable.ChainStore(folder).read(saved.get("base_draws", 0))
     if not stored.samples:
         raise InferenceError(f"'{folder}' holds no draws yet: the run stopped during warm-up "
                              f"({stored.done} of {settings['warmup']} warm-up iterations saved); carry on with "
                              f"--resume {folder}")
+    inputs = parts["training"]
     structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
-    from probgen.infer.methods import Draws
-
-    draws = Draws(stored.samples, stored.stats)
-    fit = results(method, spec, settings, request["seed"], options, dataset, inputs, held_out_inputs, draws,
-                  structure, results_key, request["model"], {})
+    problem = methods.Problem(spec, options, parts, dataset, int(request["seed"]),
+                              methods.Keys.from_seed(request["seed"]), structure, progress)
+    fit = results(method, problem, settings, methods.Result(stored.samples, stored.stats), request["model"], {})
     return fit, {"draws": stored.num_draws, "of": int(settings["draws"]), "chunks": stored.chunks,
                  "damaged": stored.damaged}

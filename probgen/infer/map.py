@@ -15,7 +15,7 @@ from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
-from probgen.infer.methods import Draws, Method, Setting, register
+from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.svi import optimize, start_at
 from probgen.spec import ModelInputs, ModelSpec
 
@@ -32,7 +32,8 @@ DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
 
 def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool, checkpoint=None):
-    """MAP; returns (latent point estimate with (1, 1) leading axes, optimization record)."""
+    """MAP; returns (latent point estimate with (1, 1) leading axes, optimization record,
+    facts: steps run, converged, final loss, the best restart)."""
     model = inputs.bound_model(spec.model)
     if settings["learning_rate"] <= 0:
         raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")
@@ -67,8 +68,8 @@ def fit_map(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     # one compiled program: eagerly, each operation of the constraining transforms compiles alone
     point = jax.jit(lambda state: guide.median(svi.get_params(state)))(state)
     samples = {k: np.asarray(v)[None, None] for k, v in point.items()}
-    settings.update(steps_run=int(len(losses)), converged=done, final_loss=final, best_restart=restart)
-    return samples, {"loss": losses}
+    facts = {"steps_run": int(len(losses)), "converged": bool(done), "final_loss": final, "best_restart": restart}
+    return samples, {"loss": losses}, facts
 
 
 class MAPMethod(Method):
@@ -82,13 +83,13 @@ class MAPMethod(Method):
     durable = True  # each restart's optimiser state is saved as it goes (`svi.optimize`)
     extendable = ("steps",)
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
-            init_from=None) -> Draws:
-        samples, optimization = fit_map(spec, inputs, settings, rng_key, progress, checkpoint=checkpoint)
-        return Draws(samples, None, optimization)
+    def run(self, problem, settings) -> Result:
+        samples, optimization, facts = fit_map(problem.spec, problem.inputs, settings, problem.keys.inference,
+                                               problem.progress, checkpoint=problem.checkpoint)
+        return Result(samples, None, optimization, facts)
 
-    def verdicts(self, idata, settings, quantities=None) -> list:
-        return [diagnostics.check_optimization(idata, settings, "the log posterior")]
+    def verdicts(self, idata, settings, facts, quantities=None) -> list:
+        return [diagnostics.check_optimization(idata, facts, "the log posterior")]
 
     def trusted_summary(self, verdicts, settings) -> str:
         return "The optimisation converged. This is a point estimate: it says nothing about uncertainty."

@@ -14,7 +14,7 @@ from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 from probgen import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.chains import ChainProgram, Resumed
-from probgen.infer.methods import Draws, Method, Setting, get, register
+from probgen.infer.methods import Method, Result, Setting, get, register
 from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
 
@@ -70,7 +70,6 @@ def make_program(spec: ModelSpec, inputs: ModelInputs, method, settings: dict) -
         program = ChainProgram(inputs.bound_model(spec.model), inputs.observed, method.algorithm, kernel_options,
                                chains=settings["chains"], warmup=settings["warmup"], draws=settings["draws"],
                                init_strategy=init_strategy, chain_method=settings["chain_method"])
-    settings["chain_method_used"] = program.chain_method
     return program
 
 
@@ -113,7 +112,7 @@ def run_program(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
 
 
 def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_depth, starts, warm, checkpoint,
-                progress: bool, describe: str, settings: dict) -> Draws:
+                progress: bool, describe: str, settings: dict) -> tuple[dict, dict]:
     """Run `program` streaming each chunk (draws, sample statistics, sampler state) to the
     checkpoint folder, carrying on from what it holds when resuming; memory holds one chunk
     while sampling. The draws returned are read back from the folder."""
@@ -151,7 +150,7 @@ def run_durable(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_de
         store.write_state(resumed.leaves, resumed.done)
     mark_finished(checkpoint)
     stored = store.read(checkpoint.base_draws)
-    return Draws(stored.samples, stored.stats)
+    return stored.samples, stored.stats
 
 
 def warm_start(program: ChainProgram, inputs: ModelInputs, folder) -> tuple[dict, dict]:
@@ -227,21 +226,23 @@ class NUTSMethod(Method):
     stores_draws = True
     warm_starts = True
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
-            init_from=None) -> Draws:
+    def run(self, problem, settings) -> Result:
+        spec, inputs, keys = problem.spec, problem.inputs, problem.keys
         program = make_program(spec, inputs, self, settings)
         depth = settings["max_tree_depth"] if self.uses_tree_depth else None
         warm = None
-        if init_from is not None:
-            starts, warm = warm_start(program, inputs, init_from)
+        if problem.init_from is not None:
+            starts, warm = warm_start(program, inputs, problem.init_from)
         else:
-            starts = starting_points(spec, inputs, init_key, settings, structure)
-        if checkpoint is None:
-            output = program.run(rng_key, inputs.observed, starts, progress=progress, describe=self.name.upper(),
-                                 warm=warm)
-            return Draws(output.samples, sample_stats(output.fields, depth))
-        return run_durable(program, inputs, rng_key, depth, starts, warm, checkpoint, progress, self.name.upper(),
-                           settings)
+            starts = starting_points(spec, inputs, keys.init, settings, problem.structure)
+        if problem.checkpoint is None:
+            output = program.run(keys.inference, inputs.observed, starts, progress=problem.progress,
+                                 describe=self.name.upper(), warm=warm)
+            samples, stats = output.samples, sample_stats(output.fields, depth)
+        else:
+            samples, stats = run_durable(program, inputs, keys.inference, depth, starts, warm, problem.checkpoint,
+                                         problem.progress, self.name.upper(), settings)
+        return Result(samples, stats, facts={"chain_method_used": program.chain_method})
 
     def sbc_refit(self, spec, inputs, settings, structure):
         refit = compiled_refit(spec, inputs, self, settings, structure)
@@ -252,7 +253,7 @@ class NUTSMethod(Method):
 
         return once
 
-    def verdicts(self, idata, settings, quantities=None) -> list:
+    def verdicts(self, idata, settings, facts, quantities=None) -> list:
         import arviz as az
 
         judged = idata if quantities is None else az.InferenceData(posterior=quantities)

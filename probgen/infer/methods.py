@@ -1,24 +1,26 @@
 """The inference-method interface and its registry: the one place that knows which method ran.
 
-A method (NUTS, HMC, SVI, MAP, the minibatch trainer, Pathfinder) is a `Method` subclass in
-its own module of `probgen/infer/`, registered by name with `register`. It declares:
+A method (NUTS, HMC, SVI, MAP, Pathfinder, the minibatch trainer, the exact conjugate update,
+adversarial training) is a `Method` subclass in its own module of `probgen/infer/`, registered
+by name with `register`. It declares:
 
 - `settings`: its `Setting`s (name, type, default, CLI help); the command line's flags are
   generated from them, and `resolve` checks given values against them;
-- `run`: data in, a common `Draws` out (latent draws with (chain, draw) axes, sample
-  statistics, an optimisation trace), from which `probgen.infer.results` builds the
-  InferenceData the same way for every method;
+- `run(problem, settings) -> Result`: the one driver (`probgen.infer.driver.fit`) loads and
+  splits the data, reads the model's structure and hands the method a `Problem`; the method
+  returns a `Result` (draws with (chain, draw) axes, sample statistics, an optimisation trace,
+  extra InferenceData groups, and the `facts` of what happened: steps run, convergence, Pareto
+  k), from which `probgen.infer.results.to_inference_data` builds the InferenceData the same
+  way for every method. No method fits on its own;
 - `sbc_refit`: one compiled program that refits the model to simulated data (SBC);
-- `verdicts` and `trusted_summary`: the diagnostics that apply to its draws;
+- `verdicts` and `trusted_summary`: the diagnostics that apply to its draws, read from the
+  InferenceData, the settings asked for and the facts recorded;
 - capabilities the rest of probgen asks about instead of testing names: whether it sums out
   discrete sites, whether its draws are Markov chains (rank plots), what its loss is called,
-  whether the standard posterior report applies, whether it checkpoints.
+  whether the standard posterior report applies, whether and how it saves as it goes.
 
-`fit` has a default, the posterior path shared by every method that draws from (an
-approximation of) the posterior of global parameters: prepare the data, read the model's
-structure, `run`, build the results. The minibatch trainer overrides it: it splits and
-trains on the data itself. NumPyro's `MCMCKernel` and BlackJAX's `init`/`step` are the models
-for this split between a runner and what varies per algorithm.
+NumPyro's `MCMCKernel` and BlackJAX's `init`/`step` are the models for this split between a
+runner and what varies per algorithm.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 from probgen.errors import InferenceError
 
-__all__ = ["Setting", "Draws", "Method", "register", "get", "names", "for_spec", "for_config", "registered"]
+__all__ = ["Setting", "Keys", "Problem", "Result", "Method", "register", "get", "names", "for_spec", "for_config", "registered"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,19 +50,83 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
 
-@dataclasses.dataclass
-class Draws:
-    """What every method's `run` returns.
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """The random keys of a fit, all from its seed: `root` = PRNGKey(seed), and its three-way
+    split into `inference` (the method's own draws), `results` (predictive draws after it) and
+    `init` (starting points)."""
 
-    samples:      latent site -> array with leading (chain, draw) axes, constrained values.
-    sample_stats: name -> (chain, draw) array (MCMC's divergences and energy; importance
-                  weights of a variational method), or None.
-    optimization: {"loss": (steps,) array} for an optimiser, or None.
+    root: Any
+    inference: Any
+    results: Any
+    init: Any
+
+    @classmethod
+    def from_seed(cls, seed: int) -> "Keys":
+        import jax
+
+        root = jax.random.PRNGKey(seed)
+        return cls(root, *jax.random.split(root, 3))
+
+
+@dataclasses.dataclass
+class Problem:
+    """What the driver hands every method's `run`.
+
+    spec, options: the model and its resolved options.
+    parts:     part name -> `ModelInputs`: "training" (what the method fits), and where the split
+               drew them "held_out" (scored after the fit), "validation" (for a method that
+               `wants_validation`: early stopping) and "anomaly" (rows set apart, never fitted).
+    dataset:   the training part's data set (what config.json records).
+    seed, keys: the run's seed and the keys drawn from it.
+    structure: one trace of the model on the training part (`ModelStructure`), or None for a
+               method that does not draw the model's latent sites (`traces_model` False).
+    progress:  show progress bars.
+    checkpoint, init_from: where a resumable method saves as it goes (a `durable` method's
+               `probgen.infer.durable.Checkpoint`; the folder of a method that `checkpoints`),
+               and a finished run a warm-starting method starts from; None otherwise.
+    resume:    the checkpoint a method that `checkpoints` carries on from (loaded), or None.
     """
 
-    samples: dict
+    spec: Any
+    options: dict
+    parts: dict
+    dataset: Any
+    seed: int
+    keys: Keys
+    structure: Any = None
+    progress: bool = True
+    checkpoint: Any = None
+    init_from: Any = None
+    resume: Any = None
+
+    @property
+    def inputs(self):
+        """The training part's `ModelInputs`."""
+        return self.parts["training"]
+
+
+@dataclasses.dataclass
+class Result:
+    """What every method's `run` returns.
+
+    posterior:    latent site -> array with leading (chain, draw) axes, constrained values; or,
+                  for a method that does not trace the model (`traces_model` False), an xarray
+                  Dataset with (chain, draw) dimensions: the posterior group as it stands.
+    sample_stats: name -> (chain, draw) array (MCMC's divergences and energy; importance
+                  weights of a variational method), or None.
+    optimization: {"loss": (steps,) array} for an optimiser, an xarray Dataset for a trainer
+                  with its own record, or None.
+    facts:        what happened, JSON-ready (steps run, converged, Pareto k, the chain method
+                  used): recorded in config.json beside the settings, never mixed into them.
+    groups:       further InferenceData groups (a trainer's networks, per-part scores).
+    """
+
+    posterior: Any
     sample_stats: dict | None = None
-    optimization: dict | None = None
+    optimization: Any = None
+    facts: dict = dataclasses.field(default_factory=dict)
+    groups: dict = dataclasses.field(default_factory=dict)
 
 
 class Method:
@@ -82,6 +148,10 @@ class Method:
     stores_draws: bool = False  # durable, and its chunks hold the posterior draws (MCMC; SVI draws at the end)
     warm_starts: bool = False  # starts from a finished run's state (init_from / --init-from)
     exclusive: bool = False  # fits only the specs it `claims`, which no other method fits
+    traces_model: bool = True  # its posterior holds draws of the model's latent sites: the driver traces the
+    # model first (`Problem.structure`) and the results add predictive draws and the log-likelihood
+    wants_validation: bool = False  # the split draws a validation part for it (early stopping)
+    default_holdout: float = 0.0  # --holdout when none is given (a method judged by held-out scores needs some)
     sbc_defaults: Mapping[str, Any] = {}
 
     # ---- identity and settings ------------------------------------------------------------
@@ -127,23 +197,16 @@ class Method:
         and MAP."""
         return False
 
-    def owns_run(self, config: Mapping) -> bool:
-        """True when a run folder's config was written by this method (several methods may
-        share a command name: the minibatch trainer answers to --method svi)."""
-        return config.get("method") == self.command_name
-
     # ---- fitting ----------------------------------------------------------------------------
-    def fit(self, spec, data, settings: dict, **arguments):
-        """Fit `spec` to `data`; returns a `probgen.infer.results.Fit`. The default is the
-        posterior path (`probgen.infer.driver.posterior_fit`), which calls `run`."""
-        from probgen.infer.driver import posterior_fit
-
-        return posterior_fit(self, spec, data, settings, **arguments)
-
-    def run(self, spec, inputs, settings: dict, rng_key, *, init_key, structure, progress: bool) -> Draws:
-        """Run the method on prepared `inputs`; record figures of the run (steps run,
-        convergence) in `settings`."""
+    def run(self, problem: Problem, settings: dict) -> Result:
+        """Fit `problem` (its training part) with `settings`; what happened goes in the
+        `Result`'s facts, never into `settings`."""
         raise NotImplementedError(f"{type(self).__name__}.run")
+
+    def set_apart(self, spec):
+        """(frame, options, seed) -> (rows to fit, rows set apart or None), applied before the
+        split (the VAE's anomaly class), or None."""
+        return None
 
     def sbc_refit(self, spec, inputs, settings: dict, structure) -> Callable:
         """refit(fit_key, init_key, observed, current_inputs) -> (latent draws with (chain,
@@ -156,8 +219,9 @@ class Method:
         return None
 
     # ---- diagnostics ------------------------------------------------------------------------
-    def verdicts(self, idata, settings: Mapping, quantities=None) -> list:
-        """The `probgen.diagnostics.Verdict`s that apply to this method's draws."""
+    def verdicts(self, idata, settings: Mapping, facts: Mapping, quantities=None) -> list:
+        """The `probgen.diagnostics.Verdict`s that apply to this method's draws, from the
+        InferenceData, the settings asked for and the facts of the run (`Result.facts`)."""
         raise NotImplementedError(f"{type(self).__name__}.verdicts")
 
     def trusted_summary(self, verdicts, settings: Mapping) -> str:
@@ -229,8 +293,17 @@ def for_spec(name: str | None, spec=None) -> Method:
 
 
 def for_config(config: Mapping) -> Method:
-    """The method that wrote a run folder's config (its "method" and "settings")."""
-    for method in _REGISTRY.values():
-        if method.exclusive and method.owns_run(config):
-            return method
-    return get(config["method"])
+    """The method that wrote a run folder's config: the registered method its facts name (several
+    methods may share a command name: the minibatch trainer answers to --method svi), else the
+    one its "method" names."""
+    ran = facts_of(config).get("method")
+    if ran is None and (config.get("settings") or {}).get("amortized"):  # a run folder from before facts
+        ran = "minibatch"
+    return _REGISTRY[ran] if ran in _REGISTRY else get(config["method"])
+
+
+def facts_of(config: Mapping) -> dict:
+    """What happened in a run (`Result.facts`), from its config; a run folder from before facts
+    were kept apart has them mixed into its settings."""
+    facts = config.get("facts")
+    return dict(facts) if facts is not None else dict(config.get("settings") or {})

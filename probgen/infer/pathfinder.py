@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probgen import diagnostics
-from probgen.infer.methods import Draws, Method, Setting, register
+from probgen.infer.methods import Method, Result, Setting, register
 
 SETTINGS = (
     Setting("paths", int, 4, "Pathfinder: independent L-BFGS paths, pooled by importance resampling", minimum=1),
@@ -138,15 +138,14 @@ class PathfinderMethod(Method):
     settings = SETTINGS
     sbc_defaults = {}
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress) -> Draws:
+    def run(self, problem, settings) -> Result:
+        spec, inputs, structure = problem.spec, problem.inputs, problem.structure
         program, _, uniform_starts = _program(spec, inputs, settings)
-        starts = _flat_starts(spec, inputs, init_key, settings, structure, uniform_starts)
+        starts = _flat_starts(spec, inputs, problem.keys.init, settings, structure, uniform_starts)
         values, _, pareto_k, elbo = jax.device_get(
-            program(rng_key, {k: jnp.asarray(v) for k, v in inputs.observed.items()}, starts))
-        settings["pareto_k"] = float(pareto_k)
-        settings["path_elbo"] = [float(e) for e in np.ravel(elbo)]
+            program(problem.keys.inference, {k: jnp.asarray(v) for k, v in inputs.observed.items()}, starts))
         samples = {name: np.asarray(values[name])[None] for name in structure.latent}
-        return Draws(samples)
+        return Result(samples, facts={"pareto_k": float(pareto_k), "path_elbo": [float(e) for e in np.ravel(elbo)]})
 
     def sbc_refit(self, spec, inputs, settings, structure):
         program, _, uniform_starts = _program(spec, inputs, settings)
@@ -158,13 +157,13 @@ class PathfinderMethod(Method):
 
         return once
 
-    def verdicts(self, idata, settings, quantities=None) -> list:
-        elbo = np.asarray(settings.get("path_elbo", []), float)
+    def verdicts(self, idata, settings, facts, quantities=None) -> list:
+        elbo = np.asarray(facts.get("path_elbo", []), float)
         found = diagnostics.Verdict(
             "paths", "pass" if np.isfinite(elbo).any() else "fail", float(np.isfinite(elbo).sum()),
             "at least one path with a finite ELBO",
             f"{int(np.isfinite(elbo).sum())} of {elbo.size} paths found an approximation with a finite ELBO")
-        return [found, diagnostics.pareto_k_verdict(settings.get("pareto_k"))]
+        return [found, diagnostics.pareto_k_verdict(facts.get("pareto_k"))]
 
     def trusted_summary(self, verdicts, settings) -> str:
         return ("Pathfinder's pooled approximation passed its importance-sampling check (Pareto k): the resampled "

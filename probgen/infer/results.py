@@ -1,10 +1,13 @@
-"""`Fit` and the one InferenceData builder that every inference method goes through.
+"""`Fit` and the one InferenceData builder that every inference method goes through
+(`to_inference_data`, from the `Problem` the driver posed and the method's `Result`).
 
-Each method produces latent draws with leading (chain, draw) axes; `build_inference_data`
-turns them into an `arviz.InferenceData` the same way for all of them: deterministic sites and
-the posterior predictive from one `Predictive` pass, the pointwise log-likelihood of every
-observed site, and the observed data read from a trace of the model. Downstream code
-therefore treats MCMC, SVI and MAP alike.
+A method that draws the model's latent sites produces draws with leading (chain, draw) axes;
+`build_inference_data` turns them into an `arviz.InferenceData` the same way for all of them:
+deterministic sites and the posterior predictive from one `Predictive` pass, the pointwise
+log-likelihood of every observed site, and the observed data read from a trace of the model.
+Downstream code therefore treats MCMC, SVI, MAP and Pathfinder alike. A method that does not
+trace the model (a trainer, an exact update, a game) gives its posterior group as it stands;
+the builder adds each part's data and the method's own groups (`parts_inference_data`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Fit:
               posterior_predictive; SVI and MAP add an `optimization` group (loss per step).
     spec, inputs, dataset: what was fitted, on what.
     method, settings, seed, options: how; `config()` gives all of it for config.json.
+    facts:    what happened (the method's `Result.facts`: steps run, convergence, Pareto k, the
+              registered method that ran), kept apart from the settings asked for.
     timings:  seconds spent in inference and in building the results.
     """
 
@@ -53,6 +58,7 @@ class Fit:
     dataset: Any = None
     timings: dict = dataclasses.field(default_factory=dict)
     failures: list = dataclasses.field(default_factory=list)  # [{"step": ..., "error": ...}] after inference
+    facts: dict = dataclasses.field(default_factory=dict)
 
     def config(self) -> dict:
         """Everything needed to reproduce this fit, as JSON-ready values."""
@@ -62,6 +68,7 @@ class Fit:
                      if self.dataset is not None else None),
             "method": self.method,
             "settings": self.settings,
+            "facts": self.facts,
             "seed": self.seed,
             "versions": versions(),
             "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
@@ -467,3 +474,59 @@ def structure_notes(structure: ModelStructure) -> dict[str, str]:
                             "observations: LOO, WAIC and the predictive checks use the observed sites only")
     return notes
 
+
+
+def to_inference_data(problem, result) -> az.InferenceData:
+    """The InferenceData of a method's `Result` on the `Problem` the driver posed: through
+    `build_inference_data` (predictive draws, log-likelihood, the held-out part's scores) when
+    the driver traced the model, else the method's posterior group with every part's data
+    (`parts_inference_data`). The method's own groups are added either way."""
+    optimization = result.optimization
+    groups = dict(result.groups)
+    if isinstance(optimization, xr.Dataset):  # a trainer's own record (evaluations, not steps)
+        groups["optimization"], optimization = optimization, None
+    if problem.structure is None:
+        if optimization:
+            groups["optimization"] = xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
+        return parts_inference_data(result.posterior, problem.parts, groups)
+    idata = build_inference_data(problem.spec, problem.inputs, result.posterior, problem.keys.results,
+                                 sample_stats=result.sample_stats, optimization=optimization,
+                                 structure=problem.structure, held_out=problem.parts.get("held_out"))
+    if groups:
+        idata.add_groups(groups)
+    return idata
+
+
+def _part_dims(inputs, name: str, value) -> list[str]:
+    return list(inputs.dims.get(name, ["obs_id", "feature"][:np.ndim(value)] +
+                                [f"{name}_dim_{i}" for i in range(2, np.ndim(value))]))
+
+
+def data_groups(inputs: Mapping[str, ModelInputs]) -> dict:
+    """validation_data, held_out_data (and anomaly_data) groups: each part's observed values
+    and labels."""
+    groups = {}
+    for part, group in (("validation", "validation_data"), ("held_out", "held_out_data"), ("anomaly", "anomaly_data")):
+        if part in inputs:
+            part_inputs = inputs[part]
+            groups[group] = xr.Dataset({name: (_part_dims(part_inputs, name, value), np.asarray(value))
+                                        for name, value in part_inputs.observed.items()},
+                                       coords={k: v for k, v in part_inputs.coords.items() if k != "obs_id"})
+            for name, value in part_inputs.labels.items():
+                groups[group][name] = (_part_dims(part_inputs, name, value), np.asarray(value))
+    return groups
+
+
+def parts_inference_data(posterior: xr.Dataset, inputs: Mapping[str, ModelInputs], groups: Mapping) -> az.InferenceData:
+    """The InferenceData of a method that does not trace the model: `posterior` (a Dataset with
+    (chain, draw) dims), the training rows as observed_data (with their labels), every other
+    part's data (`data_groups`) and the method's `groups`."""
+    train = inputs["training"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.InferenceData(posterior=posterior)
+        observed = az.from_dict(observed_data=dict(train.observed), coords=dict(train.coords), dims=dict(train.dims))
+    idata.add_groups({"observed_data": observed.observed_data, **data_groups(inputs), **groups})
+    for name, value in train.labels.items():
+        idata.observed_data[name] = (_part_dims(train, name, value), np.asarray(value))
+    return idata

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from probgen import diagnostics
 from probgen.errors import InferenceError
-from probgen.infer.methods import Draws, Method, Setting, register
+from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
 
@@ -191,7 +191,8 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
 def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progress: bool, structure: ModelStructure,
             checkpoint=None):
     """SVI; returns (latent draws with (1, draws) leading axes, optimization record,
-    log importance weights log p(x, theta) - log q(theta) of the draws, or None)."""
+    log importance weights log p(x, theta) - log q(theta) of the draws or None, facts: steps
+    run, converged, final loss)."""
     model = inputs.bound_model(spec.model)
     observed = dict(inputs.observed)
     init_key, train_key, draw_key = jax.random.split(rng_key, 3)
@@ -209,10 +210,9 @@ def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     params = jax.jit(svi.get_params)(state)  # one program: eagerly each transform op compiles alone
     samples, log_weights = posterior_draws(model, guide, params, observed, draw_key, int(settings["draws"]),
                                            with_weights=settings["guide"] == "normal")
-    settings["steps_run"] = int(len(losses))
-    settings["converged"] = done
-    settings["final_loss"] = float(losses[-min(len(losses), int(settings["window"])):].mean())
-    return {k: v[None] for k, v in samples.items()}, {"loss": losses}, log_weights
+    facts = {"steps_run": int(len(losses)), "converged": bool(done),
+             "final_loss": float(losses[-min(len(losses), int(settings["window"])):].mean())}
+    return {k: v[None] for k, v in samples.items()}, {"loss": losses}, log_weights, facts
 
 
 def posterior_draws(model, guide, params, observed: dict, rng_key, num_draws: int, with_weights: bool):
@@ -307,12 +307,12 @@ class SVIMethod(Method):
     durable = True  # the optimiser state is saved as it goes (`optimize`); --resume, and --steps extends
     extendable = ("steps",)
 
-    def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress, checkpoint=None,
-            init_from=None) -> Draws:
-        samples, optimization, log_weights = fit_svi(spec, inputs, settings, rng_key, progress, structure,
-                                                     checkpoint=checkpoint)
+    def run(self, problem, settings) -> Result:
+        samples, optimization, log_weights, facts = fit_svi(problem.spec, problem.inputs, settings,
+                                                            problem.keys.inference, problem.progress,
+                                                            problem.structure, checkpoint=problem.checkpoint)
         stats = None if log_weights is None else {"log_importance_weight": log_weights[None]}
-        return Draws(samples, stats, optimization)
+        return Result(samples, stats, optimization, facts)
 
     def sbc_refit(self, spec, inputs, settings, structure):
         refit = compiled_refit(spec, inputs, settings, structure)
@@ -326,8 +326,8 @@ class SVIMethod(Method):
 
         return once
 
-    def verdicts(self, idata, settings, quantities=None) -> list:
-        return [diagnostics.check_optimization(idata, settings, "the ELBO"), diagnostics.check_pareto_k(idata)]
+    def verdicts(self, idata, settings, facts, quantities=None) -> list:
+        return [diagnostics.check_optimization(idata, facts, "the ELBO"), diagnostics.check_pareto_k(idata)]
 
     def trusted_summary(self, verdicts, settings) -> str:
         checked = any(v.check == "pareto_k" and v.status == "pass" for v in verdicts)

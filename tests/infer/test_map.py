@@ -10,4 +10,4 @@ def test_map_finds_the_posterior_mode(frame):
     mean, sd = exact_posterior(frame)
     assert result.idata.posterior["mu"].shape == (1, 1)
     assert abs(float(result.idata.posterior["mu"].values.item()) - mean) < 0.01 * sd
-    assert result.settings["converged"]
+    assert result.facts["converged"]

@@ -40,7 +40,7 @@ def test_a_new_method_plugs_in_by_registration_alone(frame):
     standard report work for it without any other change."""
     from probgen import report
     from probgen.infer import methods
-    from probgen.infer.methods import Draws, Method, Setting
+    from probgen.infer.methods import Method, Result, Setting
 
     class ExactNormalMean(Method):
         """Exact posterior draws of a Normal mean with known sd (the conjugate update)."""
@@ -48,14 +48,14 @@ def test_a_new_method_plugs_in_by_registration_alone(frame):
         name = "exact_normal_mean"
         settings = (Setting("draws", int, 2000, "draws kept"),)
 
-        def run(self, spec, inputs, settings, rng_key, *, init_key, structure, progress):
-            x = np.asarray(inputs.observed["x"], float)
+        def run(self, problem, settings):
+            x = np.asarray(problem.inputs.observed["x"], float)
             precision = len(x) + 1 / PRIOR_SD**2
-            draws = np.random.default_rng(int(np.asarray(rng_key)[-1])).normal(
-                x.sum() / precision, 1 / np.sqrt(precision), settings["draws"])
-            return Draws({"mu": draws[None].astype(np.float32)})
+            draws = np.random.default_rng(problem.seed).normal(x.sum() / precision, 1 / np.sqrt(precision),
+                                                               settings["draws"])
+            return Result({"mu": draws[None].astype(np.float32)})
 
-        def verdicts(self, idata, settings, quantities=None):
+        def verdicts(self, idata, settings, facts, quantities=None):
             return [diagnostics.Verdict("exact", "pass", None, "closed form", "the posterior is computed exactly")]
 
     methods.register(ExactNormalMean())
@@ -69,6 +69,14 @@ def test_a_new_method_plugs_in_by_registration_alone(frame):
         assert "exact_normal_mean" in methods.names()
     finally:
         methods._REGISTRY.pop("exact_normal_mean", None)
+
+
+def test_there_is_one_fit_and_no_method_overrides_it():
+    """Every method goes through the one driver (`probgen.infer.driver.fit`: load, split,
+    trace, `run`, one InferenceData builder); a method implements `run`, never `fit`."""
+    for method in methods.registered():
+        assert not hasattr(method, "fit"), type(method).__name__
+        assert type(method).run is not methods.Method.run, type(method).__name__
 
 
 def test_nothing_outside_the_registry_asks_which_method_ran():

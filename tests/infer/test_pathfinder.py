@@ -20,8 +20,8 @@ def test_pathfinder_matches_the_conjugate_posterior_and_passes_its_pareto_k(fram
     assert draws.size == 1000
     assert abs(draws.mean() - mean) < 0.25 * sd
     assert 0.8 < draws.std() / sd < 1.2
-    assessment = diagnostics.assess(result.idata, result.method, result.settings)
-    assert result.settings["pareto_k"] < 0.7
+    assessment = diagnostics.assess(result.idata, result.method, result.settings, facts=result.facts)
+    assert result.facts["pareto_k"] < 0.7
     assert {v.check for v in assessment.verdicts} == {"paths", "pareto_k"}
     assert assessment.overall in ("trusted", "suspect")
     assert "log_likelihood" in result.idata.groups() and "posterior_predictive" in result.idata.groups()

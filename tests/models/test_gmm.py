@@ -105,7 +105,7 @@ def sklearn_reference():
 
 def test_faithful_converges_and_matches_maximum_likelihood(faithful_fit):
     idata = faithful_fit.idata
-    assessment = diagnostics.assess(idata, "nuts", faithful_fit.settings)
+    assessment = diagnostics.assess(idata, "nuts", faithful_fit.settings, facts=faithful_fit.facts)
     checks = {v.check: v for v in assessment.verdicts}
     assert checks["r_hat"].value <= 1.01
     assert checks["divergences"].value == 0
@@ -176,7 +176,7 @@ def test_map_matches_sklearn_em_log_likelihood():
     # MAP maximises likelihood x weak prior, so it can only lose a little likelihood against
     # the MLE: measured 0.003 nats; float32 sums over 272 points carry ~1e-3 nats of error.
     assert -0.01 < log_likelihood_em - log_likelihood_map < 0.1
-    assert result.settings["converged"]
+    assert result.facts["converged"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_nuts_recovers_simulated_truth():
     result = fit("gmm", simulated_frame(), "nuts", options={"num_components": 3}, seed=seeded(3), progress=False,
                  chains=4, warmup=500, draws=500)
     posterior = result.idata.posterior
-    assert diagnostics.assess(result.idata, "nuts", result.settings).overall in ("trusted", "suspect")
+    assert diagnostics.assess(result.idata, "nuts", result.settings, facts=result.facts).overall in ("trusted", "suspect")
     for name in ("means", "weights"):
         mean = posterior[name].mean(("chain", "draw")).values
         sd = posterior[name].std(("chain", "draw")).values
@@ -226,7 +226,7 @@ def test_nuts_and_svi_agree():
     frame = simulated_frame(seed=4)
     nuts = fit("gmm", frame, "nuts", options={"num_components": 3}, seed=seeded(0), progress=False, warmup=500, draws=500)
     svi = fit("gmm", frame, "svi", options={"num_components": 3}, seed=seeded(0), progress=False)
-    assert svi.settings["converged"]
+    assert svi.facts["converged"]
     for name in ("means", "weights"):
         nuts_mean = nuts.idata.posterior[name].mean(("chain", "draw")).values
         nuts_sd = nuts.idata.posterior[name].std(("chain", "draw")).values
@@ -286,13 +286,13 @@ def test_svi_with_a_full_rank_guide_agrees_with_the_mean_field_one(faithful_fit)
     mvn = fit("gmm", "faithful", "svi", seed=seeded(0), progress=False, guide="mvn", draws=2000)
     nuts = faithful_fit.idata.posterior
     ours = mvn.idata.posterior
-    assert mvn.settings["converged"]
+    assert mvn.facts["converged"]
     for name in ("means", "weights"):
         difference = np.abs(ours[name].mean(("chain", "draw")).values - nuts[name].mean(("chain", "draw")).values)
         assert np.all(difference < 2 * nuts[name].std(("chain", "draw")).values), name
     # Importance weights are only computed for the mean-field guide; the verdict says so.
     from probgen import diagnostics
 
-    assessment = diagnostics.assess(mvn.idata, "svi", mvn.settings)
+    assessment = diagnostics.assess(mvn.idata, "svi", mvn.settings, facts=mvn.facts)
     assert {v.check: v.status for v in assessment.verdicts}["pareto_k"] == "skip"
     assert "not checked against the exact posterior" in assessment.summary

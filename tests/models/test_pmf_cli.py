@@ -108,7 +108,7 @@ def test_time_split_holds_out_each_users_latest_ratings(ratings_csv):
     options = SPEC.resolve_options({"user_column": "who", "item_column": "film", "rating_column": "stars",
                                     "time_column": "when", "split": "time"})
     dataset = load_ratings(str(ratings_csv), options)
-    parts = split_parts(SPEC, dataset, options, 0.2, seeded(1))
+    parts = split_parts(SPEC, dataset, options, 0.2, seeded(1), validation=True)
     training = parts["training"].frame
     kept = pd.concat([parts["validation"].frame, parts["held_out"].frame])
     latest_training = training.groupby("user")["time"].max()
