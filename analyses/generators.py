@@ -272,6 +272,7 @@ def run(args) -> int:
 
     from probgen import data
     from probgen.errors import ProbgenError
+    from probgen.infer.amortized import Objective
     from probgen.infer.parts import split_parts
     from probgen.models.gan.coverage import modes_from
     from probgen.render import markdown_table
@@ -307,7 +308,7 @@ def run(args) -> int:
         made_digits = {**common, "hidden": "256,256", "conditional": "mog", "components": 5}
         spec = load_spec("made")
         parts = split_parts(spec, digits, spec.resolve_options(made_digits), DIGITS_HOLDOUT, args.seed, validation=True,
-                            set_apart=spec.amortized.preprocess)
+                            set_apart=spec.part(Objective).preprocess)
         digits_bench = Bench("digits", parts["training"].frame[pixels].to_numpy(), parts["validation"].frame[pixels].to_numpy(),
                              parts["held_out"].frame[pixels].to_numpy(), 17, args,
                              labels=parts["training"].frame["target"].to_numpy(),

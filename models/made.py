@@ -35,7 +35,8 @@ from probgen.errors import ModelError
 from probgen.models.vae.data import (
     _value_columns, check_values, data_options, parse_hidden, parse_image_shape, preprocess, to_data_units,
 )
-from probgen.spec import Amortized, ModelInputs, ModelSpec, Option
+from probgen.infer.amortized import Objective
+from probgen.spec import ModelInputs, ModelSpec, Option
 
 CONDITIONALS = ("bernoulli", "gaussian", "mog")
 ORDERS = ("natural", "random")
@@ -277,7 +278,7 @@ SPEC = ModelSpec(
         *data_options("column holding each row's label (not modelled)"),
     ),
     report=report,
-    amortized=Amortized(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),
+    parts=(Objective(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),),
     description="autoregressive density (MADE): masked network, exact log-likelihood, minibatch training "
                 "(--method svi), samples drawn value by value",
 )

@@ -182,7 +182,8 @@ def report(idata, config):
 
 
 def _spec():
-    from probgen.spec import Conjugate, HeldOut, ModelSpec, Option
+    from probgen.infer.exact import ConjugateUpdate
+    from probgen.spec import HeldOut, ModelSpec, Option
 
     return ModelSpec(
         name="ngram",
@@ -194,7 +195,7 @@ def _spec():
             *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
-        conjugate=Conjugate(fit=conjugate_fit, evaluate=conjugate_evaluate),
+        parts=(ConjugateUpdate(fit=conjugate_fit, evaluate=conjugate_evaluate),),
         report=report,
         generate_text=generate_text,
         data_kind="text",

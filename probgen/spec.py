@@ -161,85 +161,6 @@ def _default_prepare(model: Callable) -> Callable:
 
 
 @dataclasses.dataclass(frozen=True)
-class Amortized:
-    """How to fit and judge a model whose per-row latents are inferred by an encoder network
-    (the spec's guide) and whose parameters are network weights (a VAE): minibatch SVI with
-    early stopping on held-out rows, in `probgen.infer.amortized`, instead of posterior draws
-    of global parameters.
-
-    The model and guide take the data as `x` and the keyword arguments `num_points`,
-    `batch_size` (the minibatch of the data plate) and `kl_weight` (KL annealing) on top of
-    `inputs.kwargs`.
-
-    elbo:     (params, x, kwargs, rng_key) -> per-row ELBO (N,) in nats, with kwargs the
-              model's keyword arguments for x: the validation score that early stopping watches.
-    evaluate: (params, {part: ModelInputs}, options, rng_key) -> {group: xarray.Dataset}:
-              per-row scores and whatever the report needs, stored in the InferenceData
-              (parts: "training", "validation", "held_out", and "anomaly" when there is one).
-    preprocess: optional (frame, options, seed) -> (rows to model, anomalous rows or None),
-              applied to the whole table before it is split: transforms that must be drawn
-              once (dequantisation noise), and rows kept out of training altogether and
-              scored as anomalies.
-    generate:  optional (idata, config, rng_key, num_rows) -> (num_rows, D) array: new rows
-              from the fitted model in the data's units (`probgen sample`).
-    stream:   names of per-row model arguments (from `inputs.observed` and `inputs.kwargs`)
-              that the trainer streams from host memory, one minibatch per step, instead of
-              holding the data as one device array and subsampling inside the model (the
-              default, `x`). The model then takes `num_points` (all training rows) and the batch
-              as given, in a `plate(..., num_points, subsample_size=batch)`; elbo gets a dict
-              of these arrays instead of `x`. Memory on the device is bounded by the batch, and
-              the batch can be split across devices (`probgen.infer.amortized.Stream`).
-    only:     the minibatch trainer is the only way to fit the model (True, the VAE); False:
-              it is the default and answers to --method svi, and the posterior methods (NUTS,
-              MAP) fit the model too (pmf, on a subset).
-    """
-
-    elbo: Callable
-    evaluate: Callable
-    preprocess: Callable | None = None
-    generate: Callable | None = None
-    stream: tuple[str, ...] = ()
-    only: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Conjugate:
-    """A model whose posterior has a closed form (`probgen.infer.exact`): no sampling, no
-    optimisation of the parameters, only of the prior's hyperparameters by maximum marginal
-    likelihood where the family asks for it.
-
-    fit:      (training ModelInputs, options, settings) -> posterior (a pytree of arrays: the
-              conjugate update, e.g. Dirichlet counts, and the fitted hyperparameters).
-    evaluate: (posterior, {part: ModelInputs}, options, settings, rng_key) -> {group:
-              xarray.Dataset}: scores of every part (parts: "training", "validation",
-              "held_out"), exact posterior draws of what the report shows, and the posterior
-              itself as groups, so that a run folder holds everything `probgen report` and
-              `probgen sample` need.
-    """
-
-    fit: Callable
-    evaluate: Callable
-
-
-@dataclasses.dataclass(frozen=True)
-class Adversarial:
-    """A model trained as a two-player game, not by likelihood (a GAN: `probgen.infer.adversarial`,
-    `--method adversarial`). It has no log-likelihood to report; the family reports sample
-    quality and coverage instead.
-
-    fit:      ({part: ModelInputs}, options, settings, rng_key, progress) -> {group: xarray.Dataset}:
-              train on the training part and return everything the run folder keeps: the
-              trained networks ("parameters"), the generator as a one-draw "posterior", the
-              training history ("adversarial_training", whose attrs say `collapse`, `oscillation`
-              and a `reading`), and scores of the other parts.
-    generate: (idata, config, rng_key, num_rows) -> (num_rows, D) new rows in the data's units.
-    """
-
-    fit: Callable
-    generate: Callable
-
-
-@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A model and what probgen needs to fit it, check it and report on it.
 
@@ -279,11 +200,13 @@ class ModelSpec:
     predict:   optional (idata, options, frame, rng_key) -> DataFrame: the posterior predictive
                at new inputs, one row per input row (`probgen predict`; a BNN's mean and
                intervals, or class probabilities).
-    amortized: optional `Amortized`: the model is fitted by amortised minibatch SVI (VAE).
-    conjugate: optional `Conjugate`: the posterior has a closed form, computed exactly
-               (`--method exact`; the n-gram language model).
-    adversarial: optional `Adversarial`: the model is trained as a game (`--method adversarial`;
-               the GAN).
+    parts:     what the family provides for a method that needs more than the model: each
+               method declares the parts it `needs` (`probgen.infer.methods.Method.needs`) and
+               fits the families that provide them: `probgen.infer.amortized.Objective` (the
+               minibatch trainer: VAE, MADE, pmf, the network LMs),
+               `probgen.infer.exact.ConjugateUpdate` (the exact method: the n-gram),
+               `probgen.infer.adversarial.Game` (adversarial training: the GAN). `part(kind)`
+               finds one.
     generate_text: optional (idata, config, prompt, num_symbols, temperature, rng_key) -> str:
                a continuation of `prompt` drawn from the fitted model (`probgen sample
                --prompt`; the language models).
@@ -312,9 +235,7 @@ class ModelSpec:
     convergence_on: ConvergenceOn | None = None
     report: Report | None = None
     predict: Predict | None = None
-    amortized: Amortized | None = None
-    conjugate: Conjugate | None = None
-    adversarial: Adversarial | None = None
+    parts: tuple = ()
     generate_text: Callable | None = None
     data_kind: str = "table"
     description: str = ""
@@ -333,10 +254,13 @@ class ModelSpec:
     def hooks(self) -> tuple[str, ...]:
         """The hooks this spec sets beyond its model (what its family had to write)."""
         fields = ("prepare", "guide", "postprocess", "simulate", "to_original_units", "plots", "init", "derived",
-                  "held_out", "convergence_on", "report", "predict", "amortized", "conjugate", "adversarial",
-                  "generate_text")
+                  "held_out", "convergence_on", "report", "predict", "generate_text")
         return tuple(name for name in fields if getattr(self, name) is not None
-                     and not (name == "prepare" and is_plain_model(self)))
+                     and not (name == "prepare" and is_plain_model(self))) + tuple(type(p).__name__ for p in self.parts)
+
+    def part(self, kind: type):
+        """The part of type `kind` this spec provides (`parts`), or None."""
+        return next((part for part in self.parts if isinstance(part, kind)), None)
 
     def default_options(self) -> dict[str, Any]:
         return {option.name: option.default for option in self.options}

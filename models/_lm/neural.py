@@ -218,7 +218,8 @@ def report(idata, config):
 
 def spec(name: str, kind: str, context: int, block: int, hidden: int, description: str):
     """The ModelSpec of a neural language model of `kind` ("bengio" or "attention")."""
-    from probgen.spec import Amortized, HeldOut, ModelSpec, Option
+    from probgen.infer.amortized import Objective
+    from probgen.spec import HeldOut, ModelSpec, Option
 
     return ModelSpec(
         name=name,
@@ -241,7 +242,7 @@ def spec(name: str, kind: str, context: int, block: int, hidden: int, descriptio
             *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
-        amortized=Amortized(elbo=elbo, evaluate=evaluate),
+        parts=(Objective(elbo=elbo, evaluate=evaluate),),
         report=report,
         generate_text=generate_text,
         data_kind="text",

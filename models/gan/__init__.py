@@ -27,7 +27,8 @@ from numpyro.contrib.module import flax_module
 from probgen.errors import ModelError
 from probgen.models.gan.coverage import diagnose, modes_from
 from probgen.models.gan.training import Architecture, generate as _generate, train
-from probgen.spec import Adversarial, ModelInputs, ModelSpec, Option
+from probgen.infer.adversarial import Game
+from probgen.spec import ModelInputs, ModelSpec, Option
 
 
 def gan_model(x=None, *, num_points: int, num_dims: int, latent_dim: int, hidden: tuple, discriminator_hidden: tuple,
@@ -151,7 +152,7 @@ SPEC = ModelSpec(
                                        "when the number of values is a square)"),
     ),
     report=report,
-    adversarial=Adversarial(fit=fit, generate=generate),
+    parts=(Game(fit=fit, generate=generate),),
     description="generative adversarial network (Flax, optax): no likelihood; sample quality, mode coverage, "
                 "collapse and oscillation diagnosed (--method adversarial)",
 )

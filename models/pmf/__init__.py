@@ -25,7 +25,8 @@ from __future__ import annotations
 from probgen.models.pmf import report as _report
 from probgen.models.pmf import training as _training
 from probgen.models.pmf.model import OPTIONS, held_out_inputs, pmf_guide, pmf_model, prepare, time_sequence
-from probgen.spec import Amortized, HeldOut, ModelSpec
+from probgen.infer.amortized import Objective
+from probgen.spec import HeldOut, ModelSpec
 
 SPEC = ModelSpec(
     name="pmf",
@@ -39,8 +40,8 @@ SPEC = ModelSpec(
     convergence_on=_report.convergence_on,
     report=_report.report,
     predict=_report.predict,
-    amortized=Amortized(elbo=_training.validation_score, evaluate=_training.evaluate,
-                        stream=("user", "item", "rating"), only=False),
+    parts=(Objective(elbo=_training.validation_score, evaluate=_training.evaluate, stream=("user", "item", "rating"),
+                     only=False),),
     data_kind="ratings",
     description="Bayesian matrix factorisation for recommendation: (user, item, rating) rows, minibatch SVI over all "
                 "ratings (default), NUTS on a subset, MAP; calibrated intervals, top-N, `probgen predict` for pairs",

@@ -43,7 +43,8 @@ from probgen.models.vae.scoring import _elbo, evaluate, generate  # noqa: F401
 
 
 def _spec():
-    from probgen.spec import Amortized, ModelSpec, Option
+    from probgen.infer.amortized import Objective
+    from probgen.spec import ModelSpec, Option
 
     return ModelSpec(
         name="vae",
@@ -60,7 +61,7 @@ def _spec():
             Option("iwae_samples", int, 1000, "importance samples K of the held-out log-likelihood bound"),
         ),
         report=report,
-        amortized=Amortized(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),
+        parts=(Objective(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),),
         description="variational autoencoder: MLP decoder p(x | z), amortised encoder q(z | x), minibatch SVI "
                     "(--method svi) with early stopping, checkpoints and --resume",
     )

@@ -1,5 +1,5 @@
 """Adversarial training (`--method adversarial`): for a model trained as a two-player game
-(`ModelSpec.adversarial`: the GAN), not by likelihood or posterior.
+(its `Game` part: the GAN), not by likelihood or posterior.
 
 The data are split like the minibatch trainer's (`probgen.infer.parts`): the family trains on
 the training part and scores the others (sample quality and coverage against held-out rows).
@@ -9,9 +9,31 @@ mode collapse and oscillation (`probgen.models.gan.coverage.diagnose`).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.parts import DEFAULT_HOLDOUT
+
+@dataclasses.dataclass(frozen=True)
+class Game:
+    """The part adversarial training needs (`ModelSpec.parts`): a model trained as a two-player
+    game, not by likelihood (a GAN: `probgen.infer.adversarial`,
+    `--method adversarial`). It has no log-likelihood to report; the family reports sample
+    quality and coverage instead.
+
+    fit:      ({part: ModelInputs}, options, settings, rng_key, progress) -> {group: xarray.Dataset}:
+              train on the training part and return everything the run folder keeps: the
+              trained networks ("parameters"), the generator as a one-draw "posterior", the
+              training history ("adversarial_training", whose attrs say `collapse`, `oscillation`
+              and a `reading`), and scores of the other parts.
+    generate: (idata, config, rng_key, num_rows) -> (num_rows, D) new rows in the data's units.
+    """
+
+    fit: Callable
+    generate: Callable
+
 
 SETTINGS = (
     Setting("steps", int, 5000, "training steps (one discriminator and one generator update each)", minimum=1),
@@ -25,34 +47,31 @@ SETTINGS = (
 
 
 def fit_adversarial(problem, settings: dict):
-    """Train the game (`spec.adversarial`) on the problem's parts; returns a `Result` with the
+    """Train the family's `Game` on the problem's parts; returns a `Result` with the
     family's posterior (its generated rows), networks and training history."""
     spec = problem.spec
-    groups = spec.adversarial.fit(problem.parts, problem.options, settings, problem.keys.root, problem.progress)
+    groups = spec.part(Game).fit(problem.parts, problem.options, settings, problem.keys.root, problem.progress)
     for name in ("posterior", "parameters", "adversarial_training"):
         if name not in groups:
-            raise InferenceError(f"model '{spec.name}': Adversarial.fit returned no '{name}' group")
+            raise InferenceError(f"model '{spec.name}': Game.fit returned no '{name}' group")
     attrs = groups["adversarial_training"].attrs
     facts = {"collapse": bool(attrs["collapse"]), "oscillation": bool(attrs["oscillation"])}
     return Result(groups.pop("posterior"), facts=facts, groups=groups)
 
 
 class AdversarialMethod(Method):
-    """Alternating generator and discriminator updates, for models with an `Adversarial` part."""
+    """Alternating generator and discriminator updates, for models with a `Game` part."""
 
     name = "adversarial"
     title = "adversarial training (a two-player game)"
     settings = SETTINGS
-    exclusive = True
+    needs = (Game,)
     traces_model = False  # no likelihood to trace: the family's generated rows stand as its posterior
     wants_validation = True
     default_holdout = DEFAULT_HOLDOUT
     posterior_report = False  # no likelihood, no posterior: the model reports samples and coverage
     gives_posterior_sample = False
     loss_label = "discriminator and generator losses"
-
-    def claims(self, spec) -> bool:
-        return getattr(spec, "adversarial", None) is not None
 
     def run(self, problem, settings):
         return fit_adversarial(problem, settings)
@@ -61,7 +80,7 @@ class AdversarialMethod(Method):
         raise InferenceError(f"simulation-based calibration needs a posterior; model '{spec.name}' is trained as a game")
 
     def new_rows(self, spec, idata, config, rng_key, num_rows):
-        return spec.adversarial.generate(idata, config, rng_key, num_rows)
+        return spec.part(Game).generate(idata, config, rng_key, num_rows)
 
     def verdicts(self, idata, settings, facts, quantities=None) -> list:
         from probgen.diagnostics import Verdict

@@ -59,6 +59,49 @@ CHECKPOINT = "checkpoint.npz"
 OLD_CHECKPOINT = "checkpoint.pkl"  # before: a pickle, which is refused (see load_checkpoint)
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The part the minibatch trainer needs (`ModelSpec.parts`): how to fit and judge a model
+    whose per-row latents are inferred by an encoder network
+    (the spec's guide) and whose parameters are network weights (a VAE): minibatch SVI with
+    early stopping on held-out rows, in `probgen.infer.amortized`, instead of posterior draws
+    of global parameters.
+
+    The model and guide take the data as `x` and the keyword arguments `num_points`,
+    `batch_size` (the minibatch of the data plate) and `kl_weight` (KL annealing) on top of
+    `inputs.kwargs`.
+
+    elbo:     (params, x, kwargs, rng_key) -> per-row ELBO (N,) in nats, with kwargs the
+              model's keyword arguments for x: the validation score that early stopping watches.
+    evaluate: (params, {part: ModelInputs}, options, rng_key) -> {group: xarray.Dataset}:
+              per-row scores and whatever the report needs, stored in the InferenceData
+              (parts: "training", "validation", "held_out", and "anomaly" when there is one).
+    preprocess: optional (frame, options, seed) -> (rows to model, anomalous rows or None),
+              applied to the whole table before it is split: transforms that must be drawn
+              once (dequantisation noise), and rows kept out of training altogether and
+              scored as anomalies.
+    generate:  optional (idata, config, rng_key, num_rows) -> (num_rows, D) array: new rows
+              from the fitted model in the data's units (`probgen sample`).
+    stream:   names of per-row model arguments (from `inputs.observed` and `inputs.kwargs`)
+              that the trainer streams from host memory, one minibatch per step, instead of
+              holding the data as one device array and subsampling inside the model (the
+              default, `x`). The model then takes `num_points` (all training rows) and the batch
+              as given, in a `plate(..., num_points, subsample_size=batch)`; elbo gets a dict
+              of these arrays instead of `x`. Memory on the device is bounded by the batch, and
+              the batch can be split across devices (`probgen.infer.amortized.Stream`).
+    only:     the minibatch trainer is the only way to fit the model (True, the VAE); False:
+              it is the default and answers to --method svi, and the posterior methods (NUTS,
+              MAP) fit the model too (pmf, on a subset).
+    """
+
+    elbo: Callable
+    evaluate: Callable
+    preprocess: Callable | None = None
+    generate: Callable | None = None
+    stream: tuple[str, ...] = ()
+    only: bool = True
+
+
 @dataclasses.dataclass
 class TrainResult:
     params: dict  # the best parameters (by held-out ELBO)
@@ -360,8 +403,8 @@ def params_from_dataset(dataset) -> dict:
 
 
 def train_amortized(problem, settings: dict):
-    """Train an amortised model (`spec.amortized`, e.g. the VAE) on the problem's training part,
-    stopping early on the validation part's ELBO; `spec.amortized.evaluate` scores the parts.
+    """Train an amortised model (its `Objective`, e.g. the VAE's) on the problem's training part,
+    stopping early on the validation part's ELBO; the objective's `evaluate` scores the parts.
     Returns a `Result`: posterior (`draws` draws of each training row's latents from the
     encoder; the networks' parameters as one draw for a model without latents), the network
     `parameters` and the evaluation groups, and an `optimization` record (training and
@@ -373,10 +416,11 @@ def train_amortized(problem, settings: dict):
     from probgen.infer.methods import Result
 
     spec, inputs = problem.spec, problem.parts
+    objective = spec.part(Objective)
     train_inputs = inputs["training"]
     train_key, evaluate_key, draw_key = problem.keys.inference, problem.keys.results, problem.keys.init
 
-    stream = tuple(spec.amortized.stream)
+    stream = tuple(objective.stream)
     if stream:  # per-row arguments streamed from the host, one minibatch per step
         fixed = {name: value for name, value in train_inputs.kwargs.items() if name not in stream}
 
@@ -388,7 +432,7 @@ def train_amortized(problem, settings: dict):
             return {**fixed, "num_points": num_points}
 
         def evaluate(params, rows, key):
-            return spec.amortized.elbo(params, rows, {**fixed, "num_points": len(next(iter(rows.values())))}, key)
+            return objective.elbo(params, rows, {**fixed, "num_points": len(next(iter(rows.values())))}, key)
 
         x_train = Stream(rows_of(train_inputs), int(settings["batch_size"]), problem.seed,
                          int(settings.get("devices", 1)))
@@ -402,13 +446,13 @@ def train_amortized(problem, settings: dict):
             return {**train_inputs.kwargs, "num_points": num_points, "batch_size": batch_size, "kl_weight": kl_weight}
 
         def evaluate(params, x, key):
-            return spec.amortized.elbo(params, x, {**train_inputs.kwargs, "num_points": x.shape[0]}, key)
+            return objective.elbo(params, x, {**train_inputs.kwargs, "num_points": x.shape[0]}, key)
 
         x_train, x_validation = train_inputs.observed["x"], inputs["validation"].observed["x"]
 
     trained = train(spec.model, spec.guide, model_kwargs, x_train, x_validation, settings, train_key, evaluate,
                     progress=problem.progress, checkpoint_dir=problem.checkpoint, resume=problem.resume)
-    groups = spec.amortized.evaluate(trained.params, inputs, problem.options, evaluate_key)
+    groups = objective.evaluate(trained.params, inputs, problem.options, evaluate_key)
 
     # draws of each training row's latents from the fitted encoder (or of the global latents of
     # a streamed model, whose guide sees one batch): the posterior group
@@ -486,7 +530,7 @@ class MinibatchMethod(Method):
     cli_name = "svi"
     title = "amortised minibatch SVI"
     settings = SETTINGS
-    exclusive = True
+    needs = (Objective,)
     traces_model = False  # its posterior is an encoder's draws of per-row latents (or the networks)
     wants_validation = True  # the validation ELBO stops training
     default_holdout = DEFAULT_HOLDOUT
@@ -497,19 +541,16 @@ class MinibatchMethod(Method):
 
     checkpoint_file = CHECKPOINT
 
-    def claims(self, spec) -> bool:
-        return getattr(spec, "amortized", None) is not None
-
     # the run folder's checkpoint life cycle, for `probgen fit ... --resume`
     training_request = staticmethod(training_request)
     load_checkpoint = staticmethod(load_checkpoint)
     check_resume = staticmethod(check_resume)
 
     def shares(self, spec) -> bool:
-        return not spec.amortized.only
+        return not spec.part(Objective).only
 
     def set_apart(self, spec):
-        return spec.amortized.preprocess
+        return spec.part(Objective).preprocess
 
     def run(self, problem, settings):
         return train_amortized(problem, settings)
@@ -528,9 +569,8 @@ class MinibatchMethod(Method):
 
     def new_rows(self, spec, idata, config, rng_key, num_rows):
         """New rows from the fitted decoder (`probgen sample`), or None without a generator."""
-        if spec.amortized.generate is None:
-            return None
-        return spec.amortized.generate(idata, config, rng_key, num_rows)
+        generate = spec.part(Objective).generate
+        return None if generate is None else generate(idata, config, rng_key, num_rows)
 
 
 register(MinibatchMethod())

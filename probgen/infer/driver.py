@@ -136,6 +136,9 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
     if init_from is not None and not method.warm_starts:
         raise InferenceError(f"init_from (--init-from) applies to {methods.warm_starting_runs()}, not to "
                              f"{method.describe()}")
+    missing = method.missing_parts(spec)
+    if missing:
+        raise InferenceError(f"model '{spec.name}' provides no {' or '.join(missing)}, which {method.describe()} needs")
     holdout = float(holdout) or method.default_holdout
     dataset, parts = load_parts(spec, data, options, seed=seed, holdout=holdout, columns=columns,
                                 standardize=standardize, sets=sets, validation=method.wants_validation,

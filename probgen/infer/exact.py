@@ -1,5 +1,5 @@
 """The exact conjugate method (`--method exact`): for a model whose posterior has a closed form
-(`ModelSpec.conjugate`: the n-gram language model's Dirichlet-multinomial), the posterior is
+(its `ConjugateUpdate` part: the n-gram language model's Dirichlet-multinomial), the posterior is
 computed, not sampled or approximated.
 
 The data are split like the minibatch trainer's (`probgen.infer.parts`): the posterior is
@@ -12,10 +12,33 @@ returns the groups of the InferenceData, among them exact posterior draws of wha
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 from probgen import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.parts import DEFAULT_HOLDOUT
+
+@dataclasses.dataclass(frozen=True)
+class ConjugateUpdate:
+    """The part the exact method needs (`ModelSpec.parts`): a model whose posterior has a
+    closed form (`probgen.infer.exact`): no sampling, no
+    optimisation of the parameters, only of the prior's hyperparameters by maximum marginal
+    likelihood where the family asks for it.
+
+    fit:      (training ModelInputs, options, settings) -> posterior (a pytree of arrays: the
+              conjugate update, e.g. Dirichlet counts, and the fitted hyperparameters).
+    evaluate: (posterior, {part: ModelInputs}, options, settings, rng_key) -> {group:
+              xarray.Dataset}: scores of every part (parts: "training", "validation",
+              "held_out"), exact posterior draws of what the report shows, and the posterior
+              itself as groups, so that a run folder holds everything `probgen report` and
+              `probgen sample` need.
+    """
+
+    fit: Callable
+    evaluate: Callable
+
 
 SETTINGS = (
     Setting("draws", int, 200, "exact posterior draws of the held-out score (4 chains of draws / 4, independent)",
@@ -24,13 +47,14 @@ SETTINGS = (
 
 
 def fit_exact(problem, settings: dict):
-    """The exact posterior of `problem.spec` (which has a `Conjugate`) on the training part, and
+    """The exact posterior of `problem.spec` (by its `ConjugateUpdate`) on the training part, and
     every part scored; returns a `Result` whose posterior is the family's exact draws."""
     spec = problem.spec
-    posterior = spec.conjugate.fit(problem.inputs, problem.options, settings)
-    groups = spec.conjugate.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root)
+    update = spec.part(ConjugateUpdate)
+    posterior = update.fit(problem.inputs, problem.options, settings)
+    groups = update.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root)
     if "posterior" not in groups:
-        raise InferenceError(f"model '{spec.name}': Conjugate.evaluate returned no posterior group")
+        raise InferenceError(f"model '{spec.name}': ConjugateUpdate.evaluate returned no posterior group")
     return Result(groups.pop("posterior"), groups=groups)
 
 
@@ -40,16 +64,13 @@ class ExactMethod(Method):
     name = "exact"
     title = "the exact conjugate posterior"
     settings = SETTINGS
-    exclusive = True
+    needs = (ConjugateUpdate,)
     traces_model = False  # the family's exact draws of what it reports, not a trace of the model
     wants_validation = True  # kept apart so that studies choose between models on it
     default_holdout = DEFAULT_HOLDOUT
     posterior_report = True  # the standard report, on the exact draws of what the family reports
     gives_posterior_sample = False
     loss_label = "negative log marginal likelihood"
-
-    def claims(self, spec) -> bool:
-        return getattr(spec, "conjugate", None) is not None
 
     def run(self, problem, settings):
         return fit_exact(problem, settings)

@@ -147,7 +147,8 @@ class Method:
     extendable: tuple[str, ...] = ()  # settings a resumed run may raise (MCMC's draws, SVI's steps)
     stores_draws: bool = False  # durable, and its chunks hold the posterior draws (MCMC; SVI draws at the end)
     warm_starts: bool = False  # starts from a finished run's state (init_from / --init-from)
-    exclusive: bool = False  # fits only the specs it `claims`, which no other method fits
+    needs: tuple[type, ...] = ()  # parts a family must provide (`ModelSpec.parts`) for this method to fit it; a
+    # method that needs parts is the default for the families that provide them, and only theirs
     traces_model: bool = True  # its posterior holds draws of the model's latent sites: the driver traces the
     # model first (`Problem.structure`) and the results add predictive draws and the log-likelihood
     wants_validation: bool = False  # the split draws a validation part for it (early stopping)
@@ -186,10 +187,19 @@ class Method:
             settings[name] = value
         return settings
 
+    @property
+    def exclusive(self) -> bool:
+        """Fits only the families that provide the parts it `needs`."""
+        return bool(self.needs)
+
     def claims(self, spec) -> bool:
-        """True when this method is the only one that fits `spec` (the minibatch trainer and
-        a model with an amortised encoder)."""
-        return False
+        """True when `spec` provides every part this method `needs` (and it needs some): the
+        method is then the spec's default, and the only one that fits it unless it `shares`."""
+        return self.exclusive and spec is not None and all(spec.part(kind) is not None for kind in self.needs)
+
+    def missing_parts(self, spec) -> list[str]:
+        """The names of the parts this method needs that `spec` does not provide."""
+        return [kind.__name__ for kind in self.needs if spec.part(kind) is None]
 
     def shares(self, spec) -> bool:
         """True when a spec this method `claims` may also be fitted by the other methods (this
@@ -280,8 +290,7 @@ def get(name: str) -> Method:
 def for_spec(name: str | None, spec=None) -> Method:
     """The method that fits `spec` when the user asks for `name` (None: the default, NUTS, or
     the method that claims the spec)."""
-    claiming = next((method for method in _REGISTRY.values()
-                     if method.exclusive and spec is not None and method.claims(spec)), None)
+    claiming = next((method for method in _REGISTRY.values() if method.claims(spec)), None)
     if claiming is not None:
         if name not in (None, claiming.command_name) and claiming.shares(spec):
             return get(name)

@@ -79,10 +79,26 @@ def test_there_is_one_fit_and_no_method_overrides_it():
         assert type(method).run is not methods.Method.run, type(method).__name__
 
 
+def test_a_method_refuses_a_family_without_the_part_it_needs(frame):
+    """The exact method needs a `ConjugateUpdate`, the minibatch trainer an `Objective`,
+    adversarial training a `Game` (`Method.needs`); a family that provides none is refused with
+    one line naming the part, before any data is read, and the family that provides one is
+    fitted by that method by default (`for_spec`)."""
+    from probgen.spec import load_spec
+
+    for name, part in (("exact", "ConjugateUpdate"), ("adversarial", "Game")):
+        with pytest.raises(InferenceError, match=f"model 'normal_mean' provides no {part}, which .* needs"):
+            fit(SPEC, "no such data is read", name)
+    assert methods.for_spec(None, load_spec("ngram")).name == "exact"
+    assert methods.for_spec(None, load_spec("gan")).name == "adversarial"
+    assert methods.for_spec("svi", load_spec("vae")).name == "minibatch"
+    assert methods.for_spec("map", load_spec("pmf")).name == "map"  # pmf's Objective shares its family
+
+
 def test_nothing_outside_the_registry_asks_which_method_ran():
     """The registry is the one place that knows method names: no `method == "..."` test (nor a
     config's `["method"] ==` or `.get("method") ==`), no comparison with any registered method's
-    name, and no `spec.amortized` branch elsewhere in the library (issue 13: 24 and 7 before;
+    name, and no branch on a method's part (`spec.part(Objective)`) elsewhere in the library (issue 13: 24 and 7 before;
     issue 29 found `config.get("method") == "exact"` in the LM report, which this missed); nor a
     `data_kind ==` test: the data kinds are read by their registry (`probgen/data_kinds.py`)."""
     import re
@@ -92,7 +108,9 @@ def test_nothing_outside_the_registry_asks_which_method_ran():
     names = "|".join(sorted({m.name for m in methods.registered()} | {m.command_name for m in methods.registered()}))
     pattern = re.compile(r"\bmethod[\"']?\)?\]?\s*(==|!=)|\bmethod\s+(not\s+)?in\s*[\(\[{]"
                          rf"|[=!]= *[\"']({names})[\"']")
-    amortized = re.compile(r"spec\.amortized\b|\bdata_kind\s*(==|!=|in\b)")  # data kinds: probgen.data_kinds
+    # a method's parts are read by the method that needs them (`Method.needs`), and data kinds by their registry
+    amortized = re.compile(r"spec\.(amortized|conjugate|adversarial)\b|\.part\((Objective|ConjugateUpdate|Game)\)"
+                           r"|\bdata_kind\s*(==|!=|in\b)")
     found = []
     for path in [*root.glob("probgen/*.py"), *root.glob("models/**/*.py")]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
