@@ -37,7 +37,7 @@ from probgen.errors import ModelError
 from probgen.models._shared import (
     OrderedNormal, component_log_densities, kmeans, relabel_permutations, to_original_units,
 )
-from probgen.spec import ModelInputs, ModelSpec, Option
+from probgen.spec import FamilyPlots, ModelInputs, ModelSpec, Option, OriginalUnits, Relabel, Simulator
 
 COVARIANCES = ("full", "diagonal")
 IDENTIFICATIONS = ("ordered", "relabel", "none")
@@ -352,11 +352,8 @@ SPEC = ModelSpec(
         Option("identify", str, "ordered", "label switching: ordered first column, post-hoc relabel, or none", IDENTIFICATIONS),
         Option("weight_concentration", float, 1.0, "Dirichlet concentration of the mixture weights"),
     ),
-    postprocess=postprocess,
-    simulate=simulate,
-    to_original_units=to_original_units,
-    plots=plots,
     summary_vars=("weights", "means", "scales"),
     init=init,
+    parts=(Relabel(postprocess), Simulator(simulate), OriginalUnits(to_original_units), FamilyPlots(plots)),
     description="Bayesian Gaussian mixture, K components, diagonal or full covariance, assignments marginalised",
 )

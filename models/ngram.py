@@ -183,7 +183,7 @@ def report(idata, config):
 
 def _spec():
     from probgen.infer.exact import ConjugateUpdate
-    from probgen.spec import HeldOut, ModelSpec, Option
+    from probgen.spec import HeldOut, ModelSpec, Option, TextGenerator
 
     return ModelSpec(
         name="ngram",
@@ -195,9 +195,8 @@ def _spec():
             *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
-        parts=(ConjugateUpdate(fit=conjugate_fit, evaluate=conjugate_evaluate),),
+        parts=(ConjugateUpdate(fit=conjugate_fit, evaluate=conjugate_evaluate), TextGenerator(generate_text)),
         report=report,
-        generate_text=generate_text,
         data_kind="text",
         description="character n-gram language model, hierarchical Dirichlet prior, exact posterior (--method exact), "
                     "with interpolated Kneser-Ney as the reference; text corpora or .txt files",

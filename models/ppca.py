@@ -41,7 +41,7 @@ import pandas as pd
 import xarray as xr
 
 from probgen.errors import ModelError
-from probgen.spec import ModelInputs, ModelSpec, Option, ReportPart, Section
+from probgen.spec import DerivedGroups, FamilyPlots, JudgedOn, ModelInputs, ModelSpec, Option, Relabel, ReportPart, Section
 
 NOISE = ("isotropic", "diagonal")
 PRIORS = ("ard", "normal")
@@ -408,12 +408,9 @@ SPEC = ModelSpec(
                                            "prunes unneeded ones) or normal (fixed scale: all q are kept)", PRIORS),
         Option("label_column", str, "", "column holding each row's label (not modelled; colours the latent map)"),
     ),
-    postprocess=postprocess,
     init=init,
-    convergence_on=convergence_on,
-    derived=derived,
     report=report,
-    plots=plots,
+    parts=(Relabel(postprocess), JudgedOn(convergence_on), DerivedGroups(derived), FamilyPlots(plots)),
     summary_vars=("factor_variance", "sigma", "psi", "mu"),
     description="probabilistic PCA / factor analysis: x = mu + W z + noise, z summed out, ARD picks the dimensions",
 )

@@ -1,6 +1,9 @@
 """The typed hooks of a `ModelSpec`: one `typing.Protocol` per hook, the return type of the
-report hook (`ReportPart`), the held-out description (`HeldOut`), and `check_hooks`, which
-verifies that a spec's hooks take the arguments their protocol passes.
+report hook (`ReportPart`), the held-out description (`HeldOut`), the parts a family gives in
+`ModelSpec.parts` for jobs only some families have (`Relabel`, `Simulator`, `OriginalUnits`,
+`FamilyPlots`, `DerivedGroups`, `JudgedOn`, `Predictor`, `TextGenerator`: each wraps one
+function typed by its protocol), and `check_hooks`, which verifies that a spec's hooks take the
+arguments their protocol passes.
 
 A family sets only the hooks its mathematics demands; everything else has a generic answer:
 options are checked from their `Option` metadata (type, choices, bounds), new rows come from
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import pandas as pd
 
@@ -123,12 +126,71 @@ class HeldOut:
     sequence: SequenceColumn | None = None
 
 
+class GenerateText(Protocol):
+    def __call__(self, idata: Any, config: dict, prompt: str, num_symbols: int, temperature: float,
+                 rng_key: Any) -> str:
+        """A continuation of `prompt` drawn from the fitted model (`probgen sample --prompt`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hook:
+    """A family's function for one job only some families have, given as a part
+    (`ModelSpec.parts`) and read back by `ModelSpec.part(kind)` (or the spec attribute named
+    `attribute`). Calling the part calls the function."""
+
+    function: Callable
+    protocol: ClassVar[type] = Protocol
+    attribute: ClassVar[str] = ""
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+
+class Relabel(Hook):
+    """Relabel latent draws before anything reads them (a mixture's components by their means)."""
+    protocol, attribute = Postprocess, "postprocess"
+
+
+class Simulator(Hook):
+    """New rows from parameters, faster or further-reaching than the stored predictive draws."""
+    protocol, attribute = Simulate, "simulate"
+
+
+class OriginalUnits(Hook):
+    """The posterior in the data's units, undoing `--standardize`, for the summary table."""
+    protocol, attribute = ToOriginalUnits, "to_original_units"
+
+
+class FamilyPlots(Hook):
+    """The family's own plots beside the standard ones."""
+    protocol, attribute = Plots, "plots"
+
+
+class DerivedGroups(Hook):
+    """Extra InferenceData groups computed from the posterior (an HMM's decoded states)."""
+    protocol, attribute = Derived, "derived"
+
+
+class JudgedOn(Hook):
+    """What R-hat and ESS judge when the latent sites are not identified across chains."""
+    protocol, attribute = ConvergenceOn, "convergence_on"
+
+
+class Predictor(Hook):
+    """The posterior predictive at new inputs (`probgen predict`)."""
+    protocol, attribute = Predict, "predict"
+
+
+class TextGenerator(Hook):
+    """A continuation of a prompt from the fitted model (`probgen sample --prompt`)."""
+    protocol, attribute = GenerateText, "generate_text"
+
+
+HOOK_PARTS: tuple[type[Hook], ...] = (Relabel, Simulator, OriginalUnits, FamilyPlots, DerivedGroups, JudgedOn,
+                                      Predictor, TextGenerator)
+
 # hook field -> its protocol (the fields of ModelSpec that hold callables)
-PROTOCOLS: dict[str, type] = {
-    "prepare": Prepare, "postprocess": Postprocess, "simulate": Simulate, "to_original_units": ToOriginalUnits,
-    "plots": Plots, "init": Init, "derived": Derived, "convergence_on": ConvergenceOn, "report": Report,
-    "predict": Predict,
-}
+PROTOCOLS: dict[str, type] = {"prepare": Prepare, "init": Init, "report": Report}
 
 
 def _positional_arity(function: Callable) -> tuple[int, float]:
@@ -160,6 +222,10 @@ def check_hooks(spec) -> list[str]:
     """The problems with `spec`'s hooks (empty when each takes what its protocol passes)."""
     problems = [hook_problem(name, getattr(spec, name), protocol)
                 for name, protocol in PROTOCOLS.items() if getattr(spec, name, None) is not None]
+    kinds = [type(part).__name__ for part in getattr(spec, "parts", ())]
+    problems += [f"parts holds more than one {kind}" for kind in sorted(set(kinds)) if kinds.count(kind) > 1]
+    problems += [hook_problem(type(part).__name__, part.function, part.protocol)
+                 for part in getattr(spec, "parts", ()) if isinstance(part, Hook)]
     held_out = getattr(spec, "held_out", None)
     if held_out is not None:
         for field, protocol in (("inputs", HeldOutInputs), ("sequence", SequenceColumn)):

@@ -27,8 +27,9 @@ import pandas as pd
 
 from probgen.errors import ModelError
 from probgen.hooks import (  # noqa: F401  (re-exported: the hook types a family writes against)
-    ConvergenceOn, Derived, HeldOut, Init, Plots, Postprocess, Predict, Prepare, Report, ReportPart, Section, Simulate,
-    ToOriginalUnits, check_hooks,
+    HOOK_PARTS, ConvergenceOn, Derived, DerivedGroups, FamilyPlots, HeldOut, Init, JudgedOn, OriginalUnits, Plots,
+    Postprocess, Predict, Predictor, Prepare, Relabel, Report, ReportPart, Section, Simulate, Simulator,
+    TextGenerator, ToOriginalUnits, check_hooks,
 )
 
 
@@ -170,46 +171,42 @@ class ModelSpec:
                raises `ModelError` naming the bad option.
     options:   model options (CLI flags such as `--num-components`).
     guide:     optional hand-written guide for SVI (same signature as the model).
-    postprocess: optional (samples dict with leading (chain, draw) axes, inputs) -> samples
-               dict, applied to latent draws before anything else reads them (relabelling).
-    simulate:  optional (rng_key, params dict with leading draw axis, num_points)
-               -> (num_points, D) array: new data from given (or posterior) parameters.
-    to_original_units: optional (posterior xarray Dataset, loc, scale) -> Dataset, undoing the
-               data layer's standardisation for the summary table.
-    plots:     optional (idata) -> {name: matplotlib Figure}, model-specific plots.
     summary_vars: posterior variables for the summary table (default: all latent sites).
     init:      optional (inputs, rng_key, num_chains) -> {latent site: (num_chains, ...)
                constrained values}: a starting point per chain for MCMC (the first one for
                SVI). Without it, chains start at NumPyro's uniform(-2, 2) in unconstrained
                space, which is poor for parameters in data units and for multimodal models.
-    derived:   optional (flat posterior draws {site: (draw, ...)}, inputs, rng_key) ->
-               {group name: xarray.Dataset}: extra InferenceData groups computed from the
-               posterior after the fit (the HMM's state decoding).
     held_out:  optional `HeldOut`: how `--holdout` keeps rows out and scores them: `sequence`
                (options -> sequence column) for time-ordered rows, so that the last F of each
                sequence are kept out (a forecast split) instead of rows drawn at random;
                `inputs` (training frame, held-out frame, options) -> ModelInputs, e.g. held-out
                steps that carry the training rows before them (masked out, `masks`) so that
                each is scored given its past. Default: random rows, `prepare`d alone.
-    convergence_on: optional (idata) -> xarray.Dataset with (chain, draw, ...) variables: the
-               quantities R-hat and ESS are judged on instead of the posterior's latent sites,
-               for models whose parameters are not identified across chains (a BNN's weights:
-               hidden units permute and flip sign) but whose predictions and log density are.
     report:    optional (idata, config) -> `ReportPart`: the model's own part of the report (a
                BNN's held-out RMSE, coverage, calibration; a VAE's whole report).
-    predict:   optional (idata, options, frame, rng_key) -> DataFrame: the posterior predictive
-               at new inputs, one row per input row (`probgen predict`; a BNN's mean and
-               intervals, or class probabilities).
-    parts:     what the family provides for a method that needs more than the model: each
-               method declares the parts it `needs` (`probgen.infer.methods.Method.needs`) and
-               fits the families that provide them: `probgen.infer.amortized.Objective` (the
-               minibatch trainer: VAE, MADE, pmf, the network LMs),
-               `probgen.infer.exact.ConjugateUpdate` (the exact method: the n-gram),
-               `probgen.infer.adversarial.Game` (adversarial training: the GAN). `part(kind)`
-               finds one.
-    generate_text: optional (idata, config, prompt, num_symbols, temperature, rng_key) -> str:
-               a continuation of `prompt` drawn from the fitted model (`probgen sample
-               --prompt`; the language models).
+    parts:     what only some families provide, one part of each kind; `part(kind)` finds one.
+               Jobs of the family's own (`probgen.hooks`, each wrapping one function typed by
+               its protocol; the spec attribute in brackets reads the function back):
+               - `Relabel` (`postprocess`): (samples with leading (chain, draw) axes, inputs)
+                 -> samples, applied to latent draws before anything else reads them;
+               - `Simulator` (`simulate`): (rng_key, params with a leading draw axis,
+                 num_points) -> (num_points, D) new rows from given (or posterior) parameters;
+               - `OriginalUnits` (`to_original_units`): (posterior Dataset, loc, scale) ->
+                 Dataset, undoing the data layer's standardisation for the summary table;
+               - `FamilyPlots` (`plots`): (idata) -> {name: matplotlib Figure};
+               - `DerivedGroups` (`derived`): (flat posterior draws, inputs, rng_key) ->
+                 {group: Dataset}: extra groups from the posterior (an HMM's state decoding);
+               - `JudgedOn` (`convergence_on`): (idata) -> Dataset of (chain, draw, ...)
+                 quantities that R-hat and ESS judge instead of latent sites that are not
+                 identified across chains (a BNN's weights);
+               - `Predictor` (`predict`): (idata, options, frame, rng_key) -> DataFrame: the
+                 posterior predictive at new inputs (`probgen predict`);
+               - `TextGenerator` (`generate_text`): (idata, config, prompt, num_symbols,
+                 temperature, rng_key) -> str (`probgen sample --prompt`).
+               And what a method that needs more than the model asks for (`Method.needs`):
+               `probgen.infer.amortized.Objective` (the minibatch trainer: VAE, MADE, pmf,
+               the network LMs), `probgen.infer.exact.ConjugateUpdate` (the exact method:
+               the n-gram), `probgen.infer.adversarial.Game` (adversarial training: the GAN).
     data_kind: a kind of `probgen.data_kinds.KINDS`, which reads it: "table" (a numeric table,
                the default), "text" (documents: `probgen.text_data`;
                the frame `prepare` gets has one column, `text`) or "ratings" ((user, item,
@@ -224,19 +221,11 @@ class ModelSpec:
     prepare: Prepare | None = None
     options: tuple[Option, ...] = ()
     guide: Callable | None = None
-    postprocess: Postprocess | None = None
-    simulate: Simulate | None = None
-    to_original_units: ToOriginalUnits | None = None
-    plots: Plots | None = None
     summary_vars: tuple[str, ...] | None = None
     init: Init | None = None
-    derived: Derived | None = None
     held_out: HeldOut | None = None
-    convergence_on: ConvergenceOn | None = None
     report: Report | None = None
-    predict: Predict | None = None
     parts: tuple = ()
-    generate_text: Callable | None = None
     data_kind: str = "table"
     description: str = ""
 
@@ -253,14 +242,28 @@ class ModelSpec:
 
     def hooks(self) -> tuple[str, ...]:
         """The hooks this spec sets beyond its model (what its family had to write)."""
-        fields = ("prepare", "guide", "postprocess", "simulate", "to_original_units", "plots", "init", "derived",
-                  "held_out", "convergence_on", "report", "predict", "generate_text")
+        fields = ("prepare", "guide", "init", "held_out", "report")
         return tuple(name for name in fields if getattr(self, name) is not None
                      and not (name == "prepare" and is_plain_model(self))) + tuple(type(p).__name__ for p in self.parts)
 
     def part(self, kind: type):
         """The part of type `kind` this spec provides (`parts`), or None."""
         return next((part for part in self.parts if isinstance(part, kind)), None)
+
+    def _hook(self, kind: type):
+        part = self.part(kind)
+        return None if part is None else part.function
+
+    # the function of each hook part, or None (`probgen.hooks.HOOK_PARTS`)
+    postprocess = property(lambda self: self._hook(Relabel), doc="the `Relabel` part's function, or None")
+    simulate = property(lambda self: self._hook(Simulator), doc="the `Simulator` part's function, or None")
+    to_original_units = property(lambda self: self._hook(OriginalUnits),
+                                 doc="the `OriginalUnits` part's function, or None")
+    plots = property(lambda self: self._hook(FamilyPlots), doc="the `FamilyPlots` part's function, or None")
+    derived = property(lambda self: self._hook(DerivedGroups), doc="the `DerivedGroups` part's function, or None")
+    convergence_on = property(lambda self: self._hook(JudgedOn), doc="the `JudgedOn` part's function, or None")
+    predict = property(lambda self: self._hook(Predictor), doc="the `Predictor` part's function, or None")
+    generate_text = property(lambda self: self._hook(TextGenerator), doc="the `TextGenerator` part's function, or None")
 
     def default_options(self) -> dict[str, Any]:
         return {option.name: option.default for option in self.options}

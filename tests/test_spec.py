@@ -58,3 +58,27 @@ def test_model_file_that_fails_to_import(tmp_path):
 def test_unknown_option_is_named():
     with pytest.raises(ModelError, match="no option 'components'"):
         load_spec("gmm").resolve_options({"components": 3})
+
+
+def test_the_spec_holds_what_families_share_and_parts_hold_the_rest():
+    """Issue 29: at most 12 fields, none named after a method; what only some families have
+    is a part, checked against its protocol like any hook, one of each kind."""
+    import dataclasses
+
+    from probgen.infer import methods
+    from probgen.spec import FamilyPlots, Relabel
+
+    fields = {field.name for field in dataclasses.fields(ModelSpec)}
+    assert len(fields) <= 12, sorted(fields)
+    named_after_methods = {m.name for m in methods.registered()} | {m.command_name for m in methods.registered()}
+    assert not fields & (named_after_methods | {"amortized", "conjugate", "adversarial"})
+
+    def model(x=None):
+        pass
+
+    with pytest.raises(ModelError, match="Relabel must take 2 argument"):
+        ModelSpec(name="bad", model=model, parts=(Relabel(lambda samples: samples),))
+    with pytest.raises(ModelError, match="parts holds more than one FamilyPlots"):
+        ModelSpec(name="twice", model=model, parts=(FamilyPlots(lambda idata: {}), FamilyPlots(lambda idata: {})))
+    relabel = lambda samples, inputs: samples  # noqa: E731
+    assert ModelSpec(name="ok", model=model, parts=(Relabel(relabel),)).postprocess is relabel

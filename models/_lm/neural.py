@@ -219,7 +219,7 @@ def report(idata, config):
 def spec(name: str, kind: str, context: int, block: int, hidden: int, description: str):
     """The ModelSpec of a neural language model of `kind` ("bengio" or "attention")."""
     from probgen.infer.amortized import Objective
-    from probgen.spec import HeldOut, ModelSpec, Option
+    from probgen.spec import HeldOut, ModelSpec, Option, TextGenerator
 
     return ModelSpec(
         name=name,
@@ -242,9 +242,8 @@ def spec(name: str, kind: str, context: int, block: int, hidden: int, descriptio
             *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
-        parts=(Objective(elbo=elbo, evaluate=evaluate),),
+        parts=(Objective(elbo=elbo, evaluate=evaluate), TextGenerator(generate_text)),
         report=report,
-        generate_text=generate_text,
         data_kind="text",
         description=description,
     )

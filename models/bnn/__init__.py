@@ -31,7 +31,7 @@ data and prediction import neither matplotlib nor the report.
 
 from __future__ import annotations
 
-from probgen.spec import HeldOut, ModelSpec, Option
+from probgen.spec import DerivedGroups, HeldOut, JudgedOn, ModelSpec, Option, Predictor
 
 from probgen.models.bnn.data import (  # noqa: F401
     _check_target, _inputs, _model_kwargs, _target_column, held_out, parse_hidden, prepare, scaling,
@@ -71,10 +71,8 @@ SPEC = ModelSpec(
                                                "none: use them as they are", ("standardize", "none")),
     ),
     summary_vars=("sigma", "tau0", "tau1", "tau2", "tau3"),
-    convergence_on=convergence_on,
-    derived=derived,
     report=report,
-    predict=predict_table,
+    parts=(JudgedOn(convergence_on), DerivedGroups(derived), Predictor(predict_table)),
     description="Bayesian neural network: MLP with Normal weight priors (fixed or hierarchical), regression "
                 "(Gaussian, Student-t) or classification (Bernoulli, categorical)",
 )

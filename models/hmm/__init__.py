@@ -37,7 +37,7 @@ matplotlib nor the report.
 
 from __future__ import annotations
 
-from probgen.spec import HeldOut, ModelSpec, Option
+from probgen.spec import DerivedGroups, FamilyPlots, HeldOut, ModelSpec, Option, OriginalUnits, Relabel, Simulator
 
 from probgen.models.hmm.data import _rows, held_out, prepare, split_sequences, time_order  # noqa: F401
 from probgen.models.hmm.decoding import (  # noqa: F401
@@ -74,14 +74,11 @@ SPEC = ModelSpec(
         Option("identify", str, "auto", "label switching: auto (ordered for gaussian/poisson, relabel for "
                                          "categorical), ordered, relabel or none", IDENTIFICATIONS),
     ),
-    postprocess=postprocess,
-    simulate=simulate,
-    to_original_units=to_original_units,
-    plots=plots,
     summary_vars=("init_probs", "transition", "means", "scales", "rates", "emission_probs"),
     init=init,
-    derived=decode,
     held_out=HeldOut(inputs=held_out, sequence=time_order),
+    parts=(Relabel(postprocess), Simulator(simulate), OriginalUnits(to_original_units), FamilyPlots(plots),
+           DerivedGroups(decode)),
     description="Bayesian hidden Markov model, K states (forward algorithm), Gaussian/Poisson/categorical emissions, "
                 "several sequences, decoding",
 )

@@ -26,7 +26,7 @@ from probgen.models.pmf import report as _report
 from probgen.models.pmf import training as _training
 from probgen.models.pmf.model import OPTIONS, held_out_inputs, pmf_guide, pmf_model, prepare, time_sequence
 from probgen.infer.amortized import Objective
-from probgen.spec import HeldOut, ModelSpec
+from probgen.spec import DerivedGroups, HeldOut, JudgedOn, ModelSpec, Predictor
 
 SPEC = ModelSpec(
     name="pmf",
@@ -36,12 +36,10 @@ SPEC = ModelSpec(
     options=OPTIONS,
     summary_vars=("mu", "sigma", "user_scale", "item_scale", "factor_scale"),
     held_out=HeldOut(inputs=held_out_inputs, sequence=time_sequence),
-    derived=_training.derived,
-    convergence_on=_report.convergence_on,
     report=_report.report,
-    predict=_report.predict,
-    parts=(Objective(elbo=_training.validation_score, evaluate=_training.evaluate, stream=("user", "item", "rating"),
-                     only=False),),
+    parts=(DerivedGroups(_training.derived), JudgedOn(_report.convergence_on), Predictor(_report.predict),
+           Objective(elbo=_training.validation_score, evaluate=_training.evaluate, stream=("user", "item", "rating"),
+                     only=False)),
     data_kind="ratings",
     description="Bayesian matrix factorisation for recommendation: (user, item, rating) rows, minibatch SVI over all "
                 "ratings (default), NUTS on a subset, MAP; calibrated intervals, top-N, `probgen predict` for pairs",
