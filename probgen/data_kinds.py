@@ -1,6 +1,6 @@
 """The kinds of data a family fits (`ModelSpec.data_kind`), as a registry: the one place that
 knows how each kind is read. Elsewhere probgen asks the kind (`kind_of(spec)`) instead of testing
-its name.
+its name; a new kind joins with `register_kind` (README "Adding a data kind").
 
 - "table": a numeric table (`probgen.data`): a bundled set or a CSV/TSV/Parquet file, columns
   chosen with --columns, optionally standardised.
@@ -82,6 +82,15 @@ KINDS: dict[str, DataKind] = {
     "text": DataKind("text", _load_text, _text_rows),
     "ratings": DataKind("ratings", _load_ratings, _ratings_rows),
 }
+
+
+def register_kind(kind: DataKind) -> DataKind:
+    """Add `kind` to the registry under its name (a later registration replaces an earlier one
+    of the same name); a `ModelSpec` may then name it as its `data_kind`."""
+    if not kind.name:
+        raise ValueError("a data kind needs a name")
+    KINDS[kind.name] = kind
+    return kind
 
 
 def kind_of(spec) -> DataKind:
