@@ -1,7 +1,7 @@
 """Shared by the studies: fit one model family at several sizes and choose among them by PSIS-LOO.
 
-Not part of the library (the library's pieces are `probgen.infer.fit`, `probgen.diagnostics.assess`,
-`probgen.loo.compare` and `probgen.loo.choose_simplest`); this only strings them together
+Not part of the library (the library's pieces are `probgen.infer.fit`, `probgen.checks.diagnostics.assess`,
+`probgen.checks.loo.compare` and `probgen.checks.loo.choose_simplest`); this only strings them together
 the same way for every study.
 """
 
@@ -51,7 +51,8 @@ class Choice:
 def fit_and_choose(model: str, dataset, candidates: dict, *, method: str = "nuts", seed: int = 0,
                    progress: bool = True, **settings) -> Choice:
     """candidates: name -> model options, from the simplest to the most complex."""
-    from probgen import diagnostics, loo
+    from probgen.checks import diagnostics
+    from probgen.checks import loo
     from probgen.infer import fit
 
     fits, verdicts = {}, {}

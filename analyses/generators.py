@@ -187,7 +187,8 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
 
 
 def sample_metrics(bench: Bench, seed: int) -> None:
-    from probgen import metrics, two_sample
+    from probgen.checks import metrics
+    from probgen.checks import two_sample
 
     for model, samples in bench.samples.items():
         test = two_sample.mmd_test(samples, bench.test, 200, seed)
@@ -275,7 +276,7 @@ def run(args) -> int:
     from probgen.infer.amortized import Objective
     from probgen.infer.parts import split_parts
     from probgen.models.gan.coverage import modes_from
-    from probgen.render import markdown_table
+    from probgen.report.render import markdown_table
     from probgen.spec import load_spec
 
     out = Path(args.out)

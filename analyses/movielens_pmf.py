@@ -44,8 +44,8 @@ from probgen.infer.parts import split_parts
 from probgen.models.pmf import SPEC
 from probgen.models.pmf.evaluation import draws_of, held_out_metrics, moments, ranking_metrics, relevance_threshold, summarise
 from probgen.models.pmf.report import _codes
-from probgen.ratings_data import load_ratings
-from probgen.render import markdown_table
+from probgen.data.ratings import load_ratings
+from probgen.report.render import markdown_table
 
 SUBSET_LATENT = 2  # latent dimensions of the subset fits: at 3, some chains stick in other modes (R-hat 1.1-1.5)
 NONCENTRED_BELOW = 10  # NUTS: users and items with fewer ratings written non-centred (E-BFMI 0.3 -> 0.6)

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         rows.append(run(name, args.out, args.seed, not args.quiet))
         if not args.quiet:
             print(json.dumps(rows[-1]), flush=True)
-    from probgen.render import markdown_table
+    from probgen.report.render import markdown_table
 
     table = pd.DataFrame(rows)
     print(markdown_table(table, index=False))

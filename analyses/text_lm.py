@@ -80,7 +80,7 @@ def summarise(out: Path, args) -> str:
     metrics.json), so a failed write never costs the fits: `--summarise` rebuilds them."""
     import pandas as pd
 
-    from probgen.render import markdown_table
+    from probgen.report.render import markdown_table
 
     table = pd.read_csv(out / "table.csv", index_col="model")
     ngrams = table[table.index.str.contains("gram")]
@@ -117,7 +117,8 @@ def summarise(out: Path, args) -> str:
 def run(args) -> int:
     import pandas as pd
 
-    from probgen import report, text_data
+    from probgen import report
+    from probgen.data import text as text_data
     from probgen.infer import fit
     from probgen.models._lm.scoring import bits_per_character, paired_difference
 

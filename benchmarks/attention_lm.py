@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     from probgen.models._lm import networks
     from probgen.models._lm.neural import architecture_from, elbo
     from probgen.models._lm.text import PAD, Vocabulary, rows
-    from probgen.text_data import load_text
+    from probgen.data.text import load_text
     from _timing import device
 
     documents = load_text("trump_tweets").frame["text"].tolist()[:args.documents]

@@ -17,7 +17,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-from probgen import metrics, two_sample
+from probgen.checks import metrics
+from probgen.checks import two_sample
 
 
 def plain_entropy(x, k=3):

@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     from nltk.util import everygrams
 
     from probgen.models._lm import ngram
-    from probgen.text_data import load_text
+    from probgen.data.text import load_text
 
     tweets = load_text("trump_tweets").frame["text"].tolist()
     train, test = tweets[:args.train], tweets[args.train:args.train + args.test]

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from _timing import device
-    from probgen.render import markdown_table
+    from probgen.report.render import markdown_table
 
     rows = []
     for name in (args.only.split(",") if args.only else posteriordb.names()):

@@ -41,7 +41,7 @@ REPEATS = 5
 
 def _movielens_rows(latent_dim: int = 10):
     from probgen.models.pmf import SPEC
-    from probgen.ratings_data import load_ratings
+    from probgen.data.ratings import load_ratings
 
     options = SPEC.resolve_options({"latent_dim": latent_dim})
     inputs = SPEC.prepare(load_ratings("movielens", options).frame, options)

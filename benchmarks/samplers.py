@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     parser.add_argument("--summary", type=Path, help="only print the per-posterior summary of rows written by --json")
     args = parser.parse_args(argv)
     if args.summary:
-        from probgen.render import markdown_table
+        from probgen.report.render import markdown_table
 
         print(markdown_table(summary([json.loads(line) for line in args.summary.read_text().splitlines()]), index=False))
         return 0
@@ -319,7 +319,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from _timing import device
-    from probgen.render import markdown_table
+    from probgen.report.render import markdown_table
 
     rows = []
     for name in chosen:

@@ -42,7 +42,8 @@ def likelihood_table(idata, score: str, num_dims: int, levels: int = 0) -> pd.Da
 def compare_samples(generated, real, seed: int, names=None) -> tuple[pd.DataFrame, dict]:
     """Generated rows against real (held-out) rows: the MMD permutation test, KS and Welch's t
     per column (Holm), and the k-NN estimate of KL(real || generated). (table, metrics)."""
-    from probgen import metrics, two_sample
+    from probgen.checks import metrics
+    from probgen.checks import two_sample
 
     tests = two_sample.two_sample_tests(generated, real, seed=seed, names=names)
     table = pd.DataFrame([t.as_dict() for t in tests]).set_index("test")[["statistic", "p_value", "reading"]]

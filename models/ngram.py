@@ -10,7 +10,7 @@ Orders 1..n are fitted together, so one run gives the whole ladder (bits per cha
 order grows: an estimate of the text's entropy rate from above). Interpolated Kneser-Ney on
 the same counts is the classical reference (`models._lm.ngram`).
 
-Text: documents (`probgen.text_data`), characters seen fewer than --min-count times in the
+Text: documents (`probgen.data.text`), characters seen fewer than --min-count times in the
 training documents become one UNK symbol, each document is padded with n - 1 PAD symbols and
 closed by END; contexts never reach into another document. An n-gram never seen in training
 falls back to the lower orders through the prior, down to the uniform base, so every symbol

@@ -207,10 +207,10 @@ class ModelSpec:
                `probgen.infer.amortized.Objective` (the minibatch trainer: VAE, MADE, pmf,
                the network LMs), `probgen.infer.exact.ConjugateUpdate` (the exact method:
                the n-gram), `probgen.infer.adversarial.Game` (adversarial training: the GAN).
-    data_kind: a kind of `probgen.data_kinds.KINDS`, which reads it: "table" (a numeric table,
-               the default), "text" (documents: `probgen.text_data`;
+    data_kind: a kind of `probgen.data.kinds.KINDS`, which reads it: "table" (a numeric table,
+               the default), "text" (documents: `probgen.data.text`;
                the frame `prepare` gets has one column, `text`) or "ratings" ((user, item,
-               rating[, time]) rows: `probgen.ratings_data`, columns named by the options
+               rating[, time]) rows: `probgen.data.ratings`, columns named by the options
                user_column, item_column, rating_column, time_column, duplicates, max_users,
                min_item_ratings).
     description: one line for `probgen models`.
@@ -233,7 +233,7 @@ class ModelSpec:
         if self.prepare is None:
             object.__setattr__(self, "prepare", _default_prepare(self.model))
         problems = check_hooks(self)
-        from probgen.data_kinds import KINDS
+        from probgen.data.kinds import KINDS
 
         if self.data_kind not in KINDS:
             problems.append(f"data_kind must be one of {', '.join(map(repr, KINDS))}, got {self.data_kind!r}")

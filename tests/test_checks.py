@@ -4,7 +4,9 @@
 import numpy as np
 import pytest
 
-from probgen import checks, loo, two_sample
+from probgen import checks
+from probgen.checks import loo
+from probgen.checks import two_sample
 from _seeds import seeded
 
 

@@ -81,7 +81,7 @@ def test_a_failed_verdict_exits_3_with_everything_written(tmp_path):
     the ESS check whatever the draws: ArviZ caps an ESS at N log10(N) = 26 for N = 20, under the
     fail line of 25 per chain (50). The tour's small model: the status is what matters, and a
     mixture's compilation took most of this test's 31 s."""
-    from probgen.runfolder import RUN_FILES
+    from probgen.report.runfolder import RUN_FILES
 
     out = tmp_path / "short"
     done = run_cli("fit", tour_model(tmp_path), "--data", "faithful", "--out", out, "--chains", "2", "--warmup",
@@ -98,7 +98,8 @@ def test_compare_exits_3_when_every_run_failed(fitted_run, tmp_path, monkeypatch
     is preferred (exit 0)."""
     import shutil
 
-    from probgen import cli, comparison
+    from probgen import cli
+    from probgen.checks import comparison
 
     out, _ = fitted_run
     shutil.copytree(out, tmp_path / "copy")
@@ -159,7 +160,7 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(case, tmp_path, csv_file):
     (["pmf", "--data", "movielens", "--columns", "user,item"], "model 'pmf' takes ratings: name their columns with --user-column"),
 ])
 def test_a_flag_the_data_kind_does_not_take_is_one_line_exit_2(arguments, message, tmp_path):
-    """Text and ratings are read by their data kind (`probgen.data_kinds`): table-only flags are refused."""
+    """Text and ratings are read by their data kind (`probgen.data.kinds`): table-only flags are refused."""
     out = tmp_path / "out"
     result = cli_in_process("fit", *arguments, "--out", out, "--quiet")
     lines = result.stderr.strip().splitlines()
@@ -247,7 +248,7 @@ def test_compare_ranks_runs_and_writes_a_report(fitted_run, csv_file, tmp_path):
 def test_pareto_k_warnings_name_the_points():
     import pandas as pd
 
-    from probgen.comparison import Comparison, pareto_lines
+    from probgen.checks.comparison import Comparison, pareto_lines
 
     comparison = Comparison(pd.DataFrame(), "", {"a": [{"point": 17, "k": 0.93}], "b": []}, {})
     assert pareto_lines(comparison) == ["a: Pareto k > 0.7 at points 17 (k=0.93): LOO is unreliable there"]

@@ -4,7 +4,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from _seeds import seeded
 
 

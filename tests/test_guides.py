@@ -30,7 +30,7 @@ def _python_blocks(heading: str) -> str:
 def guides():
     """The three guides' code run in one namespace, as a user pastes them into one file; the
     method and the data kind they register are removed afterwards."""
-    from probgen.data_kinds import KINDS
+    from probgen.data.kinds import KINDS
     from probgen.infer import methods
 
     namespace = {"__name__": "readme_guides"}

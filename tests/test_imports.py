@@ -13,10 +13,10 @@ from conftest import REPO
 
 # the strongly connected modules when function-level imports count (measured; to be untied by
 # moving the shared pieces out of probgen.infer, as ../shared/SHAPE.md proposes)
-KNOT = {"probgen", "probgen.binding", "probgen.diagnostics", "probgen.infer", "probgen.infer.adversarial",
+KNOT = {"probgen", "probgen.data.binding", "probgen.checks.diagnostics", "probgen.infer", "probgen.infer.adversarial",
         "probgen.infer.amortized", "probgen.infer.driver", "probgen.infer.durable", "probgen.infer.exact",
         "probgen.infer.map", "probgen.infer.mcmc", "probgen.infer.methods", "probgen.infer.pathfinder",
-        "probgen.infer.results", "probgen.infer.svi", "probgen.resume", "probgen.spec"}
+        "probgen.infer.results", "probgen.infer.svi", "probgen.runs.resume", "probgen.spec"}
 
 
 def _modules() -> dict[str, Path]:
@@ -94,3 +94,14 @@ def test_no_circle_but_the_known_inference_knot_even_through_imports_in_function
 
 def test_the_walk_finds_a_circle_where_there_is_one():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def test_probgen_is_in_rooms_by_job():
+    """Issue 29, point 6: probgen/'s top level holds a few modules every room shares (errors,
+    the spec and its hooks, devices, interruption); the rest lives in a package per job: data,
+    infer, checks (numbers only), report (content, rendering, run-folder I/O), runs (what is
+    done with a finished run: sample, predict, resume), cli."""
+    top = sorted(path.stem for path in (REPO / "probgen").glob("*.py") if path.stem != "__init__")
+    assert len(top) <= 10, top
+    packages = {path.parent.name for path in (REPO / "probgen").glob("*/__init__.py")}
+    assert {"data", "infer", "checks", "report", "runs", "cli"} <= packages, packages

@@ -21,7 +21,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import mutual_info_score
 
-from probgen import metrics
+from probgen.checks import metrics
 from _seeds import seeded
 
 KNN_TOLERANCE = {  # bias + 4 sd, from the table above

@@ -89,7 +89,7 @@ def _write_files(folder: Path) -> None:
     pd.DataFrame({"who": [f"u{w}" for w in who], "film": [f"f{f}" for f in film],
                   "stars": np.clip(np.round(3 + 0.05 * (who - film) + rng.normal(0, 1, 800)), 1, 5)}).drop_duplicates(
         ["who", "film"]).to_parquet(folder / "ratings.parquet")
-    from probgen.ratings_data import load_ratings
+    from probgen.data.ratings import load_ratings
     from probgen.spec import load_spec
 
     # pairs of the users the shrunk fits keep (FAMILY_SIZE's --max-users), their most active first,

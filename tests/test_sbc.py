@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from probgen import ModelInputs, ModelSpec, Option
-from probgen.sbc import run_sbc
+from probgen.checks.sbc import run_sbc
 try:
     from _seeds import seeded
 except ImportError:  # this file is also a model file that `probgen sbc` imports in a subprocess

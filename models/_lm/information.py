@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from probgen import metrics
+from probgen.checks import metrics
 
 
 SHUFFLES = 5

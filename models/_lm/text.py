@@ -68,7 +68,7 @@ class Vocabulary:
 
 
 def documents_of(frame) -> list[str]:
-    """The documents of a text frame (`probgen.text_data`), or a DataError naming the problem."""
+    """The documents of a text frame (`probgen.data.text`), or a DataError naming the problem."""
     if "text" not in frame.columns:
         raise DataError("a language model needs text documents (a bundled corpus or a .txt file); the table has "
                         f"columns {', '.join(map(str, frame.columns))}")

@@ -3,7 +3,7 @@
     r[u, i] ~ Normal(mu + b_u + b_i + <U_u, V_i>, sigma)
 
 with hierarchical Normal priors on the biases and factors (`model.py`). The data are (user,
-item, rating) rows of any ids (`probgen.ratings_data`, `--user-column`, `--item-column`,
+item, rating) rows of any ids (`probgen.data.ratings`, `--user-column`, `--item-column`,
 `--rating-column`); MovieLens ships as the bundled set `movielens`.
 
 Fitted by minibatch SVI over all ratings (the default, `--method svi`: the trainer the VAE uses,

@@ -229,11 +229,11 @@ def _inputs(frame: pd.DataFrame, training: pd.DataFrame, options) -> ModelInputs
 
 
 def prepare(frame: pd.DataFrame, options: Mapping[str, Any]) -> ModelInputs:
-    """Training ratings (frame columns user, item, rating[, time], from `probgen.ratings_data`)
+    """Training ratings (frame columns user, item, rating[, time], from `probgen.data.ratings`)
     as the model's inputs: ids coded 0..U-1 and 0..I-1 in order of appearance."""
     missing = [column for column in ("user", "item", "rating") if column not in frame.columns]
     if missing:
-        raise ModelError(f"pmf needs the columns user, item and rating (from probgen.ratings_data); missing "
+        raise ModelError(f"pmf needs the columns user, item and rating (from probgen.data.ratings); missing "
                          f"{', '.join(missing)}")
     if options["split"] == "time" and "time" not in frame.columns:
         raise ModelError(f"--split time needs a time column; the data have none named '{options['time_column']}' "

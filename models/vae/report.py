@@ -22,7 +22,9 @@ def report(idata, config: dict):
     scores, data), so `probgen report RUN_DIR` rebuilds the same report."""
     import pandas as pd
 
-    from probgen import checks, two_sample, metrics as information
+    from probgen import checks
+    from probgen.checks import two_sample
+    from probgen.checks import metrics as information
     from probgen.infer.amortized import params_from_dataset
     from probgen.spec import ReportPart, Section
 

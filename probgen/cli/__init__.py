@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         chains = 4
         resumed, request = _flag_argument(argv, "--resume") if argv[:1] == ["fit"] else None, None
         if resumed is not None:  # `probgen fit --resume RUN_DIR`: the run's model unless MODEL is given
-            from probgen.resume import model_to_load, saved_request
+            from probgen.runs.resume import model_to_load, saved_request
 
             request = saved_request(resumed)
             model_reference = model_reference or model_to_load(request, resumed)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(spec)
         args = parser.parse_args(argv)
         args.argv = argv
-        args.saved_request = request  # what --resume RUN_DIR saved, read once (`probgen.resume`)
+        args.saved_request = request  # what --resume RUN_DIR saved, read once (`probgen.runs.resume`)
         if args.command == "fit" and not args.resume and (args.model is None or args.data is None):
             missing = ", ".join(name for name, value in (("MODEL", args.model), ("--data", args.data)) if value is None)
             parser.fit_parser.error(f"the following arguments are required: {missing} (or --resume RUN_DIR alone)")

@@ -8,7 +8,8 @@ from probgen.cli.common import EXIT_FAILED_VERDICT
 
 
 def compare(args) -> int:
-    from probgen import comparison as comparing, report
+    from probgen import report
+    from probgen.checks import comparison as comparing
 
     if args.out:
         report.check_destination(Path(args.out), args.overwrite)

@@ -231,8 +231,8 @@ def _fit_with_checkpoints(args, spec, method, options, given) -> int:
 
 def _take_sources_from_run(args) -> None:
     """`--resume RUN_DIR` without MODEL or --data: the run's model reference and data source
-    (`probgen.resume`: the data file where it is now, or one line naming it)."""
-    from probgen.resume import data_to_read, model_to_load, saved_request
+    (`probgen.runs.resume`: the data file where it is now, or one line naming it)."""
+    from probgen.runs.resume import data_to_read, model_to_load, saved_request
 
     from probgen.infer import durable
 
@@ -257,7 +257,7 @@ def _take_from_request(args, request: dict, spec, method, options: dict,
     data = request.get("data") or {}
     args.seed = request.get("seed", 0) if args.seed is None else args.seed
     args.holdout = args.holdout or request.get("holdout", 0.0)
-    from probgen.data_kinds import kind_of
+    from probgen.data.kinds import kind_of
 
     if not args.columns and kind_of(spec).takes_columns:  # text and ratings name their columns by options
         args.columns = data.get("columns")
@@ -267,7 +267,7 @@ def _take_from_request(args, request: dict, spec, method, options: dict,
 
 def resume_command(out: Path) -> str:
     """The command that carries on the run in `out`: `probgen fit --resume OUT` (the folder's
-    saved request holds the model, data, options and settings; `probgen.resume`)."""
+    saved request holds the model, data, options and settings; `probgen.runs.resume`)."""
     import shlex
 
     return shlex.join(["probgen", "fit", "--resume", str(out)])

@@ -36,7 +36,7 @@ def methods() -> int:
 
 
 def datasets() -> int:
-    from probgen import text_data
+    from probgen.data import text as text_data
     from probgen.data import BUNDLED
 
     for name, entry in sorted(BUNDLED.items()):

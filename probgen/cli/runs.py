@@ -39,7 +39,7 @@ def _report_stored(run_dir, saved: dict) -> int:
     beside the chunks; nothing the run needs to carry on is touched."""
     from probgen import report
     from probgen.infer.driver import stored_fit
-    from probgen.runfolder import _write_report_files
+    from probgen.report.runfolder import _write_report_files
 
     fit, progress = stored_fit(run_dir)
     for note in progress["damaged"][:1]:
@@ -58,7 +58,7 @@ def _report_stored(run_dir, saved: dict) -> int:
 
 
 def sample(args) -> int:
-    from probgen.sampling import continued_text, posterior_predictive_table, write_csv
+    from probgen.runs.sampling import continued_text, posterior_predictive_table, write_csv
 
     if args.num < 1:
         raise_usage(f"-n must be >= 1, got {args.num}")
@@ -87,7 +87,7 @@ def predict(args) -> int:
     import jax
 
     from probgen import data, report
-    from probgen.sampling import write_csv
+    from probgen.runs.sampling import write_csv
     from probgen.spec import is_plain_model, load_spec
 
     out = Path(args.out)
@@ -97,12 +97,12 @@ def predict(args) -> int:
     spec = load_spec(config["model"]["reference"])
     key = jax.random.PRNGKey(args.seed)
     if spec.predict is not None:
-        from probgen.data_kinds import kind_of
+        from probgen.data.kinds import kind_of
 
         frame = kind_of(spec).read_rows(args.data)  # a table's rows, or (user, item) pairs with ids of any type
         table = spec.predict(idata, config["model"]["options"], frame, key)
     elif is_plain_model(spec) and "keys" in (config.get("data") or {}):  # a model bound by argument name
-        from probgen.predict import posterior_predictive_at
+        from probgen.runs.predict import posterior_predictive_at
 
         table, draws = posterior_predictive_at(spec, idata, args.data, key, data.parse_set(args.sets))
         netcdf = out.with_suffix(".nc")

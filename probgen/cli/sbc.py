@@ -10,7 +10,7 @@ from probgen.cli.parser import _options_and_settings
 
 def sbc(args, spec) -> int:
     from probgen import report
-    from probgen.sbc import run_sbc, write_sbc
+    from probgen.checks.sbc import run_sbc, write_sbc
 
     from probgen.infer import methods
 

@@ -83,7 +83,7 @@ class AdversarialMethod(Method):
         return spec.part(Game).generate(idata, config, rng_key, num_rows)
 
     def verdicts(self, idata, settings, facts, quantities=None) -> list:
-        from probgen.diagnostics import Verdict
+        from probgen.checks.diagnostics import Verdict
 
         attrs = idata.adversarial_training.attrs
         final, modes = float(attrs["final_modes_hit"]), int(attrs["num_modes"])

@@ -35,7 +35,7 @@ from numpyro import optim
 from numpyro.infer import SVI, Trace_ELBO
 from tqdm.auto import tqdm
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer import durable
 from probgen.infer.methods import Method, Setting, register

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from probgen import binding
+from probgen.data import binding
 from probgen import data as data_module
-from probgen import data_kinds
+from probgen.data import kinds as data_kinds
 from probgen.errors import InferenceError, ModelError, ProbgenError, user_exception
 from probgen.infer.parts import part_inputs, split_parts
 from probgen.infer.results import Fit, draws_only, model_structure, to_inference_data
@@ -19,7 +19,7 @@ from probgen.spec import ModelSpec, describe_function, is_plain_model, load_spec
 
 
 def _as_dataset(data, columns, standardize, spec: ModelSpec | None = None, options: Mapping[str, Any] | None = None):
-    """The data set `spec` fits, read as its data kind reads it (`probgen.data_kinds`; a
+    """The data set `spec` fits, read as its data kind reads it (`probgen.data.kinds`; a
     numeric table without a spec)."""
     if isinstance(data, data_module.Dataset):
         return data
@@ -45,8 +45,8 @@ def load_parts(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int =
     (`probgen.infer.parts`) and the one binding of every part.
 
     A spec with its own `prepare`, or a model that takes the `x` array, gets its data kind's
-    data set (`probgen.data_kinds`: a numeric table, text, ratings); any other plain model is
-    bound to its data by argument name (`probgen.binding`): a dict, JSON, NPZ, or a table's
+    data set (`probgen.data.kinds`: a numeric table, text, ratings); any other plain model is
+    bound to its data by argument name (`probgen.data.binding`): a dict, JSON, NPZ, or a table's
     columns. `validation` and `set_apart`: what the method asks of the split
     (`Method.wants_validation`, `Method.set_apart`).
     """
@@ -208,7 +208,7 @@ def stored_fit(folder, progress: bool = False) -> tuple[Fit, dict]:
     if not method.stores_draws:
         raise InferenceError(f"'{folder}' holds an unfinished {method.describe()} run: its draws come from the fitted "
                              f"approximation once it finishes; carry on with --resume {folder}")
-    from probgen.resume import data_to_read, model_to_load
+    from probgen.runs.resume import data_to_read, model_to_load
 
     spec = as_spec(model_to_load(request, folder))
     options, settings = request["options"], method.resolve(request["settings"])

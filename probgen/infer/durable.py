@@ -56,7 +56,7 @@ def run_request(reference: str, dataset, options: dict, settings: dict, seed: in
     """What a run was asked to do, as recorded in its folder: a run resumes only under the
     same request (the length setting aside, which may be raised: `--steps`, `--draws`). It is
     also enough to prepare the same data again (`probgen report` on a run stopped early)."""
-    from probgen.resume import file_path
+    from probgen.runs.resume import file_path
 
     table = hasattr(dataset, "columns")
     model_path, data_path = file_path(reference), file_path(dataset.source)
@@ -109,7 +109,7 @@ def atomic_file(path: Path):
 
 
 def write_json_atomic(path: Path, content: dict) -> None:
-    from probgen.runfolder import _json_default
+    from probgen.report.runfolder import _json_default
 
     with atomic_file(path) as temporary, open(temporary, "w") as file:
         json.dump(content, file, indent=2, default=_json_default)

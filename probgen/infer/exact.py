@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.parts import DEFAULT_HOLDOUT

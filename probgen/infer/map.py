@@ -13,7 +13,7 @@ import numpy as np
 from numpyro import optim
 from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.svi import optimize, start_at

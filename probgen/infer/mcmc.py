@@ -11,7 +11,7 @@ import numpy as np
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.chains import ChainProgram, Resumed
 from probgen.infer.methods import Method, Result, Setting, get, register

@@ -230,7 +230,7 @@ class Method:
 
     # ---- diagnostics ------------------------------------------------------------------------
     def verdicts(self, idata, settings: Mapping, facts: Mapping, quantities=None) -> list:
-        """The `probgen.diagnostics.Verdict`s that apply to this method's draws, from the
+        """The `probgen.checks.diagnostics.Verdict`s that apply to this method's draws, from the
         InferenceData, the settings asked for and the facts of the run (`Result.facts`)."""
         raise NotImplementedError(f"{type(self).__name__}.verdicts")
 

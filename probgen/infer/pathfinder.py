@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.infer.methods import Method, Result, Setting, register
 
 SETTINGS = (

@@ -14,7 +14,7 @@ from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_value
 from numpyro.infer.util import log_density
 from tqdm.auto import tqdm
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.results import ModelStructure

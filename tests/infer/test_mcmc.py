@@ -4,7 +4,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.infer import fit
 from _seeds import seeded
 from infer.conjugate import SPEC, exact_posterior

@@ -1,9 +1,9 @@
 """Pathfinder (`probgen.infer.pathfinder`) against the conjugate posterior: its draws, its
 verdict, SBC through it, and NUTS started from it."""
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.infer import fit
-from probgen.sbc import run_sbc
+from probgen.checks.sbc import run_sbc
 from _seeds import seeded
 from infer.conjugate import SPEC, exact_posterior
 

@@ -1,6 +1,6 @@
 """SVI (`probgen.infer.svi`) against the conjugate posterior."""
 
-from probgen import diagnostics
+from probgen.checks import diagnostics
 from probgen.infer import fit
 from _seeds import seeded
 from infer.conjugate import SPEC, exact_posterior

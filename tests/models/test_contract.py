@@ -16,7 +16,7 @@ import pytest
 from probgen.data import load
 from probgen.hooks import check_hooks
 from probgen.infer import methods
-from probgen.runfolder import RUN_FILES
+from probgen.report.runfolder import RUN_FILES
 from probgen.spec import ModelInputs, builtin_model_names, load_spec
 from _seeds import seeded
 
@@ -76,12 +76,12 @@ def _tiny_case(family: str):
     name, columns, rows, options, _ = CASES[family]
     spec = load_spec(family)
     if spec.data_kind == "ratings":  # (user, item, rating) rows in their own columns, ids of any type
-        from probgen.ratings_data import load_ratings, read_raw
+        from probgen.data.ratings import load_ratings, read_raw
 
         frame = read_raw(name).iloc[:rows].reset_index(drop=True)
         prepared = load_ratings(frame, spec.resolve_options(options)).frame
     else:
-        from probgen.text_data import load_text
+        from probgen.data.text import load_text
 
         source = load_text(name) if spec.data_kind == "text" else load(name, columns=columns)
         frame = prepared = source.frame.iloc[:rows].reset_index(drop=True)

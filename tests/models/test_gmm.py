@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 from sklearn.mixture import GaussianMixture as SklearnMixture
 
-from probgen import data, diagnostics
+from probgen import data
+from probgen.checks import diagnostics
 from probgen.errors import ModelError
 from probgen.infer import fit
 from probgen.models import gmm
@@ -291,7 +292,7 @@ def test_svi_with_a_full_rank_guide_agrees_with_the_mean_field_one(faithful_fit)
         difference = np.abs(ours[name].mean(("chain", "draw")).values - nuts[name].mean(("chain", "draw")).values)
         assert np.all(difference < 2 * nuts[name].std(("chain", "draw")).values), name
     # Importance weights are only computed for the mean-field guide; the verdict says so.
-    from probgen import diagnostics
+    from probgen.checks import diagnostics
 
     assessment = diagnostics.assess(mvn.idata, "svi", mvn.settings, facts=mvn.facts)
     assert {v.check: v.status for v in assessment.verdicts}["pareto_k"] == "skip"

@@ -273,7 +273,7 @@ def test_sbc_passes_on_a_small_hmm():
     states, T = 60 steps, 200 simulations, ranks among 49 thinned draws. With correct inference
     every parameter's Holm-adjusted chi-square p-value is uniform, so a false alarm at
     alpha = 0.01 has probability at most 0.01 (the seed is fixed)."""
-    from probgen.sbc import run_sbc
+    from probgen.checks.sbc import run_sbc
 
     design = pd.DataFrame({"y": np.linspace(-3.0, 3.0, 60)})  # the prior's location and scale; values unfitted
     result = run_sbc("hmm", design, "nuts", options={"num_states": 2}, simulations=200, seed=seeded(0), num_draws=49,

@@ -153,7 +153,7 @@ def test_bad_text_is_named(tmp_path):
     """The same errors the CLI prints as one line (exit 2), raised by the library."""
     from probgen.errors import DataError, ProbgenError
     from probgen.infer import fit
-    from probgen.text_data import load_text
+    from probgen.data.text import load_text
 
     empty, latin = tmp_path / "empty.txt", tmp_path / "latin.txt"
     empty.write_text("\n\n")

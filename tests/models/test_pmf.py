@@ -14,7 +14,7 @@ from probgen.errors import DataError
 from probgen.infer import fit
 from probgen.models.pmf import evaluation
 from probgen.models.pmf.model import predictor, simulate_ratings
-from probgen.ratings_data import load_ratings
+from probgen.data.ratings import load_ratings
 from _seeds import seeded
 
 OPTIONS = {"user_column": "userId", "item_column": "movieId", "rating_column": "rating", "time_column": "timestamp",

@@ -103,7 +103,7 @@ def test_bad_ratings_exit_2_with_one_line(ratings_csv, tmp_path, change, message
 def test_time_split_holds_out_each_users_latest_ratings(ratings_csv):
     from probgen.infer.parts import split_parts
     from probgen.models.pmf import SPEC
-    from probgen.ratings_data import load_ratings
+    from probgen.data.ratings import load_ratings
 
     options = SPEC.resolve_options({"user_column": "who", "item_column": "film", "rating_column": "stars",
                                     "time_column": "when", "split": "time"})
@@ -120,7 +120,7 @@ def _train(frame, devices, steps, checkpoint_dir=None, resume=None, stop_after=N
     from probgen.infer.amortized import Stream, train
     from probgen.models.pmf import SPEC
     from probgen.models.pmf.training import validation_score
-    from probgen.ratings_data import load_ratings
+    from probgen.data.ratings import load_ratings
 
     options = SPEC.resolve_options({"latent_dim": 2})
     inputs = SPEC.prepare(load_ratings(frame, options).frame, options)

@@ -22,7 +22,7 @@ QUANTILES = (0.05, 0.5, 0.95)
 def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
     """(table, xarray Dataset of draws): the posterior predictive of every observed site of
     `spec`'s model at the inputs `data`, under the run's posterior draws `idata.posterior`."""
-    from probgen import binding
+    from probgen.data import binding
     from probgen import data as data_module
     from probgen.infer import user_code
     from probgen.infer.results import model_structure, predictions_and_log_likelihood

@@ -4,8 +4,8 @@ its name; a new kind joins with `register_kind` (README "Adding a data kind").
 
 - "table": a numeric table (`probgen.data`): a bundled set or a CSV/TSV/Parquet file, columns
   chosen with --columns, optionally standardised.
-- "text": documents (`probgen.text_data`): a bundled corpus or a UTF-8 .txt file.
-- "ratings": (user, item, rating) rows with ids of any type (`probgen.ratings_data`), columns
+- "text": documents (`probgen.data.text`): a bundled corpus or a UTF-8 .txt file.
+- "ratings": (user, item, rating) rows with ids of any type (`probgen.data.ratings`), columns
   named by the family's options (--user-column, ...).
 """
 
@@ -45,7 +45,7 @@ def _load_table(data, spec, options: Mapping[str, Any], columns, standardize):
 
 
 def _load_text(data, spec, options: Mapping[str, Any], columns, standardize):
-    from probgen import text_data
+    from probgen.data import text as text_data
 
     if standardize:
         raise InferenceError(f"--standardize applies to numeric tables; model '{spec.name}' models text")
@@ -53,7 +53,7 @@ def _load_text(data, spec, options: Mapping[str, Any], columns, standardize):
 
 
 def _load_ratings(data, spec, options: Mapping[str, Any], columns, standardize):
-    from probgen import ratings_data
+    from probgen.data import ratings as ratings_data
 
     if standardize or columns:
         raise InferenceError(f"model '{spec.name}' takes ratings: name their columns with --user-column, "
@@ -68,7 +68,7 @@ def _table_rows(path):
 
 
 def _ratings_rows(path):  # (user, item) pairs with ids of any type, not a numeric table
-    from probgen.ratings_data import read_raw
+    from probgen.data.ratings import read_raw
 
     return read_raw(path)
 

@@ -2,9 +2,9 @@
 sections, built in memory (`build_report`) and saved with the draws as a run folder
 (`save_run`, `write_run`, `rebuild_report`).
 
-Statistics come from `probgen.diagnostics`, `probgen.checks` and `probgen.loo` (and ArviZ's
-summary); this module only gathers them. Rendering is `probgen.render`, the folder on disk
-`probgen.runfolder`, comparison across runs `probgen.comparison`.
+Statistics come from `probgen.checks.diagnostics`, `probgen.checks` and `probgen.checks.loo` (and ArviZ's
+summary); this module only gathers them. Rendering is `probgen.report.render`, the folder on disk
+`probgen.report.runfolder`, comparison across runs `probgen.checks.comparison`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from probgen import checks, diagnostics, loo
+from probgen import checks
+from probgen.checks import diagnostics
+from probgen.checks import loo
 from probgen.data import standardization_arrays
-from probgen.runfolder import (  # noqa: F401  (the run-folder API, re-exported: report.load_run, ...)
+from probgen.report.runfolder import (  # noqa: F401  (the run-folder API, re-exported: report.load_run, ...)
     RUN_FILES, TRAINING_NOTE, _write_report_files, atomic_folder, check_destination, load_config, load_run,
     start_training_folder, write_json,
 )

@@ -20,7 +20,7 @@ import arviz as az
 import numpy as np
 
 from probgen.errors import RunFolderError
-from probgen.render import render_html, render_markdown
+from probgen.report.render import render_html, render_markdown
 
 RUN_FILES = ("config.json", "posterior.nc", "summary.csv", "diagnostics.json", "metrics.json", "report.html", "report.md")
 

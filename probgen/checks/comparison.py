@@ -10,11 +10,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from probgen import loo
+from probgen.checks import loo
 from probgen.errors import RunFolderError
-from probgen.render import _CSS, markdown_table
+from probgen.report.render import _CSS, markdown_table
 from probgen.report import assess_run
-from probgen.runfolder import atomic_folder, load_run, write_json
+from probgen.report.runfolder import atomic_folder, load_run, write_json
 
 
 # --------------------------------------------------------------------------------------------

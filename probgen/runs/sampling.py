@@ -16,7 +16,7 @@ import pandas as pd
 
 from probgen.data import standardization_arrays
 from probgen.errors import ModelError
-from probgen.runfolder import load_run
+from probgen.report.runfolder import load_run
 from probgen.spec import load_spec
 
 

@@ -350,7 +350,7 @@ class NamedData:
 
     values:  name -> a scalar or an array, as read: JSON numbers and (nested) lists, NPZ arrays,
              dict entries, or a table's columns (each a 1-D array). Values are checked and
-             converted when bound (`probgen.binding`), so keys the model does not take may hold
+             converted when bound (`probgen.data.binding`), so keys the model does not take may hold
              anything (posteriordb's JSON files carry such keys).
     source:  the file path, bundled name or "dict" as given; label: how messages name it.
     sha256:  hash of the values, recorded in the run config.

@@ -18,7 +18,7 @@ from probgen.errors import DataError, ModelError, RunFolderError
 def saved_request(run_dir) -> dict:
     """The request saved in `run_dir`, or RunFolderError naming what is missing."""
     from probgen.infer import durable
-    from probgen.runfolder import load_config
+    from probgen.report.runfolder import load_config
 
     folder = Path(run_dir)
     if not folder.is_dir():

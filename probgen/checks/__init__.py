@@ -2,7 +2,7 @@
 and anomaly AUROC.
 
 Functions take InferenceData and return numbers, tables and plain-words readings; they never
-write files. LOO/WAIC are in `probgen.loo`, the two-sample tests in `probgen.two_sample`.
+write files. LOO/WAIC are in `probgen.checks.loo`, the two-sample tests in `probgen.checks.two_sample`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from probgen.two_sample import two_sample_tests
+from probgen.checks.two_sample import two_sample_tests
 
 NOTES_ATTRIBUTE = "probgen_notes"  # posterior attribute: JSON {check: why it does not apply}
 
@@ -184,7 +184,7 @@ def discrete_kl(observed, generated, seed: int = 0, replicates: int = 200):
     generated frequencies smoothed by half a count per value (so a value the model never
     generated gives a large, finite KL); its standard error by bootstrapping the observed
     values (`replicates` resamples)."""
-    from probgen import metrics
+    from probgen.checks import metrics
 
     observed, generated = np.asarray(observed), np.asarray(generated)
     support = np.union1d(observed, generated)
@@ -207,7 +207,7 @@ def generated_vs_observed(idata, seed: int = 0, num_permutations: int = 500, gro
     not reject is weaker evidence than on held-out rows, which the fit has not seen.
     Above 2,000 rows, a random 2,000 rows are compared (recorded as "subsampled").
     """
-    from probgen import metrics
+    from probgen.checks import metrics
 
     # the observed variable with the most rows (several observed sites: the one with most to compare)
     candidates = [name for name in idata.posterior_predictive.data_vars if name in idata[group]]
@@ -287,7 +287,7 @@ def held_out_scores(idata) -> dict | None:
     """Predictive scores on the rows kept out of the fit (`metrics.predictive_scores`): log
     predictive density, cross-entropy in nats and bits per row, perplexity, bits per
     dimension, with a reading; None when the run has no held-out rows."""
-    from probgen import metrics
+    from probgen.checks import metrics
 
     if "held_out_log_likelihood" not in idata.groups():
         return None

@@ -1,5 +1,5 @@
 """Ratings in: (user, item, rating) rows from a bundled set, a CSV or a Parquet file, validated
-with clear errors, for recommendation models (the "ratings" data kind of `probgen.data_kinds`: pmf).
+with clear errors, for recommendation models (the "ratings" data kind of `probgen.data.kinds`: pmf).
 
 The result is a `probgen.data.Dataset` whose frame has the columns `user`, `item`, `rating` and,
 when the data have one, `time`. User and item ids keep their own type (integers, strings,

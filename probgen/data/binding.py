@@ -94,7 +94,7 @@ def bind(model: Callable, data: NamedData) -> ModelInputs:
 
 def conditioned_spec(spec, data: NamedData):
     """A model bound by name, recast so that its observed sites are its call arguments: the
-    shape simulation-based calibration (`probgen.sbc`) refits, drawing each site's data from
+    shape simulation-based calibration (`probgen.checks.sbc`) refits, drawing each site's data from
     the prior predictive and conditioning on them (NumPyro's `condition`), whatever the model's
     arguments are called. A site passed as None is drawn (un-conditioned)."""
     from numpyro import handlers

@@ -186,7 +186,7 @@ def uniformity(ranks: pd.DataFrame, num_draws: int, alpha: float = 0.01) -> pd.D
     Holm-adjusted across parameters."""
     from scipy import stats
 
-    from probgen.two_sample import holm
+    from probgen.checks.two_sample import holm
 
     rows = []
     edges = np.linspace(-0.5, num_draws + 0.5, UNIFORMITY_BINS + 1)
@@ -233,7 +233,7 @@ def run_sbc(
     that address). settings: the method's settings (chains, warmup, draws, ...); unless given,
     the method's `sbc_defaults` (2 chains x 500 warm-up x 500 draws; SVI 5000 steps).
     """
-    from probgen.binding import conditioned_spec
+    from probgen.data.binding import conditioned_spec
     from probgen.data import load_named
     from probgen.infer import _as_dataset
     from probgen.spec import is_plain_model, load_spec, takes_x_array
@@ -377,7 +377,7 @@ def figures(result: SBCResult) -> dict[str, bytes]:
 
 
 def render_markdown(result: SBCResult) -> str:
-    from probgen.render import markdown_table
+    from probgen.report.render import markdown_table
 
     s = result.settings
     lines = [f"# probgen SBC: {s['model']} by {s['method']}", "",
@@ -400,8 +400,8 @@ def render_html(result: SBCResult, pngs: Mapping[str, bytes]) -> str:
     import html
     import json
 
-    from probgen.render import _CSS
-    from probgen.runfolder import _json_default
+    from probgen.report.render import _CSS
+    from probgen.report.runfolder import _json_default
 
     esc = html.escape
     s = result.settings
@@ -431,7 +431,7 @@ def write_sbc(result: SBCResult, out, overwrite: bool = False) -> Path:
     from pathlib import Path
 
     from probgen.infer.results import versions
-    from probgen.runfolder import atomic_folder, write_json
+    from probgen.report.runfolder import atomic_folder, write_json
 
     pngs = figures(result)
 
