@@ -1,13 +1,13 @@
 """`probgen fit`: fit a model and write its run folder.
 
-Three ways, by what the method saves as it goes (`probgen.infer.methods.Method`):
-- most methods: fit, then write the run folder atomically (`_write_fit`);
-- a `durable` method (NUTS, HMC, SVI, MAP): the folder is created first and the method's chunks
-  stream into it (`probgen.infer.durable`), so that `--resume` carries on and `probgen report`
-  reports a run stopped early; the finished folder replaces it (`_fit_durable`);
-- an amortised trainer that `checkpoints` (the VAE): the folder is created first and holds its
-  training checkpoint (`_fit_with_checkpoints`).
-What an interruption keeps is said through `probgen.interruption` as each goes.
+Two ways, by whether the method saves as it goes (`probgen.infer.methods.Method.durable`):
+- a method that does not: fit, then write the run folder atomically (`_write_fit`);
+- a `durable` method (NUTS, HMC, SVI, MAP, the minibatch trainer): the folder is created first,
+  its checkpoint.json holds the request, and the method's chunks or state stream into it
+  (`probgen.infer.durable`), so that `--resume` carries on and `probgen report` reports a run
+  stopped early; the finished folder replaces it, keeping what a later `--resume` needs
+  (`Method.keeps`) (`_fit_durable`).
+What an interruption keeps is said through `probgen.interruption` as it goes.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ def fit_command(args, spec) -> int:
         _take_sources_from_run(args)
     options, given, method = _options_and_settings(args, spec)
     method.resolve(given)  # fail on bad settings before loading anything heavy
-    if method.checkpoints:
-        return _fit_with_checkpoints(args, spec, method, options, given)
     if method.durable:
         return _fit_durable(args, spec, method, options, given)
     args.seed = 0 if args.seed is None else args.seed
@@ -83,11 +81,13 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
 
 
 def _fit_durable(args, spec, method, options, given) -> int:
-    """`probgen fit` with NUTS or HMC: the run folder is created first and every chunk of draws
-    streams into it (`probgen.infer.durable`), so that an interruption at any moment, kill -9
-    included, leaves the finished chunks intact: `probgen report RUN_DIR` reports them and
-    `--resume RUN_DIR` carries on. The finished run folder replaces it atomically, keeping the
-    final sampler state for `--resume --draws N` (extend) and `--init-from` (warm start)."""
+    """`probgen fit` with a `durable` method: the run folder is created first and every chunk of
+    draws or state streams into it (`probgen.infer.durable`), so that an interruption at any
+    moment, kill -9 included, leaves the finished chunks intact: `probgen report RUN_DIR`
+    reports a sampler's draws and `--resume RUN_DIR` carries on. The finished run folder
+    replaces it atomically, keeping what the method `keeps` (the final sampler state for
+    `--resume --draws N` and `--init-from`, an optimiser's chunks or a trainer's checkpoint for
+    `--resume --steps N`)."""
     import shutil
 
     from probgen import report
@@ -113,17 +113,21 @@ def _fit_durable(args, spec, method, options, given) -> int:
         out = _default_out(args, spec)
         report.check_destination(out, args.overwrite)
         command = resume_command(out)
-        report.start_training_folder(out, None, command, overwrite=args.overwrite, status="sampling")
+        report.start_training_folder(out, command, overwrite=args.overwrite, sampling=method.stores_draws)
     args.seed = 0 if args.seed is None else args.seed
     store = durable.ChainStore(out)
 
+    def saved() -> int:
+        """Chunks or kept state files the folder holds (0: nothing worth keeping yet)."""
+        return len(store.files()) + sum((out / name).is_file() for name in method.keeps if name != durable.CHAINS)
+
     def interrupted() -> str:
-        saved = len(store.files())
-        if not args.resume and not saved:  # stopped before the first save: nothing worth keeping
+        if not args.resume and not saved():  # stopped before the first save: nothing worth keeping
             shutil.rmtree(out, ignore_errors=True)
             return interruption.NOTHING_WRITTEN
         report_them = f"report the draws so far with `probgen report {out}`, " if method.stores_draws else ""
-        return f"probgen: interrupted; {saved} chunk(s) of the run are saved in {out}: {report_them}carry on with `{command}`"
+        what = f"{len(store.files())} chunk(s) of the run are" if store.files() else "the last checkpoint is"
+        return f"probgen: interrupted; {what} saved in {out}: {report_them}carry on with `{command}`"
 
     interruption.set_message(interrupted)
     try:
@@ -136,15 +140,15 @@ def _fit_durable(args, spec, method, options, given) -> int:
     except BaseException:
         # bad input found while preparing, or a failure before the first save: a new folder
         # holds nothing worth keeping, so it goes
-        if not args.resume and not store.files():
+        if not args.resume and not saved():
             shutil.rmtree(out, ignore_errors=True)
         interruption.reset()
         raise
     interruption.reset()
-    # the finished folder replaces the one the chunks went to, keeping what a later --resume
-    # needs: MCMC's final sampler state (its draws are in posterior.nc), an optimiser's chunks
-    keep = (durable.STATE,) if method.stores_draws else (durable.CHAINS,)
-    return _write_fit(args, result, out, True, keep_files=keep,
+    if result.facts.get("resumed_from"):  # a trainer's checkpoint: say where it carried on
+        print(f"resumed from the checkpoint at step {result.facts['resumed_from']}")
+    # the finished folder replaces the one the chunks went to, keeping what a later --resume needs
+    return _write_fit(args, result, out, True, keep_files=method.keeps,
                       extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out, method.stores_draws)})
 
 
@@ -180,55 +184,6 @@ def divergence_rerun(assessment, args) -> str | None:
     return f"Divergences: rerun with smaller steps (a higher target acceptance):\n    {command}"
 
 
-def _fit_with_checkpoints(args, spec, method, options, given) -> int:
-    """`probgen fit vae ...` (a method that `checkpoints`): the run folder is created first and
-    holds the checkpoints while training runs, so that an interruption loses at most the steps
-    since the last one and `--resume RUN_DIR` carries on from there; the finished run folder
-    replaces it atomically."""
-    from probgen import report
-    from probgen.infer import _as_dataset, fit
-
-    if args.resume and args.out and Path(args.out) != Path(args.resume):
-        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
-    saved = None
-    if args.resume:
-        saved = args.saved_request
-        options, given, _ = _take_from_request(args, saved, spec, method, options, given)
-    args.seed = 0 if args.seed is None else args.seed
-    dataset = _as_dataset(args.data, args.columns, args.standardize, spec, spec.resolve_options(options))
-    settings = method.resolve(given)
-    request = method.training_request(args.model, dataset, spec.resolve_options(options), settings, args.seed,
-                                         args.holdout)
-    checkpoint = None
-    if args.resume:
-        out = Path(args.resume)
-        checkpoint = method.load_checkpoint(out)
-        method.check_resume(saved, request, out)
-    else:
-        out = _default_out(args, spec)
-        report.check_destination(out, args.overwrite)
-        command = resume_command(out)
-        report.start_training_folder(out, request, command, overwrite=args.overwrite)
-    interruption.set_message(f"probgen: interrupted; training can carry on from the last checkpoint in {out} "
-                             f"(--resume {out})")
-    try:
-        result = fit(spec, dataset, args.method, options=options, seed=args.seed, progress=not args.quiet,
-                     holdout=args.holdout, checkpoint_dir=out, resume=checkpoint, **given)
-    except BaseException:
-        # bad input found while preparing, or Ctrl-C before the first checkpoint: the new
-        # folder holds nothing to resume from, so it goes
-        if not args.resume and not (out / method.checkpoint_file).is_file():
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-            interruption.reset()
-        raise
-    interruption.reset()
-    if checkpoint is not None:
-        print(f"resumed from the checkpoint at step {checkpoint['step']}")
-    return _write_fit(args, result, out, True, keep_files=(method.checkpoint_file,), extra_config={"request": request})
-
-
 def _take_sources_from_run(args) -> None:
     """`--resume RUN_DIR` without MODEL or --data: the run's model reference and data source
     (`probgen.runs.resume`: the data file where it is now, or one line naming it)."""
@@ -240,8 +195,11 @@ def _take_sources_from_run(args) -> None:
     args.saved_request = request
     if args.model is None:  # where the file is now (check_resume knows it by its recorded path)
         args.model = model_to_load(request, args.resume)
-    if args.method is None:  # the method that wrote the run (the minibatch trainer's folder: the model's own)
-        args.method = (durable.read_checkpoint(args.resume) or {}).get("method")
+    if args.method is None:  # the method that wrote the run, as --method names it (the trainer answers to svi)
+        from probgen.infer import methods
+
+        ran = (durable.read_checkpoint(args.resume) or {}).get("method")
+        args.method = methods.get(ran).command_name if ran is not None else None
     if args.data is None:
         args.data = data_to_read(request, args.resume)
 

@@ -189,7 +189,7 @@ def _options_and_settings(args, spec=None) -> tuple[dict, dict, object]:
     if not_applicable:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_applicable)
         raise_usage(f"{flags} do{'es' if len(not_applicable) == 1 else ''} not apply to {method.describe()}")
-    if getattr(args, "resume", None) and not (method.checkpoints or method.durable):
+    if getattr(args, "resume", None) and not method.durable:
         raise_usage(f"--resume applies to methods that save their work as they go ({methods.resumable_runs()}), not "
                     f"to {method.describe()} of '{spec.name if spec else args.model}'")
     if getattr(args, "init_from", None) and not method.warm_starts:

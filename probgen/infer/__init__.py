@@ -78,16 +78,15 @@ def fit(
     sets:     named values added to (or replacing) the data's (the CLI's --set NAME=VALUE).
     settings: method settings, e.g. chains=4, warmup=1000, draws=1000 for MCMC, or
               steps, learning_rate, guide for SVI (`default_settings(method, spec)` lists them).
-    checkpoint_dir, resume, init_from: long runs that survive being stopped.
-              NUTS and HMC: `checkpoint_dir` is a folder the draws and sampler state stream
-              into, chunk by chunk (`probgen.infer.durable`); `resume` is such a folder, whose
-              run carries on from its last saved chunk (a finished run is extended when `draws`
-              is raised); `init_from` is a finished run whose final positions, step sizes and
-              mass matrices start this one (a warm start; give a short `warmup`).
-              Amortised models (the VAE): `checkpoint_dir` is where training checkpoints go and
-              `resume` a loaded checkpoint (`amortized.load_checkpoint`); their `holdout`
-              (default 0.2) is split in half: validation rows stop training early, held-out
-              rows are scored.
+    checkpoint_dir, resume, init_from: long runs that survive being stopped, for the methods
+              that save as they go (`methods.resumable_runs()`): `checkpoint_dir` is a folder
+              the draws, optimiser or trainer state stream into, chunk by chunk, beside a
+              checkpoint.json holding the request (`probgen.infer.durable`); `resume` is such
+              a folder, whose run carries on from its last save (a finished run is extended
+              when `draws` or `steps` is raised); `init_from` (NUTS, HMC) is a finished run
+              whose final positions, step sizes and mass matrices start this one (a warm
+              start; give a short `warmup`). The minibatch trainer's `holdout` (default 0.2)
+              is split in half: validation rows stop training early, held-out rows are scored.
     reference: how the run's config names the model (default: the name or path given).
 
     If building the results fails after inference (a bug, or a model the checks cannot handle),

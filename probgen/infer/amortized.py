@@ -450,8 +450,14 @@ def train_amortized(problem, settings: dict):
 
         x_train, x_validation = train_inputs.observed["x"], inputs["validation"].observed["x"]
 
+    checkpoint = problem.checkpoint  # a durable.Checkpoint: checkpoint.json holds the request, CHECKPOINT the state
+    folder = None if checkpoint is None else checkpoint.folder
+    resume = None
+    if checkpoint is not None and checkpoint.resume and any((folder / name).is_file()
+                                                            for name in (CHECKPOINT, OLD_CHECKPOINT)):
+        resume = load_checkpoint(folder)  # stopped before its first checkpoint: training starts afresh
     trained = train(spec.model, spec.guide, model_kwargs, x_train, x_validation, settings, train_key, evaluate,
-                    progress=problem.progress, checkpoint_dir=problem.checkpoint, resume=problem.resume)
+                    progress=problem.progress, checkpoint_dir=folder, resume=resume)
     groups = objective.evaluate(trained.params, inputs, problem.options, evaluate_key)
 
     # draws of each training row's latents from the fitted encoder (or of the global latents of
@@ -490,18 +496,6 @@ def train_amortized(problem, settings: dict):
     return Result(posterior, optimization=optimization, facts=facts, groups={"parameters": parameters, **groups})
 
 
-def training_request(reference: str, dataset, options: dict, settings: dict, seed: int, holdout: float) -> dict:
-    """What a training run was asked to do, as recorded in its folder (`durable.run_request`;
-    the holdout's default made explicit): a run resumes only under the same request."""
-    return durable.run_request(reference, dataset, options, settings, seed, float(holdout) or DEFAULT_HOLDOUT)
-
-
-def check_resume(saved: dict, request: dict, folder) -> None:
-    """InferenceError listing every way `request` differs from the `saved` one; only --steps
-    may change (the rule every resumable method follows: `durable.check_resume`)."""
-    durable.check_resume(saved, request, folder, may_change=("steps",))
-
-
 SETTINGS = (
     Setting("steps", int, DEFAULTS["steps"], "maximum optimisation steps (stops early on convergence)", minimum=1),
     Setting("batch_size", int, DEFAULTS["batch_size"], "VAE: rows per minibatch"),
@@ -523,8 +517,8 @@ SETTINGS = (
 class MinibatchMethod(Method):
     """Amortised minibatch SVI with early stopping and checkpoints, for models with an encoder (vae).
 
-    The one minibatch trainer: it fits every model whose spec has an `Amortized` part, and only
-    those; it answers to --method svi."""
+    The one minibatch trainer: it fits every model whose spec has an `Objective` part, and only
+    those (unless the part `shares` them); it answers to --method svi."""
 
     name = "minibatch"
     cli_name = "svi"
@@ -534,17 +528,12 @@ class MinibatchMethod(Method):
     traces_model = False  # its posterior is an encoder's draws of per-row latents (or the networks)
     wants_validation = True  # the validation ELBO stops training
     default_holdout = DEFAULT_HOLDOUT
-    checkpoints = True
+    durable = True  # checkpoint.json holds the request, checkpoint.npz the trainer's state (`train`); --resume
+    extendable = ("steps",)
+    keeps = (CHECKPOINT,)
     posterior_report = False  # per-row latents from an encoder and point-estimate networks: the model reports
     gives_posterior_sample = False
     loss_label = "negative ELBO"
-
-    checkpoint_file = CHECKPOINT
-
-    # the run folder's checkpoint life cycle, for `probgen fit ... --resume`
-    training_request = staticmethod(training_request)
-    load_checkpoint = staticmethod(load_checkpoint)
-    check_resume = staticmethod(check_resume)
 
     def shares(self, spec) -> bool:
         return not spec.part(Objective).only

@@ -123,14 +123,14 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
     model (for a method that `traces_model`), `method.run` the `Problem`, build the results
     (`to_inference_data`) and return the `Fit`.
 
-    checkpoint_dir, resume: for a `durable` method (`probgen.infer.durable`) a folder the draws
-    or optimiser state stream into, and such a folder to carry on from (a run stopped early, or
-    a finished one to extend); for a method that `checkpoints` (the minibatch trainer) its
-    checkpoint folder and the checkpoint loaded from it. init_from: a finished run whose last
-    state starts this one (a `warm_starts` method)."""
+    checkpoint_dir, resume: for a `durable` method (`probgen.infer.durable`) a folder its draws,
+    optimiser or trainer state stream into, and such a folder to carry on from (a run stopped
+    early, or a finished one to extend); the folder's checkpoint.json holds the request, which a
+    resumed run must repeat. init_from: a finished run whose last state starts this one (a
+    `warm_starts` method)."""
     from probgen.infer import methods
 
-    if (checkpoint_dir is not None or resume is not None) and not (method.durable or method.checkpoints):
+    if (checkpoint_dir is not None or resume is not None) and not method.durable:
         raise InferenceError(f"{method.describe()} does not save its work in steps; checkpoint_dir and resume apply to "
                              f"{methods.resumable_runs()}")
     if init_from is not None and not method.warm_starts:
@@ -144,8 +144,8 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
                                 standardize=standardize, sets=sets, validation=method.wants_validation,
                                 set_apart=method.set_apart(spec))
     keys = methods.Keys.from_seed(seed)
-    checkpoint = resume if method.checkpoints else None
-    if method.durable and (checkpoint_dir is not None or resume is not None):
+    checkpoint = None
+    if checkpoint_dir is not None or resume is not None:
         from probgen.infer import durable
 
         request = durable.run_request(reference or spec.name, dataset, spec.resolve_options(options), settings, seed,
@@ -158,9 +158,8 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
         inputs = parts["training"]
         structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
         check_discrete_sites(structure, method)
-    problem = methods.Problem(spec, options, parts, dataset, int(seed), keys, structure, progress,
-                              checkpoint_dir if method.checkpoints else checkpoint, init_from,
-                              checkpoint if method.checkpoints else None)
+    problem = methods.Problem(spec, options, parts, dataset, int(seed), keys, structure, progress, checkpoint,
+                              init_from)
     result = user_code(spec, lambda: method.run(problem, settings))
     return results(method, problem, settings, result, reference, {"inference": time.perf_counter() - start})
 

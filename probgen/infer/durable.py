@@ -154,8 +154,10 @@ def open_checkpoint(folder, request: dict, *, resume: bool, method) -> Checkpoin
     base_draws = 0
     if resume:
         if saved is None:
-            raise InferenceError(f"nothing to resume in '{folder}': it holds no checkpoint.json (a NUTS or HMC run "
-                                 "folder written by this version of probgen has one)")
+            from probgen.infer import methods
+
+            raise InferenceError(f"nothing to resume in '{folder}': it holds no checkpoint.json (a run folder of "
+                                 f"{methods.resumable_runs()} has one)")
         if saved.get("method") != method.name:
             raise InferenceError(f"cannot resume '{folder}' with {method.describe()}: it holds a run of "
                                  f"--method {saved.get('method')}")

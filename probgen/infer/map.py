@@ -15,6 +15,7 @@ from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_sample
 
 from probgen.checks import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.durable import CHAINS
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.svi import optimize, start_at
 from probgen.spec import ModelInputs, ModelSpec
@@ -81,6 +82,7 @@ class MAPMethod(Method):
     gives_posterior_sample = False
 
     durable = True  # each restart's optimiser state is saved as it goes (`svi.optimize`)
+    keeps = (CHAINS,)  # the optimiser's chunks: --resume --steps N carries on from the last
     extendable = ("steps",)
 
     def run(self, problem, settings) -> Result:

@@ -13,6 +13,7 @@ from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 
 from probgen.checks import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.durable import STATE
 from probgen.infer.chains import ChainProgram, Resumed
 from probgen.infer.methods import Method, Result, Setting, get, register
 from probgen.infer.results import ModelStructure
@@ -224,6 +225,7 @@ class NUTSMethod(Method):
     durable = True
     extendable = ("draws",)
     stores_draws = True
+    keeps = (STATE,)  # the final sampler state (its draws are in posterior.nc): --draws N, --init-from
     warm_starts = True
 
     def run(self, problem, settings) -> Result:

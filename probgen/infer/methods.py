@@ -82,10 +82,10 @@ class Problem:
     structure: one trace of the model on the training part (`ModelStructure`), or None for a
                method that does not draw the model's latent sites (`traces_model` False).
     progress:  show progress bars.
-    checkpoint, init_from: where a resumable method saves as it goes (a `durable` method's
-               `probgen.infer.durable.Checkpoint`; the folder of a method that `checkpoints`),
-               and a finished run a warm-starting method starts from; None otherwise.
-    resume:    the checkpoint a method that `checkpoints` carries on from (loaded), or None.
+    checkpoint, init_from: where a `durable` method saves as it goes (an open
+               `probgen.infer.durable.Checkpoint`: its folder, and whether it resumes what the
+               folder holds), and a finished run a warm-starting method starts from; None
+               otherwise.
     """
 
     spec: Any
@@ -98,7 +98,6 @@ class Problem:
     progress: bool = True
     checkpoint: Any = None
     init_from: Any = None
-    resume: Any = None
 
     @property
     def inputs(self):
@@ -142,8 +141,9 @@ class Method:
     loss_label: str = "loss"  # the y axis of the optimisation trace
     gives_posterior_sample: bool = True  # MAP does not: no SBC
     posterior_report: bool = True  # the standard report (summary, LOO, predictive checks) applies
-    checkpoints: bool = False  # trains in steps that a run folder checkpoints (--resume)
-    durable: bool = False  # saves its state (and draws) to a checkpoint folder as it goes (`probgen.infer.durable`)
+    durable: bool = False  # saves its state (and draws) to a checkpoint folder as it goes (`probgen.infer.durable`):
+    # checkpoint.json holds the request and `--resume` carries the run on
+    keeps: tuple[str, ...] = ()  # what a finished durable run's folder keeps for a later --resume (its final state)
     extendable: tuple[str, ...] = ()  # settings a resumed run may raise (MCMC's draws, SVI's steps)
     stores_draws: bool = False  # durable, and its chunks hold the posterior draws (MCMC; SVI draws at the end)
     warm_starts: bool = False  # starts from a finished run's state (init_from / --init-from)
@@ -258,9 +258,9 @@ def registered() -> tuple[Method, ...]:
 
 def resumable_runs() -> str:
     """The runs `probgen fit --resume` carries on, in words, from the registry: the methods that
-    save their state as they go (`durable`) or train in checkpointed steps (`checkpoints`). The
-    resume messages name them from here, so they cannot drift from what resumes."""
-    return _in_words(method.describe() for method in _REGISTRY.values() if method.durable or method.checkpoints)
+    save their state as they go (`durable`). The resume messages name them from here, so they
+    cannot drift from what resumes."""
+    return _in_words(method.describe() for method in _REGISTRY.values() if method.durable)
 
 
 def warm_starting_runs() -> str:

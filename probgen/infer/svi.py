@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 
 from probgen.checks import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer import durable
+from probgen.infer.durable import CHAINS
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.results import ModelStructure
 from probgen.spec import ModelInputs, ModelSpec
@@ -144,8 +146,6 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
     losses: list[np.ndarray] = []
     step, saver = 0, None
     if checkpoint is not None:
-        from probgen.infer import durable
-
         store = durable.ChainStore(checkpoint.folder, part)
         saver = durable.Saver(store, max(chunk, max_steps // 20), settings.get("checkpoint_seconds", 60.0),
                               settings.get("checkpoint_overhead", 0.02))
@@ -305,6 +305,7 @@ class SVIMethod(Method):
     loss_label = "negative ELBO"
     sbc_defaults = {"steps": 5000}
     durable = True  # the optimiser state is saved as it goes (`optimize`); --resume, and --steps extends
+    keeps = (CHAINS,)  # the optimiser's chunks: --resume --steps N carries on from the last
     extendable = ("steps",)
 
     def run(self, problem, settings) -> Result:

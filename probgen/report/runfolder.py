@@ -97,20 +97,19 @@ def atomic_folder(out: Path, fill: Callable[[Path], None], overwrite: bool) -> P
 TRAINING_NOTE = "TRAINING.md"
 
 
-def start_training_folder(out, request: dict | None, resume_command: str, overwrite: bool = False,
-                          status: str = "training") -> Path:
-    """Create the run folder of a run that saves its work as it goes (a VAE's training, an MCMC
-    run's chunks) before it starts, so that its checkpoints have a home that survives an
-    interruption: config.json holds the status (and a VAE's training request) and TRAINING.md
-    says how to carry on. Written atomically; the finished run folder replaces it."""
+def start_training_folder(out, resume_command: str, overwrite: bool = False, sampling: bool = False) -> Path:
+    """Create the run folder of a run that saves its work as it goes (a trainer's or an
+    optimiser's checkpoints, an MCMC run's chunks: `sampling`) before it starts, so that its
+    checkpoints have a home that survives an interruption: config.json holds the status and
+    TRAINING.md says how to carry on (and, for a sampler, how to report the draws saved so
+    far). Written atomically; the finished run folder replaces it."""
 
     def fill(folder: Path) -> None:
-        write_json(folder / "config.json", {"status": status, **({"request": request} if request else {})})
+        write_json(folder / "config.json", {"status": "sampling" if sampling else "training"})
         (folder / TRAINING_NOTE).write_text(
-            f"# {'Training' if status == 'training' else 'Sampling'} in progress or interrupted\n\nThis folder holds "
+            f"# {'Sampling' if sampling else 'Training'} in progress or interrupted\n\nThis folder holds "
             f"the checkpoints of an unfinished run. Carry on with:\n\n    {resume_command}\n"
-            + ("" if status == "training" else
-               f"\nReport the draws saved so far with:\n\n    probgen report {out}\n"))
+            + (f"\nReport the draws saved so far with:\n\n    probgen report {out}\n" if sampling else ""))
 
     return atomic_folder(Path(out), fill, overwrite)
 

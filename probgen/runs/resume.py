@@ -2,8 +2,8 @@
 model file and data file are now.
 
 `--resume RUN_DIR` alone is enough: the model, the data source, the columns, the options and the
-settings come from the saved request (`probgen.infer.durable.run_request`: checkpoint.json of an
-MCMC, SVI or MAP run, config.json's "request" of the minibatch trainer's). A model or data file
+settings come from the saved request (`probgen.infer.durable.run_request`, in the folder's
+checkpoint.json, which every resumable method writes). A model or data file
 is looked for where the command that started the run named it (relative to the current folder),
 then at the absolute place recorded then; a file found in neither is one line naming it. The data
 are checked against the saved hash later, when they are read (`durable.check_resume`).
@@ -18,7 +18,6 @@ from probgen.errors import DataError, ModelError, RunFolderError
 def saved_request(run_dir) -> dict:
     """The request saved in `run_dir`, or RunFolderError naming what is missing."""
     from probgen.infer import durable
-    from probgen.report.runfolder import load_config
 
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -26,13 +25,10 @@ def saved_request(run_dir) -> dict:
     saved = durable.read_checkpoint(folder)
     if saved is not None and saved.get("request"):
         return saved["request"]
-    request = load_config(folder).get("request") if (folder / "config.json").is_file() else None
-    if request:
-        return request
     from probgen.infer import methods
 
-    raise RunFolderError(f"nothing to resume in '{folder}': it holds no saved request (checkpoint.json, or config.json's "
-                         f"\"request\"); only runs of {methods.resumable_runs()} can be resumed")
+    raise RunFolderError(f"nothing to resume in '{folder}': it holds no saved request (checkpoint.json); only runs of "
+                         f"{methods.resumable_runs()} can be resumed")
 
 
 def _find(named: str, recorded: str | None) -> Path | None:

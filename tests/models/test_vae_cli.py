@@ -43,12 +43,13 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
             process.kill()
             process.wait()
     assert process.returncode == 130 and f"--resume {out}" in stderr, stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["TRAINING.md", "checkpoint.npz", "config.json"]
+    # one checkpoint for every resumable method: checkpoint.json (the request) beside the state
+    assert sorted(p.name for p in out.iterdir()) == ["TRAINING.md", "checkpoint.json", "checkpoint.npz", "config.json"]
     from probgen.infer.amortized import load_checkpoint
 
     step = load_checkpoint(out)["step"]
     assert step >= 20 and step % 20 == 0
-    assert cli.main(["report", str(out)]) == 2 and "unfinished run" in capsys.readouterr().err
+    assert cli.main(["report", str(out)]) == 2 and "holds an unfinished amortised minibatch SVI run" in capsys.readouterr().err
 
     # the command TRAINING.md gives, as printed (and more --steps): everything comes from the folder
     import shlex
