@@ -107,3 +107,38 @@ def test_split_is_reproducible_disjoint_and_standardised_by_the_training_rows():
         whole.split(1.0, seed=seeded(0))
     with pytest.raises(DataError, match="leaves 0 held-out"):
         from_frame(frame.iloc[:3]).split(0.1, seed=seeded(0))
+
+
+@pytest.mark.parametrize("kind", sorted(__import__("probgen.data.kinds", fromlist=["KINDS"]).KINDS))
+def test_every_data_kind_keeps_the_contract(kind, tmp_path):
+    """Every registered data kind (issue 29, point 8), read from the file a user gives, as a
+    family of that kind reads it: one data set with its source and hash, split by the one
+    splitter into parts that share no row and leave none out (with and without a validation
+    part), each part's record saying which it is; `read_rows` gives a table or one line."""
+    from models.test_contract import _data_file, _tiny_case
+    from probgen.data.kinds import KINDS
+    from probgen.errors import ProbgenError
+    from probgen.infer.parts import split_parts
+    from probgen.spec import builtin_model_names, load_spec
+
+    family = next((name for name in builtin_model_names() if load_spec(name).data_kind == kind), None)
+    assert family is not None, f"data kind '{kind}' has no family to read it with: add one (or a case here)"
+    spec, frame, _ = _tiny_case(family)
+    path, _ = _data_file(spec, frame, tmp_path)
+    options = spec.resolve_options({})
+    dataset = KINDS[kind].load(path, spec, options, None, False)
+    assert dataset.config()["source"] == path and dataset.sha256
+    rows = len(dataset.frame)
+    plain = split_parts(spec, dataset, options, 0.25, seeded(0))
+    assert set(plain) == {"training", "held_out"}
+    assert len(plain["training"].frame) + len(plain["held_out"].frame) == rows
+    with_validation = split_parts(spec, dataset, options, 0.25, seeded(0), validation=True)
+    assert sum(len(part.frame) for part in with_validation.values()) == rows
+    for name, part in with_validation.items():
+        assert part.config()["holdout"]["part"] in ("training", "held_out"), name
+    try:
+        table = KINDS[kind].read_rows(path)
+    except ProbgenError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(table, pd.DataFrame) and len(table) > 0

@@ -149,3 +149,31 @@ def test_the_resume_message_names_exactly_the_methods_that_resume(tmp_path):
     for method in methods.registered():
         assert (method.describe() in str(refused.value)) == method.durable, method.name
     assert sum(method.durable for method in methods.registered()) >= 5
+
+
+@pytest.mark.parametrize("method", [m.name for m in methods.registered()])
+def test_every_method_keeps_the_contract(method):
+    """What the driver and the command line rely on, for every registered method (issue 29,
+    point 8), read from its declarations: a fit of each runs in its own tests, through the one
+    driver (`test_there_is_one_fit_and_no_method_overrides_it`)."""
+    from probgen.spec import builtin_model_names, load_spec
+
+    chosen = methods.get(method)
+    names = [setting.name for setting in chosen.settings]
+    assert len(names) == len(set(names)), names
+    assert chosen.resolve({}) == chosen.defaults()  # every default passes its own checks
+    assert set(chosen.extendable) <= set(names), chosen.extendable  # what --resume may raise is a setting
+    assert type(chosen).verdicts is not methods.Method.verdicts
+    if chosen.durable:
+        assert chosen.keeps, "a durable method says what a finished run keeps for --resume"
+    if chosen.stores_draws or chosen.warm_starts:
+        assert chosen.durable
+    if chosen.wants_validation:
+        assert 0 < chosen.default_holdout < 1
+    if not chosen.traces_model:  # it gets no trace of the model: what it fits comes from a family's part
+        assert chosen.needs
+    # a method that needs parts fits the families that provide them, and is their default
+    fitted = [name for name in builtin_model_names() if chosen.claims(load_spec(name))]
+    assert bool(fitted) == bool(chosen.needs), fitted
+    for name in fitted:
+        assert methods.for_spec(None, load_spec(name)) is chosen
