@@ -70,7 +70,7 @@ class Bench:
         self.scorers: dict = {}
 
     def record(self, model: str, seconds: float, samples, test_ll=None, kind: str = "exact", scorer=None):
-        from probgen.models._generative import mean_se
+        from probgen.models._common.generative import mean_se
 
         print(f"generators: {self.name}: {model} fitted in {seconds:.1f} s", file=sys.stderr, flush=True)
         row = {"model": model, "train_seconds": seconds}

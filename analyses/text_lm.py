@@ -120,7 +120,7 @@ def run(args) -> int:
     from probgen import report
     from probgen.data import text as text_data
     from probgen.infer import fit
-    from probgen.models._lm.scoring import bits_per_character, paired_difference
+    from probgen.models._common.lm.scoring import bits_per_character, paired_difference
 
     out = Path(args.out)
     if args.summarise:

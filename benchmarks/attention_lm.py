@@ -34,9 +34,9 @@ def main(argv=None) -> None:
     import optax
 
     from probgen.infer import amortized
-    from probgen.models._lm import networks
-    from probgen.models._lm.neural import architecture_from, elbo
-    from probgen.models._lm.text import PAD, Vocabulary, rows
+    from probgen.models._common.lm import networks
+    from probgen.models._common.lm.neural import architecture_from, elbo
+    from probgen.models._common.lm.text import PAD, Vocabulary, rows
     from probgen.data.text import load_text
     from _timing import device
 

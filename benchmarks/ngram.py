@@ -1,4 +1,4 @@
-"""n-gram counting and scoring: probgen's vectorised counts (`models/_lm/ngram.py`) against
+"""n-gram counting and scoring: probgen's vectorised counts (`models/_common/lm/ngram.py`) against
 nltk's `lm.KneserNeyInterpolated` on the same tweets, the same order and discount; both fit the
 training tweets and score every character of the test tweets. Prints one JSON line: seconds
 of each (fit and score apart) and the ratio probgen / nltk (lower is better), and the largest
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     from nltk.lm import KneserNeyInterpolated
     from nltk.util import everygrams
 
-    from probgen.models._lm import ngram
+    from probgen.models._common.lm import ngram
     from probgen.data.text import load_text
 
     tweets = load_text("trump_tweets").frame["text"].tolist()

@@ -34,7 +34,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from probgen.errors import ModelError
-from probgen.models._shared import (
+from probgen.models._common.mixtures import (
     OrderedNormal, component_log_densities, kmeans, relabel_permutations, to_original_units,
 )
 from probgen.spec import FamilyPlots, ModelInputs, ModelSpec, Option, OriginalUnits, Relabel, Simulator

@@ -15,7 +15,7 @@ Training is the VAE's minibatch trainer (`probgen.infer.amortized`, `--method sv
 has no latent variables, so the guide is empty and the ELBO is the log-likelihood itself; early
 stopping watches it on the validation rows. New rows are drawn one value at a time in the
 order (D passes through the network). Data handling (transforms, anomaly rows, image shape) is
-the VAE's (`probgen.models.vae.data`).
+shared with the VAE (`probgen.models._common.tabular`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpyro.distributions as dist
 from numpyro.contrib.module import flax_module
 
 from probgen.errors import ModelError
-from probgen.models.vae.data import (
+from probgen.models._common.tabular import (
     _value_columns, check_values, data_options, parse_hidden, parse_image_shape, preprocess, to_data_units,
 )
 from probgen.infer.amortized import Objective
@@ -247,7 +247,7 @@ def generate(idata, config: dict, rng_key, num_rows: int) -> np.ndarray:
 
 def report(idata, config: dict):
     from probgen.infer.amortized import params_from_dataset
-    from probgen.models._generative import likelihood_model_report
+    from probgen.models._common.generative import likelihood_model_report
 
     options = config["model"]["options"]
     architecture = architecture_from(options, idata.observed_data["x"].shape[-1])

@@ -26,9 +26,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from probgen.errors import DataError
-from probgen.models._lm import ngram as counting
-from probgen.models._lm.scoring import per_document, token_predictive
-from probgen.models._lm.text import PAD, Vocabulary, documents_of, text_options, streams
+from probgen.models._common.lm import ngram as counting
+from probgen.models._common.lm.scoring import per_document, token_predictive
+from probgen.models._common.lm.text import PAD, Vocabulary, documents_of, text_options, streams
 
 
 def ngram_model(symbols=None, *, context_of, base, concentration: float, num_contexts: int, size: int,
@@ -168,7 +168,7 @@ def next_probabilities(idata):
 
 
 def generate_text(idata, config, prompt: str, num_symbols: int, temperature: float, rng_key) -> str:
-    from probgen.models._lm.sampling import continue_text
+    from probgen.models._common.lm.sampling import continue_text
 
     vocabulary, context, next_symbol = next_probabilities(idata)
     rng = np.random.default_rng(np.asarray(rng_key).ravel().tolist())
@@ -176,7 +176,7 @@ def generate_text(idata, config, prompt: str, num_symbols: int, temperature: flo
 
 
 def report(idata, config):
-    from probgen.models._lm.report import language_model_report
+    from probgen.models._common.lm.report import language_model_report
 
     return language_model_report(idata, config, next_probabilities(idata), ladder=True)
 

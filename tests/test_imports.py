@@ -105,3 +105,22 @@ def test_probgen_is_in_rooms_by_job():
     assert len(top) <= 10, top
     packages = {path.parent.name for path in (REPO / "probgen").glob("*/__init__.py")}
     assert {"data", "infer", "checks", "report", "runs", "cli"} <= packages, packages
+
+
+def test_no_family_is_another_familys_library():
+    """Issue 29, point 6: what families share lives in models/_common (mixtures, tabular,
+    networks, generative, lm); a family imports itself, _common and probgen, never another
+    family (the VAE was made's, the GAN's and the generators' library)."""
+    import re
+
+    from probgen.spec import builtin_model_names
+
+    families = set(builtin_model_names())
+    found = []
+    for path in (REPO / "models").rglob("*.py"):
+        parts = path.relative_to(REPO / "models").with_suffix("").parts
+        own = parts[0]
+        for match in re.finditer(r"probgen\.models\.(\w+)", path.read_text()):
+            if match.group(1) in families and match.group(1) != own:
+                found.append(f"{path.relative_to(REPO)}: probgen.models.{match.group(1)}")
+    assert not found, found

@@ -48,7 +48,7 @@ def _value_columns(frame, options) -> list:
 
 
 def architecture_from(options, num_dims: int) -> Architecture:
-    from probgen.models.vae.data import parse_hidden
+    from probgen.models._common.tabular import parse_hidden
 
     hidden = parse_hidden(options["hidden"])
     discriminator = parse_hidden(options["discriminator_hidden"]) if options["discriminator_hidden"] else hidden

@@ -51,7 +51,7 @@ class Modes:
 
 def modes_from(x, labels=None, count: int = 10, seed: int = 0) -> Modes:
     """The modes of training rows x: one per label value, or `count` k-means clusters."""
-    from probgen.models._shared import kmeans
+    from probgen.models._common.mixtures import kmeans
 
     x = np.asarray(x, np.float64)
     if labels is None:

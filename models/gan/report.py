@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from probgen.hooks import ReportPart, Section
-from probgen.models._generative import compare_samples, samples_figure
+from probgen.models._common.generative import compare_samples, samples_figure
 from probgen.models.gan.coverage import Modes, mode_coverage
 
 
@@ -90,7 +90,7 @@ def report(idata, config: dict) -> ReportPart:
 def _figures(idata, generated, held, options) -> dict:
     import matplotlib.pyplot as plt
 
-    from probgen.models.vae.data import parse_image_shape
+    from probgen.models._common.tabular import parse_image_shape
 
     history = idata.adversarial_training
     steps = history["step"].values

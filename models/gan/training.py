@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from probgen.errors import InferenceError
 from probgen.models.gan.coverage import Modes, mode_coverage
-from probgen.models.vae.model import MLP
+from probgen.models._common.networks import MLP
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from probgen.models._shared import (
+from probgen.models._common.mixtures import (
     OrderedNormal, component_log_densities, kmeans, relabel_permutations, to_original_units,
 )
 from probgen.spec import ModelInputs

@@ -15,24 +15,10 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.contrib.module import flax_module
 
+from probgen.models._common.networks import MLP  # noqa: F401  (re-exported, as before)
+
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "beta", "gaussian")
-
-
-class MLP(nn.Module):
-    """Dense layers of `hidden` sizes with `activation` between them, then a linear layer of
-    `outputs` units (no hidden sizes: a single affine map)."""
-
-    hidden: Sequence[int]
-    outputs: int
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, inputs):
-        h = inputs
-        for size in self.hidden:
-            h = getattr(nn, self.activation)(nn.Dense(size)(h))
-        return nn.Dense(self.outputs)(h)
 
 
 def decoder_outputs(likelihood: str, num_dims: int) -> int:

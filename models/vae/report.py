@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probgen.models._generative import mean_se as _mean_se
+from probgen.models._common.generative import mean_se as _mean_se
 from probgen.models.vae.data import architecture_from, parse_image_shape
 from probgen.models.vae.model import Architecture, decode_mean, sample_images
 

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import REPO, cli_in_process
 from _seeds import seeded
-from probgen.models._lm import ngram
-from probgen.models._lm.information import mutual_information_by_lag
-from probgen.models._lm.scoring import bits_per_character
-from probgen.models._lm.text import PAD, Vocabulary, rows, streams
+from probgen.models._common.lm import ngram
+from probgen.models._common.lm.information import mutual_information_by_lag
+from probgen.models._common.lm.scoring import bits_per_character
+from probgen.models._common.lm.text import PAD, Vocabulary, rows, streams
 
 
 def _random_sequences(rng, count=40, alphabet="abcde"):

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from probgen.errors import DataError
-from probgen.models._lm import networks
-from probgen.models._lm.scoring import per_document, token_predictive
-from probgen.models._lm.text import PAD, Vocabulary, documents_of, text_options, rows
+from probgen.models._common.lm import networks
+from probgen.models._common.lm.scoring import per_document, token_predictive
+from probgen.models._common.lm.text import PAD, Vocabulary, documents_of, text_options, rows
 
 TRAINING_ROWS_SCORED = 2000  # the training part's score is taken on its first rows (a full pass costs an epoch)
 POSTERIOR_DRAWS = 20  # head draws for the Bayesian head's posterior predictive
@@ -160,7 +160,7 @@ def next_probabilities(idata, config):
 
 
 def generate_text(idata, config, prompt: str, num_symbols: int, temperature: float, rng_key) -> str:
-    from probgen.models._lm.sampling import continue_text
+    from probgen.models._common.lm.sampling import continue_text
 
     vocabulary, context, next_symbol = next_probabilities(idata, config)
     rng = np.random.default_rng(np.asarray(rng_key).ravel().tolist())
@@ -175,7 +175,7 @@ def attention_figures(idata, config) -> dict:
     architecture, params, _, vocabulary = stored(idata, config)
     if architecture.kind != "attention" or "held_out_data" not in idata.groups():
         return {}
-    from probgen.models._lm.report import part_documents
+    from probgen.models._common.lm.report import part_documents
 
     document = part_documents(idata.held_out_data)[0][:min(64, architecture.context)]
     row = np.concatenate([[PAD], document, [PAD]]).astype(np.int32)
@@ -206,7 +206,7 @@ def attention_figures(idata, config) -> dict:
 
 
 def report(idata, config):
-    from probgen.models._lm.report import language_model_report
+    from probgen.models._common.lm.report import language_model_report
 
     vocabulary, context, next_symbol = next_probabilities(idata, config)
     options = config["model"]["options"]

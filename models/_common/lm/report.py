@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from probgen.models._lm.information import LAGS, mutual_information_by_lag
-from probgen.models._lm.sampling import continue_texts, sample_documents
-from probgen.models._lm.scoring import bits_per_character
-from probgen.models._lm.text import END
+from probgen.models._common.lm.information import LAGS, mutual_information_by_lag
+from probgen.models._common.lm.sampling import continue_texts, sample_documents
+from probgen.models._common.lm.scoring import bits_per_character
+from probgen.models._common.lm.text import END
 
 TEMPERATURES = (0.5, 0.8, 1.0)
 PARTS = (("training", "training documents"), ("validation", "validation documents"), ("held_out", "held-out documents"))

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from probgen.errors import DataError
-from probgen.models._lm.text import END, PAD, UNK, Vocabulary
+from probgen.models._common.lm.text import END, PAD, UNK, Vocabulary
 
 
 def encode_prompt(vocabulary: Vocabulary, prompt: str) -> np.ndarray:

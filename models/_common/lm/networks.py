@@ -26,7 +26,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.contrib.module import flax_module, random_flax_module
 
-from probgen.models._lm.text import PAD
+from probgen.models._common.lm.text import PAD
 
 
 def segments(x):

@@ -99,7 +99,7 @@ def likelihood_model_report(idata, config: dict, name: str, draw, description: s
     import jax
 
     from probgen import checks
-    from probgen.models.vae.data import parse_image_shape
+    from probgen.models._common.tabular import parse_image_shape
 
     options = config["model"]["options"]
     seed = int(config.get("seed", 0))
