@@ -43,6 +43,9 @@ def calibrated():
     return run_sbc(SPEC, DESIGN, "nuts", simulations=SIMULATIONS, seed=seeded(0), **SETTINGS)
 
 
+# in test-slow (400 simulations, ~10 worker-seconds): the default suite checks the same correct
+# case through the command (tests/test_cli.py: CALIBRATED, exit 0, at 150 simulations)
+@pytest.mark.slow
 def test_correct_inference_passes(calibrated):
     # With correct inference the ranks are uniform and the chi-square p-value is uniform:
     # at alpha = 0.01 a false alarm has probability 0.01 (and this seed is fixed; measured p = 0.83).
