@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+import arviz as az
+
 from probgen.data import binding
 from probgen import data as data_module
 from probgen.data import kinds as data_kinds
@@ -172,11 +174,11 @@ def results(method, problem, settings: dict, result, reference: str | None, timi
     try:
         idata = to_inference_data(problem, result)
     except Exception as exc:  # the draws are worth more than the step that failed: keep them
-        if problem.structure is None:
-            raise
-        failures.append({"step": "results (predictive draws, log-likelihood, prior predictive)",
+        failures.append({"step": "results (predictive draws, log-likelihood, prior predictive)"
+                         if problem.structure is not None else "results (the parts' data and the method's groups)",
                          "error": user_exception(exc, problem.spec.model) or f"{type(exc).__name__}: {exc}"})
-        idata = draws_only(result.posterior, result.sample_stats, result.optimization, problem.structure)
+        idata = (draws_only(result.posterior, result.sample_stats, result.optimization, problem.structure)
+                 if problem.structure is not None else az.InferenceData(posterior=result.posterior))
     return Fit(
         idata=idata,
         spec=problem.spec,

@@ -127,6 +127,8 @@ def test_nothing_outside_the_registry_asks_which_method_ran():
     (["--method", "pathfinder", "--chains", "2"], "--chains does not apply to --method pathfinder"),
     (["--method", "map", "--draws", "5"], "--draws does not apply to --method map"),
     (["--chain-method", "threads"], "--chain-method must be one of auto, sequential, parallel, vectorized, got 'threads'"),
+    (["--method", "exact"], "model 'gmm' provides no ConjugateUpdate, which the exact conjugate posterior needs"),
+    (["--set", "K=3"], "--set gives arguments by name; model 'gmm' takes its data as a table"),
 ])
 def test_a_bad_setting_is_named_from_its_metadata_with_exit_2(flags, message, tmp_path, capsys):
     """Checked from the method's `Setting`s before any data is read: one line, exit 2."""
@@ -177,3 +179,20 @@ def test_every_method_keeps_the_contract(method):
     assert bool(fitted) == bool(chosen.needs), fitted
     for name in fitted:
         assert methods.for_spec(None, load_spec(name)) is chosen
+
+
+def test_a_failure_building_a_trained_models_results_keeps_what_it_fitted(monkeypatch):
+    """A method that does not trace the model (the exact update here) hands the driver its
+    posterior; if the InferenceData cannot be built around it, the posterior is kept and the
+    failed step named, as for a sampler's draws."""
+    from probgen.infer import results
+
+    def broken(*args, **kwargs):
+        raise TypeError("simulated failure while building the results")
+
+    monkeypatch.setattr(results, "parts_inference_data", broken)
+    documents = [f"document {i} says {'ab' * (i % 5 + 1)} and {'cd' * (i % 3 + 1)}" for i in range(30)]
+    result = fit("ngram", documents, "exact", options={"order": 2}, progress=False, draws=8)
+    assert result.failures and "simulated failure" in result.failures[0]["error"]
+    assert "parts' data" in result.failures[0]["step"]
+    assert result.idata.posterior.sizes["draw"] >= 1
