@@ -3,15 +3,16 @@ anomaly detection and data augmentation?
 
 Two data sets, the same fixed splits for every model:
 - ring8: 8 Gaussians on a ring (probgen's bundled simulation, 4,000 points), the classic test
-  of mode collapse; split with the seed 60% training / 20% validation / 20% test.
+  of mode collapse; split with the seed 60% training / 20% validation / 20% test
+  (`--holdout 0.2 --validation 0.2`).
 - digits: scikit-learn's 1,797 8x8 images, dequantised to (0, 1) as (v + u) / 17 (the VAE
-  study's transform and split: `probgen fit vae --holdout 0.3322`), with digit 0 kept out of
+  study's transform and split: `probgen fit vae --holdout 0.1658 --validation 0.1664`), with digit 0 kept out of
   training altogether so that every likelihood model can be scored as an anomaly detector.
 
 Models, all fitted with `probgen.fit` on the same training rows: diagonal Gaussian and Gaussian
 mixture (gmm, MAP), probabilistic PCA and factor analysis (ppca, SVI with ARD), VAE and MADE
 (the minibatch trainer, early stopping on the validation rows) and GAN (adversarial training;
-it trains on the training rows less its own 5% held out to check itself).
+it trains on the training rows less its own 2.5% validation and 2.5% held-out rows).
 
 For each model, on the test rows: log-likelihood per row with its SE, in nats and bits per
 dimension (of the 17-level integers for digits; the VAE's is its IWAE lower bound; none for the
@@ -44,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-DIGITS_HOLDOUT = 597 / 1797  # the VAE study's split: 1,200 training, 299 validation, 298 test images (before digit 0)
-RING_HOLDOUT = 0.4
+DIGITS_SPLIT = (298 / 1797, 299 / 1797)  # (held out, validation): the VAE study's 1,200 / 299 / 298 images (before digit 0)
+RING_SPLIT = (0.2, 0.2)
 ANOMALY_DIGIT = 0
 
 
@@ -97,7 +98,7 @@ def _frame(x, columns, labels=None, label_name="label"):
 
 
 def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progress: bool, seed: int,
-            vae_options: dict, made_options: dict, holdout: float, gmm_components: int, columns):
+            vae_options: dict, made_options: dict, split: tuple, gmm_components: int, columns):
     """Fit the six models to bench.train; sample and score each on bench.test."""
     import jax
     import jax.numpy as jnp
@@ -151,7 +152,9 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
     trainer = {"steps": 1000 if quick else 20000, "batch_size": 100, "eval_every": 250 if quick else 500,
                "patience": 6}
     started = time.perf_counter()
-    vae = fit("vae", full_frame, "svi", options=vae_options, seed=seed, holdout=holdout, progress=progress,
+    holdout, validation = split
+    vae = fit("vae", full_frame, "svi", options=vae_options, seed=seed, holdout=holdout, validation=validation,
+              progress=progress,
               learning_rate=1e-3, kl_warmup=0 if quick else 2000, **trainer)
     seconds = time.perf_counter() - started
     assert np.allclose(vae.idata.held_out_data["x"].values, bench.test), "the VAE's split must be the bench's"
@@ -163,7 +166,8 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
         if "anomaly_scores" in vae.idata.groups() else None
 
     started = time.perf_counter()
-    made_fit = fit("made", full_frame, "svi", options=made_options, seed=seed, holdout=holdout, progress=progress,
+    made_fit = fit("made", full_frame, "svi", options=made_options, seed=seed, holdout=holdout, validation=validation,
+                   progress=progress,
                    learning_rate=1e-3, **trainer)
     seconds = time.perf_counter() - started
     made_params = params_from_dataset(made_fit.idata.parameters)
@@ -179,7 +183,7 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
     started = time.perf_counter()
     gan_frame = _frame(bench.train, columns, bench.labels, "label")
     gan_fit = fit("gan", gan_frame, "adversarial", options={**options_common.get("gan", {}), "label_column": "label"},
-                  seed=seed, holdout=0.05, progress=progress, steps=1000 if quick else options_common.get("gan_steps", 5000))
+                  seed=seed, holdout=0.025, validation=0.025, progress=progress, steps=1000 if quick else options_common.get("gan_steps", 5000))
     seconds = time.perf_counter() - started
     params, architecture, loc, scale = gan.trained_generator(gan_fit.idata, gan_fit.options)
     bench.record("GAN", seconds, gan.training.generate(params, architecture, jax.random.fold_in(key, 9), n, loc, scale))
@@ -257,7 +261,7 @@ def gan_remedies(args, progress: bool):
         finals, collapses, oscillations = [], 0, 0
         for seed in range(args.gan_seeds):
             result = fit("gan", ring, "adversarial", options={"label_column": "mode", "discriminator_hidden": "64", **extra},
-                         seed=args.seed + seed, holdout=0.2, progress=progress, steps=1000 if args.quick else 5000)
+                         seed=args.seed + seed, holdout=0.1, progress=progress, steps=1000 if args.quick else 5000)
             attrs = result.idata.adversarial_training.attrs
             finals.append(float(attrs["final_modes_hit"]))
             collapses += int(attrs["collapse"])
@@ -289,14 +293,14 @@ def run(args) -> int:
         made_ring = {"hidden": "64,64", "conditional": "mog", "components": 5, "label_column": "mode"}
         vae_ring = {"latent_dim": 2, "hidden": "64,64", "likelihood": "gaussian", "label_column": "mode",
                     "iwae_samples": 500}
-        parts = split_parts(load_spec("made"), ring, load_spec("made").resolve_options(made_ring), RING_HOLDOUT,
-                            args.seed, validation=True)
+        parts = split_parts(load_spec("made"), ring, load_spec("made").resolve_options(made_ring), RING_SPLIT[0],
+                            args.seed, validation=RING_SPLIT[1])
         columns = ["x", "y"]
         ring_bench = Bench("ring8", parts["training"].frame[columns].to_numpy(), parts["validation"].frame[columns].to_numpy(),
                            parts["held_out"].frame[columns].to_numpy(), 0, args,
                            labels=parts["training"].frame["mode"].to_numpy())
         fit_all(ring_bench, ring.frame, {"gan_steps": 5000}, args.quick, progress, args.seed, vae_ring, made_ring,
-                RING_HOLDOUT, 8, columns)
+                RING_SPLIT, 8, columns)
         sample_metrics(ring_bench, args.seed)
         ring_coverage(ring_bench, modes_from(ring_bench.train, ring_bench.labels))
 
@@ -308,14 +312,15 @@ def run(args) -> int:
         vae_digits = {**common, "likelihood": "beta", "latent_dim": 8, "hidden": "128,64", "iwae_samples": 1000}
         made_digits = {**common, "hidden": "256,256", "conditional": "mog", "components": 5}
         spec = load_spec("made")
-        parts = split_parts(spec, digits, spec.resolve_options(made_digits), DIGITS_HOLDOUT, args.seed, validation=True,
+        parts = split_parts(spec, digits, spec.resolve_options(made_digits), DIGITS_SPLIT[0], args.seed,
+                            validation=DIGITS_SPLIT[1],
                             set_apart=spec.part(Objective).preprocess)
         digits_bench = Bench("digits", parts["training"].frame[pixels].to_numpy(), parts["validation"].frame[pixels].to_numpy(),
                              parts["held_out"].frame[pixels].to_numpy(), 17, args,
                              labels=parts["training"].frame["target"].to_numpy(),
                              test_labels=parts["held_out"].frame["target"].to_numpy())
         fit_all(digits_bench, digits.frame, {"gan": {"latent_dim": 8, "hidden": "128,128"}, "gan_steps": 10000},
-                args.quick, progress, args.seed, vae_digits, made_digits, DIGITS_HOLDOUT, 5, pixels)
+                args.quick, progress, args.seed, vae_digits, made_digits, DIGITS_SPLIT, 5, pixels)
         sample_metrics(digits_bench, args.seed)
         digits_studies(digits_bench, parts["anomaly"].frame[pixels].to_numpy(), args.seed)
 

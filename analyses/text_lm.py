@@ -132,7 +132,7 @@ def run(args) -> int:
     corpus = text_data.load_text(args.corpus)
     if args.documents:
         corpus = dataclasses.replace(corpus, frame=corpus.frame.iloc[:args.documents].reset_index(drop=True))
-    common = {"seed": args.seed, "holdout": 0.2, "progress": not args.quiet}
+    common = {"seed": args.seed, "holdout": 0.1, "progress": not args.quiet}
     training = {"steps": args.steps, "batch_size": args.batch_size, "eval_every": args.eval_every, "patience": 6,
                 "learning_rate": 2e-3, "schedule": "warmup_cosine", "draws": 2}
     fits = {"ngram": fit("ngram", corpus, "exact", options={"order": args.order}, **common),

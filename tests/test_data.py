@@ -132,10 +132,14 @@ def test_every_data_kind_keeps_the_contract(kind, tmp_path):
     plain = split_parts(spec, dataset, options, 0.25, seeded(0))
     assert set(plain) == {"training", "held_out"}
     assert len(plain["training"].frame) + len(plain["held_out"].frame) == rows
-    with_validation = split_parts(spec, dataset, options, 0.25, seeded(0), validation=True)
+    with_validation = split_parts(spec, dataset, options, 0.25, seeded(0), validation=0.2)
+    assert set(with_validation) == {"training", "validation", "held_out"}
     assert sum(len(part.frame) for part in with_validation.values()) == rows
+    # --holdout keeps the same rows out with or without a validation part
+    pd.testing.assert_frame_equal(with_validation["held_out"].frame, plain["held_out"].frame)
     for name, part in with_validation.items():
-        assert part.config()["holdout"]["part"] in ("training", "held_out"), name
+        record = part.config()["holdout"]
+        assert record["part"] == name and record["training_rows"] == len(with_validation["training"].frame)
     try:
         table = KINDS[kind].read_rows(path)
     except ProbgenError as exc:

@@ -61,8 +61,9 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--standardize", action="store_true",
                      help="fit to standardised columns; the summary is converted back to original units")
     fit.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
-                     help="keep this fraction of rows (drawn with --seed) out of the fit; the report scores the model "
-                          "on them and compares generated data with them (default 0: fit every row)")
+                     help="keep this fraction of rows (drawn with --seed) out of the fit, the same rows for every "
+                          "method; the report scores the model on them and compares generated data with them (default "
+                          "0: fit every row; 0.1 for the methods with --validation)")
     fit.add_argument("--method", choices=METHODS, default=None,
                      help="inference method (default nuts; svi for amortised models such as vae; see `probgen methods`)")
     fit.add_argument("--seed", type=int, default=None,

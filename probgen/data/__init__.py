@@ -112,6 +112,16 @@ class Dataset:
         loc, scale = standardization_arrays(self.standardization, self.columns)
         return values * scale + loc
 
+    def standardized_as(self, other: "Dataset") -> "Dataset":
+        """These rows standardised with `other`'s means and sds (a part scored against a
+        training part that was split again after this one was drawn)."""
+        if not self.standardization or self.standardization == other.standardization:
+            return self
+        loc, scale = standardization_arrays(other.standardization, self.columns)
+        raw = self.to_original_units(self.frame.to_numpy())
+        return dataclasses.replace(self, frame=pd.DataFrame((raw - loc) / scale, columns=self.columns),
+                                   standardization=other.standardization)
+
     def config(self) -> dict:
         """What the run config records about the data."""
         return {

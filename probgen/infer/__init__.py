@@ -85,8 +85,11 @@ def fit(
               a folder, whose run carries on from its last save (a finished run is extended
               when `draws` or `steps` is raised); `init_from` (NUTS, HMC) is a finished run
               whose final positions, step sizes and mass matrices start this one (a warm
-              start; give a short `warmup`). The minibatch trainer's `holdout` (default 0.2)
-              is split in half: validation rows stop training early, held-out rows are scored.
+              start; give a short `warmup`). `holdout` holds out the same rows for every
+              method; the methods with a `validation` setting (the minibatch trainer, the
+              exact and adversarial methods; default 0.1 of the rows) also keep that many
+              rows, drawn from the rest, to stop early or choose on; their `holdout` is 0.1
+              when none is given.
     reference: how the run's config names the model (default: the name or path given).
 
     If building the results fails after inference (a bug, or a model the checks cannot handle),

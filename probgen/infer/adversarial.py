@@ -14,7 +14,7 @@ from typing import Callable
 
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT
+from probgen.infer.parts import DEFAULT_HOLDOUT, VALIDATION
 
 @dataclasses.dataclass(frozen=True)
 class Game:
@@ -43,6 +43,7 @@ SETTINGS = (
     Setting("eval_every", int, 250, "steps between coverage evaluations", minimum=1),
     Setting("eval_samples", int, 1000, "generated rows per coverage evaluation (the same latent draws each time)",
             minimum=10),
+    VALIDATION,
 )
 
 
@@ -67,7 +68,6 @@ class AdversarialMethod(Method):
     settings = SETTINGS
     needs = (Game,)
     traces_model = False  # no likelihood to trace: the family's generated rows stand as its posterior
-    wants_validation = True
     default_holdout = DEFAULT_HOLDOUT
     posterior_report = False  # no likelihood, no posterior: the model reports samples and coverage
     gives_posterior_sample = False

@@ -39,7 +39,7 @@ from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer import durable
 from probgen.infer.methods import Method, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT
+from probgen.infer.parts import DEFAULT_HOLDOUT, VALIDATION
 
 DEFAULTS = {
     "steps": 20000,  # upper bound; early stopping usually ends training first
@@ -511,6 +511,7 @@ SETTINGS = (
     Setting("devices", int, 1, "streamed minibatch SVI (pmf): split each batch across this many devices", minimum=1),
     Setting("draws", int, FIT_DEFAULTS["draws"],
             "draws kept per chain (MCMC) or from the fitted approximation (SVI, Pathfinder)"),
+    VALIDATION,
 )
 
 
@@ -526,7 +527,6 @@ class MinibatchMethod(Method):
     settings = SETTINGS
     needs = (Objective,)
     traces_model = False  # its posterior is an encoder's draws of per-row latents (or the networks)
-    wants_validation = True  # the validation ELBO stops training
     default_holdout = DEFAULT_HOLDOUT
     durable = True  # checkpoint.json holds the request, checkpoint.npz the trainer's state (`train`); --resume
     extendable = ("steps",)

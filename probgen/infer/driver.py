@@ -42,15 +42,15 @@ def as_spec(model) -> ModelSpec:
 
 def load_parts(spec: ModelSpec, data, options: Mapping[str, Any], *, seed: int = 0, holdout: float = 0.0,
                columns=None, standardize: bool = False, sets: Mapping[str, Any] | None = None,
-               validation: bool = False, set_apart=None) -> tuple[Any, dict]:
+               validation: float = 0.0, set_apart=None) -> tuple[Any, dict]:
     """(training data set, {part: ModelInputs}) for fitting `spec` to `data`: the one split
     (`probgen.infer.parts`) and the one binding of every part.
 
     A spec with its own `prepare`, or a model that takes the `x` array, gets its data kind's
     data set (`probgen.data.kinds`: a numeric table, text, ratings); any other plain model is
     bound to its data by argument name (`probgen.data.binding`): a dict, JSON, NPZ, or a table's
-    columns. `validation` and `set_apart`: what the method asks of the split
-    (`Method.wants_validation`, `Method.set_apart`).
+    columns. `validation` (a fraction of the rows) and `set_apart`: what the method asks of the
+    split (its `validation` setting, `Method.set_apart`).
     """
     if is_plain_model(spec):
         named = data_module.load_named(data, sets)
@@ -143,7 +143,7 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
         raise InferenceError(f"model '{spec.name}' provides no {' or '.join(missing)}, which {method.describe()} needs")
     holdout = float(holdout) or method.default_holdout
     dataset, parts = load_parts(spec, data, options, seed=seed, holdout=holdout, columns=columns,
-                                standardize=standardize, sets=sets, validation=method.wants_validation,
+                                standardize=standardize, sets=sets, validation=settings.get("validation", 0.0),
                                 set_apart=method.set_apart(spec))
     keys = methods.Keys.from_seed(seed)
     checkpoint = None

@@ -18,7 +18,7 @@ from typing import Callable
 from probgen.checks import diagnostics
 from probgen.errors import InferenceError
 from probgen.infer.methods import Method, Result, Setting, register
-from probgen.infer.parts import DEFAULT_HOLDOUT
+from probgen.infer.parts import DEFAULT_HOLDOUT, VALIDATION
 
 @dataclasses.dataclass(frozen=True)
 class ConjugateUpdate:
@@ -43,6 +43,7 @@ class ConjugateUpdate:
 SETTINGS = (
     Setting("draws", int, 200, "exact posterior draws of the held-out score (4 chains of draws / 4, independent)",
             minimum=1),
+    VALIDATION,
 )
 
 
@@ -66,7 +67,6 @@ class ExactMethod(Method):
     settings = SETTINGS
     needs = (ConjugateUpdate,)
     traces_model = False  # the family's exact draws of what it reports, not a trace of the model
-    wants_validation = True  # kept apart so that studies choose between models on it
     default_holdout = DEFAULT_HOLDOUT
     posterior_report = True  # the standard report, on the exact draws of what the family reports
     gives_posterior_sample = False

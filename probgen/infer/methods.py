@@ -76,7 +76,7 @@ class Problem:
     spec, options: the model and its resolved options.
     parts:     part name -> `ModelInputs`: "training" (what the method fits), and where the split
                drew them "held_out" (scored after the fit), "validation" (for a method that
-               `wants_validation`: early stopping) and "anomaly" (rows set apart, never fitted).
+               `wants_validation`: early stopping; `--validation`) and "anomaly" (rows set apart, never fitted).
     dataset:   the training part's data set (what config.json records).
     seed, keys: the run's seed and the keys drawn from it.
     structure: one trace of the model on the training part (`ModelStructure`), or None for a
@@ -151,7 +151,6 @@ class Method:
     # method that needs parts is the default for the families that provide them, and only theirs
     traces_model: bool = True  # its posterior holds draws of the model's latent sites: the driver traces the
     # model first (`Problem.structure`) and the results add predictive draws and the log-likelihood
-    wants_validation: bool = False  # the split draws a validation part for it (early stopping)
     default_holdout: float = 0.0  # --holdout when none is given (a method judged by held-out scores needs some)
     sbc_defaults: Mapping[str, Any] = {}
 
@@ -162,6 +161,12 @@ class Method:
 
     def describe(self) -> str:
         return self.title or f"--method {self.command_name}"
+
+    @property
+    def wants_validation(self) -> bool:
+        """The split draws a validation part for it (early stopping, choosing among models):
+        it has the `validation` setting (`probgen.infer.parts.VALIDATION`)."""
+        return any(setting.name == "validation" for setting in self.settings)
 
     def defaults(self) -> dict[str, Any]:
         return {setting.name: setting.default for setting in self.settings}

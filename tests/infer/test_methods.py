@@ -1,6 +1,7 @@
 """The method registry (`probgen.infer.methods`): names, settings and what a new method gets."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from probgen.checks import diagnostics
@@ -196,3 +197,45 @@ def test_a_failure_building_a_trained_models_results_keeps_what_it_fitted(monkey
     assert result.failures and "simulated failure" in result.failures[0]["error"]
     assert "parts' data" in result.failures[0]["step"]
     assert result.idata.posterior.sizes["draw"] >= 1
+
+
+@pytest.mark.parametrize("base", [0, 1])
+def test_holdout_keeps_the_same_rows_out_for_every_method(monkeypatch, base):
+    """`--holdout 0.2` means one thing: NUTS, MAP and the minibatch trainer (which also draws
+    validation rows, from what is left) get the same held-out ratings for the same data and
+    seed, through `fit`; the minibatch trainer's validation rows are neither trained on nor
+    scored."""
+    from probgen.infer import driver
+    from probgen.models.pmf.model import simulate_ratings
+
+    frame, _ = simulate_ratings(30, 20, 400, latent_dim=1, seed=seeded(5 + base))
+    split, seen = driver.split_parts, {}
+
+    class Captured(Exception):
+        pass
+
+    for name, command in (("nuts", "nuts"), ("map", "map"), ("minibatch", "svi")):
+        def record(*args, name=name, **kwargs):
+            seen[name] = {part: data.frame for part, data in split(*args, **kwargs).items()}
+            return split(*args, **kwargs)
+
+        def stop(problem, settings):
+            raise Captured
+
+        monkeypatch.setattr(driver, "split_parts", record)
+        monkeypatch.setattr(methods.get(name), "run", stop)
+        with pytest.raises(Captured):
+            fit("pmf", frame, command, holdout=0.2, seed=seeded(6 + base), progress=False)
+
+    rows = len(frame)
+    for name in ("map", "minibatch"):
+        pd.testing.assert_frame_equal(seen[name]["held_out"], seen["nuts"]["held_out"])
+    assert len(seen["nuts"]["held_out"]) == round(0.2 * rows) and set(seen["nuts"]) == {"training", "held_out"}
+    pd.testing.assert_frame_equal(seen["map"]["training"], seen["nuts"]["training"])
+    minibatch = seen["minibatch"]
+    assert len(minibatch["validation"]) == round(methods.get("minibatch").defaults()["validation"] * rows)
+    together = pd.concat([minibatch["training"], minibatch["validation"]])
+    key = ["user", "item"]
+    assert not minibatch["training"].merge(minibatch["validation"], on=key).shape[0]  # no rating in both
+    pd.testing.assert_frame_equal(together.sort_values(key).reset_index(drop=True),
+                                  seen["nuts"]["training"].sort_values(key).reset_index(drop=True))

@@ -163,8 +163,8 @@ def test_bad_text_is_named(tmp_path):
     with pytest.raises(DataError, match="byte 0xe9 at offset 3"):
         load_text(str(latin))
     with pytest.raises(ProbgenError, match="--order 12 is larger than the training text"):
-        fit("ngram", ["a short one", "another", "and a third", "fourth"], "exact", options={"order": 12}, holdout=0.5,
-            progress=False)
+        fit("ngram", ["a short one", "another", "and a third", "fourth", "fifth", "sixth"], "exact", options={"order": 12},
+            holdout=0.5, progress=False)
 
 
 @pytest.mark.parametrize("family, network", [("neural_lm", ["--context", "6"]),

@@ -129,15 +129,17 @@ def test_stream_batches_are_epochs_and_depend_only_on_the_step():
 
 def test_svi_recovers_simulated_ratings_with_calibrated_intervals():
     """Ratings simulated from the model (200 users, 100 items, about 8,000 ratings): the held-out
-    RMSE is near the oracle's (the true parameters' predictive mean on the same rows; the 15%
-    allows for estimating 900 user and item parameters from 5,800 ratings, not Monte Carlo
-    noise), sigma is recovered to 0.1 (its posterior sd is about 0.01; the rest is the
-    mean-field approximation), and the 50% and 90% intervals cover at their nominal rates
-    within 4 binomial SEs, sqrt(p (1 - p) / n)."""
+    RMSE is within 20% of the oracle's (the true parameters' predictive mean on the same rows)
+    and sigma within 0.15 of the truth (its posterior sd is about 0.01). Both margins are for
+    estimating 900 user and item parameters from 5,800 ratings with a mean-field guide stopped
+    at the best validation score, not Monte Carlo noise: over base seeds 0-7, with the
+    validation rows drawn either way probgen has drawn them, the RMSE ratio ranged from 1.07 to
+    1.16 and sigma's error from 0.01 to 0.12. The 50% and 90% intervals cover at their nominal
+    rates within 4 binomial SEs, sqrt(p (1 - p) / n)."""
     frame, truth = simulate_ratings(200, 100, 12000, latent_dim=2, seed=seeded(2), popularity=0.5)
-    result = fit("pmf", frame, options={"latent_dim": 2}, seed=seeded(3), progress=False, holdout=0.3,
-                 steps=6000, batch_size=256, learning_rate=0.02, eval_every=250, patience=4)
-    assert abs(float(result.idata.posterior["sigma"].mean()) - float(truth["sigma"])) < 0.1
+    result = fit("pmf", frame, options={"latent_dim": 2}, seed=seeded(3), progress=False, holdout=0.15,
+                 validation=0.15, steps=6000, batch_size=256, learning_rate=0.02, eval_every=250, patience=4)
+    assert abs(float(result.idata.posterior["sigma"].mean()) - float(truth["sigma"])) < 0.15
     held = result.idata.pmf_held_out
     n = held.sizes["held_out_row"]
     labels = result.idata.held_out_data
@@ -148,7 +150,7 @@ def test_svi_recovers_simulated_ratings_with_calibrated_intervals():
     assert (users >= 0).all()
     oracle = float(np.sqrt(np.mean((np.asarray(oracle_mean)[items >= 0] - held["rating"].values[items >= 0]) ** 2)))
     rmse = float(np.sqrt(np.mean((held["mean"].values - held["rating"].values) ** 2)))
-    assert rmse < 1.15 * oracle, (rmse, oracle)
+    assert rmse < 1.2 * oracle, (rmse, oracle)
     rating = held["rating"].values
     for level, (low, high) in ((0.5, ("q25", "q75")), (0.9, ("q05", "q95"))):
         coverage = np.mean((rating >= held[low].values) & (rating <= held[high].values))

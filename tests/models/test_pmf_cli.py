@@ -108,12 +108,17 @@ def test_time_split_holds_out_each_users_latest_ratings(ratings_csv):
     options = SPEC.resolve_options({"user_column": "who", "item_column": "film", "rating_column": "stars",
                                     "time_column": "when", "split": "time"})
     dataset = load_ratings(str(ratings_csv), options)
-    parts = split_parts(SPEC, dataset, options, 0.2, seeded(1), validation=True)
+    parts = split_parts(SPEC, dataset, options, 0.1, seeded(1), validation=0.1)
     training = parts["training"].frame
     kept = pd.concat([parts["validation"].frame, parts["held_out"].frame])
     latest_training = training.groupby("user")["time"].max()
     assert (kept["time"].to_numpy() > latest_training[kept["user"]].to_numpy()).all()
     assert set(kept["user"]) <= set(training["user"])  # every held-out user keeps training ratings
+    # the validation ratings come just before the held-out ones
+    latest_validation = parts["validation"].frame.groupby("user")["time"].max()
+    held = parts["held_out"].frame
+    held = held[held["user"].isin(latest_validation.index)]
+    assert (held["time"].to_numpy() >= latest_validation[held["user"]].to_numpy()).all()
 
 
 def _train(frame, devices, steps, checkpoint_dir=None, resume=None, stop_after=None):
