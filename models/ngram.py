@@ -167,7 +167,8 @@ def next_probabilities(idata):
     return vocabulary, order - 1, next_symbol
 
 
-def generate_text(idata, config, prompt: str, num_symbols: int, temperature: float, rng_key) -> str:
+def generate_text(idata, config, rng_key, num_symbols: int, *, prompt: str = "", temperature: float = 1.0) -> str:
+    """`prompt` continued by `num_symbols` characters drawn from the fitted model (a `Generate`)."""
     from probgen.models._common.lm.sampling import continue_text
 
     vocabulary, context, next_symbol = next_probabilities(idata)

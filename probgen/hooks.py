@@ -126,10 +126,13 @@ class HeldOut:
     sequence: SequenceColumn | None = None
 
 
-class GenerateText(Protocol):
-    def __call__(self, idata: Any, config: dict, prompt: str, num_symbols: int, temperature: float,
-                 rng_key: Any) -> str:
-        """A continuation of `prompt` drawn from the fitted model (`probgen sample --prompt`)."""
+class Generate(Protocol):
+    def __call__(self, idata: Any, config: dict, rng_key: Any, amount: int) -> Any:
+        """New data drawn from a fitted run (`idata`, its `config`): `amount` rows as an
+        (amount, D) array in the data's units (`Objective.generate`, `Game.generate`), or
+        `amount` characters of text (`TextGenerator`, which also takes the keywords `prompt`
+        and `temperature`). The one signature of "draw new data" from a run; `Simulate`
+        draws from given parameters instead (simulation-based calibration, tests)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +186,7 @@ class Predictor(Hook):
 
 class TextGenerator(Hook):
     """A continuation of a prompt from the fitted model (`probgen sample --prompt`)."""
-    protocol, attribute = GenerateText, "generate_text"
+    protocol, attribute = Generate, "generate_text"
 
 
 HOOK_PARTS: tuple[type[Hook], ...] = (Relabel, Simulator, OriginalUnits, FamilyPlots, DerivedGroups, JudgedOn,
@@ -226,6 +229,8 @@ def check_hooks(spec) -> list[str]:
     problems += [f"parts holds more than one {kind}" for kind in sorted(set(kinds)) if kinds.count(kind) > 1]
     problems += [hook_problem(type(part).__name__, part.function, part.protocol)
                  for part in getattr(spec, "parts", ()) if isinstance(part, Hook)]
+    problems += [hook_problem(f"{type(part).__name__}.generate", part.generate, Generate)  # a method's part
+                 for part in getattr(spec, "parts", ()) if callable(getattr(part, "generate", None))]
     held_out = getattr(spec, "held_out", None)
     if held_out is not None:
         for field, protocol in (("inputs", HeldOutInputs), ("sequence", SequenceColumn)):

@@ -201,8 +201,8 @@ class ModelSpec:
                  identified across chains (a BNN's weights);
                - `Predictor` (`predict`): (idata, options, frame, rng_key) -> DataFrame: the
                  posterior predictive at new inputs (`probgen predict`);
-               - `TextGenerator` (`generate_text`): (idata, config, prompt, num_symbols,
-                 temperature, rng_key) -> str (`probgen sample --prompt`).
+               - `TextGenerator` (`generate_text`): a `Generate`, (idata, config, rng_key,
+                 num_symbols, prompt=, temperature=) -> str (`probgen sample --prompt`).
                And what a method that needs more than the model asks for (`Method.needs`):
                `probgen.infer.amortized.Objective` (the minibatch trainer: VAE, MADE, pmf,
                the network LMs), `probgen.infer.exact.ConjugateUpdate` (the exact method:

@@ -82,3 +82,30 @@ def test_the_spec_holds_what_families_share_and_parts_hold_the_rest():
         ModelSpec(name="twice", model=model, parts=(FamilyPlots(lambda idata: {}), FamilyPlots(lambda idata: {})))
     relabel = lambda samples, inputs: samples  # noqa: E731
     assert ModelSpec(name="ok", model=model, parts=(Relabel(relabel),)).postprocess is relabel
+
+
+def test_every_way_of_drawing_new_data_from_a_run_has_one_signature():
+    """Issue 29: new rows (the minibatch trainer's objective, the GAN's game) and new text (a
+    language model) are drawn by one `Generate` signature, (idata, config, rng_key, amount),
+    checked when a spec is built; a part whose generate takes other arguments is refused."""
+    from probgen.hooks import Generate, TextGenerator, hook_problem
+    from probgen.infer.amortized import Objective
+    from probgen.spec import builtin_model_names, load_spec
+
+    generators = []
+    for name in builtin_model_names():
+        for part in load_spec(name).parts:
+            function = part.function if isinstance(part, TextGenerator) else getattr(part, "generate", None)
+            if callable(function):
+                generators.append(name)
+                assert hook_problem(name, function, Generate) is None, name
+    assert {"vae", "made", "gan", "ngram", "neural_lm"} <= set(generators), generators
+
+    def model(x=None):
+        pass
+
+    old_text = lambda idata, config, prompt, num_symbols, temperature, rng_key: ""  # noqa: E731
+    with pytest.raises(ModelError, match="TextGenerator must take 4 argument"):
+        ModelSpec(name="bad", model=model, parts=(TextGenerator(old_text),))
+    with pytest.raises(ModelError, match="Objective.generate must take 4 argument"):
+        ModelSpec(name="bad", model=model, parts=(Objective(elbo=len, evaluate=len, generate=lambda idata, n: None),))

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Callable
 
 from probgen.errors import InferenceError
+from probgen.hooks import Generate
 from probgen.infer.methods import Method, Result, Setting, register
 from probgen.infer.parts import DEFAULT_HOLDOUT, VALIDATION
 
@@ -28,11 +29,12 @@ class Game:
               trained networks ("parameters"), the generator as a one-draw "posterior", the
               training history ("adversarial_training", whose attrs say `collapse`, `oscillation`
               and a `reading`), and scores of the other parts.
-    generate: (idata, config, rng_key, num_rows) -> (num_rows, D) new rows in the data's units.
+    generate: a `probgen.hooks.Generate`, (idata, config, rng_key, num_rows) -> (num_rows, D) new
+              rows in the data's units.
     """
 
     fit: Callable
-    generate: Callable
+    generate: Generate
 
 
 SETTINGS = (

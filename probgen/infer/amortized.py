@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from probgen.checks import diagnostics
 from probgen.errors import InferenceError
+from probgen.hooks import Generate
 from probgen.infer import durable
 from probgen.infer.methods import Method, Setting, register
 from probgen.infer.parts import DEFAULT_HOLDOUT, VALIDATION
@@ -80,8 +81,9 @@ class Objective:
               applied to the whole table before it is split: transforms that must be drawn
               once (dequantisation noise), and rows kept out of training altogether and
               scored as anomalies.
-    generate:  optional (idata, config, rng_key, num_rows) -> (num_rows, D) array: new rows
-              from the fitted model in the data's units (`probgen sample`).
+    generate:  optional `probgen.hooks.Generate`, (idata, config, rng_key, num_rows) ->
+              (num_rows, D) array: new rows from the fitted model in the data's units
+              (`probgen sample`).
     stream:   names of per-row model arguments (from `inputs.observed` and `inputs.kwargs`)
               that the trainer streams from host memory, one minibatch per step, instead of
               holding the data as one device array and subsampling inside the model (the
@@ -97,7 +99,7 @@ class Objective:
     elbo: Callable
     evaluate: Callable
     preprocess: Callable | None = None
-    generate: Callable | None = None
+    generate: Generate | None = None
     stream: tuple[str, ...] = ()
     only: bool = True
 

@@ -58,7 +58,8 @@ def continued_text(run_dir, prompt: str | None, num_symbols: int, temperature: f
     spec = load_spec(config["model"]["reference"])
     if spec.generate_text is None:
         return None
-    return spec.generate_text(idata, config, prompt or "", int(num_symbols), float(temperature), jax.random.PRNGKey(seed))
+    return spec.generate_text(idata, config, jax.random.PRNGKey(seed), int(num_symbols), prompt=prompt or "",
+                              temperature=float(temperature))
 
 
 def posterior_predictive_table(run_dir, num_rows: int, seed: int = 0) -> pd.DataFrame:

@@ -159,7 +159,8 @@ def next_probabilities(idata, config):
     return vocabulary, architecture.context, lambda histories: np.asarray(next_symbol(jnp.asarray(histories, jnp.int32)))
 
 
-def generate_text(idata, config, prompt: str, num_symbols: int, temperature: float, rng_key) -> str:
+def generate_text(idata, config, rng_key, num_symbols: int, *, prompt: str = "", temperature: float = 1.0) -> str:
+    """`prompt` continued by `num_symbols` characters drawn from the fitted model (a `Generate`)."""
     from probgen.models._common.lm.sampling import continue_text
 
     vocabulary, context, next_symbol = next_probabilities(idata, config)
