@@ -1,13 +1,12 @@
 """`probgen fit`: fit a model and write its run folder.
 
-Two ways, by whether the method saves as it goes (`probgen.infer.methods.Method.durable`):
-- a method that does not: fit, then write the run folder atomically (`_write_fit`);
-- a `durable` method (NUTS, HMC, SVI, MAP, the minibatch trainer): the folder is created first,
-  its checkpoint.json holds the request, and the method's chunks or state stream into it
-  (`probgen.infer.durable`), so that `--resume` carries on and `probgen report` reports a run
-  stopped early; the finished folder replaces it, keeping what a later `--resume` needs
-  (`Method.keeps`) (`_fit_durable`).
-What an interruption keeps is said through `probgen.interruption` as it goes.
+One way for every method. A method that saves as it goes (`Method.durable`: NUTS, HMC, SVI,
+MAP, the minibatch trainer) gets the folder first: its checkpoint.json holds the request and
+the method's chunks or state stream into it (`probgen.infer.durable`), so that `--resume`
+carries on and `probgen report` reports a run stopped early. Any other method writes nothing
+until it is done. Either way the finished folder is written atomically (`_write_fit`), keeping
+what a later `--resume` needs (`Method.keeps`). What an interruption keeps is said through
+`probgen.interruption` as it goes.
 """
 
 from __future__ import annotations
@@ -21,24 +20,85 @@ from probgen.cli.parser import _options_and_settings
 
 
 def fit_command(args, spec) -> int:
+    """`probgen fit`: for a `durable` method the run folder is created first and every chunk
+    of draws or state streams into it, so that an interruption at any moment, kill -9
+    included, leaves the finished chunks intact: `probgen report RUN_DIR` reports a sampler's
+    draws and `--resume RUN_DIR` carries on. The finished run folder replaces it atomically,
+    keeping what the method `keeps` (the final sampler state for `--resume --draws N` and
+    `--init-from`, an optimiser's chunks or a trainer's checkpoint for `--resume --steps N`)."""
+    import shutil
+
     from probgen import report
-    from probgen.infer import fit
+    from probgen.data import parse_set
+    from probgen.infer import durable, fit, methods
 
     if args.resume:
         _take_sources_from_run(args)
-    options, given, method = _options_and_settings(args, spec)
+    options, given, method = _options_and_settings(args, spec)  # --resume, --init-from: refused unless it can
     method.resolve(given)  # fail on bad settings before loading anything heavy
-    if method.durable:
-        return _fit_durable(args, spec, method, options, given)
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
+    if args.resume and args.init_from:
+        raise_usage("give --resume RUN_DIR (carry on that run) or --init-from RUN_DIR (a new run started from it), "
+                    "not both")
+    sets = parse_set(args.sets)
+    if args.resume:
+        out = Path(args.resume)
+        saved = durable.read_checkpoint(out) if out.is_dir() else None
+        if saved is None:
+            raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
+                        f"it holds no checkpoint.json (only runs of {methods.resumable_runs()} can be resumed)"))
+        options, given, saved_sets = _take_from_request(args, saved["request"], spec, method, options, given)
+        sets = sets or saved_sets
+    else:
+        out = _default_out(args, spec)
+        report.check_destination(out, args.overwrite)
+    command = resume_command(out)
+    started = method.durable and not args.resume  # this command made the folder: it goes if nothing is saved
+    if started:
+        report.start_training_folder(out, command, overwrite=args.overwrite, sampling=method.stores_draws)
     args.seed = 0 if args.seed is None else args.seed
-    out = _default_out(args, spec)
-    report.check_destination(out, args.overwrite)
-    from probgen.data import parse_set
+    store = durable.ChainStore(out)
 
-    result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
-                 columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=parse_set(args.sets),
-                 **given)
-    return _write_fit(args, result, out, args.overwrite)
+    def saved() -> int:
+        """Chunks or kept state files the folder holds (0: nothing worth keeping yet, or a
+        method that saves nothing as it goes)."""
+        if not method.durable:
+            return 0
+        return len(store.files()) + sum((out / name).is_file() for name in method.keeps if name != durable.CHAINS)
+
+    def interrupted() -> str:
+        if not args.resume and not saved():  # stopped before the first save: nothing worth keeping
+            if started:
+                shutil.rmtree(out, ignore_errors=True)
+            return interruption.NOTHING_WRITTEN
+        report_them = f"report the draws so far with `probgen report {out}`, " if method.stores_draws else ""
+        what = f"{len(store.files())} chunk(s) of the run are" if store.files() else "the last checkpoint is"
+        return f"probgen: interrupted; {what} saved in {out}: {report_them}carry on with `{command}`"
+
+    interruption.set_message(interrupted)
+    try:
+        result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
+                     columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=sets,
+                     reference=args.model, checkpoint_dir=out if method.durable else None,
+                     resume=out if args.resume else None, init_from=args.init_from, **given)
+    except KeyboardInterrupt:
+        raise  # `interrupted` says what is kept
+    except BaseException:
+        # bad input found while preparing, or a failure before the first save: a new folder
+        # holds nothing worth keeping, so it goes
+        if started and not saved():
+            shutil.rmtree(out, ignore_errors=True)
+        interruption.reset()
+        raise
+    interruption.reset()
+    if result.facts.get("resumed_from"):  # a trainer's checkpoint: say where it carried on
+        print(f"resumed from the checkpoint at step {result.facts['resumed_from']}")
+    if not method.durable:
+        return _write_fit(args, result, out, args.overwrite)
+    # the finished folder replaces the one the chunks went to, keeping what a later --resume needs
+    return _write_fit(args, result, out, True, keep_files=method.keeps,
+                      extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out, method.stores_draws)})
 
 
 def _default_out(args, spec) -> Path:
@@ -78,78 +138,6 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
               file=sys.stderr)
         return EXIT_STEP_FAILED
     return verdict_status(built.assessment.overall)
-
-
-def _fit_durable(args, spec, method, options, given) -> int:
-    """`probgen fit` with a `durable` method: the run folder is created first and every chunk of
-    draws or state streams into it (`probgen.infer.durable`), so that an interruption at any
-    moment, kill -9 included, leaves the finished chunks intact: `probgen report RUN_DIR`
-    reports a sampler's draws and `--resume RUN_DIR` carries on. The finished run folder
-    replaces it atomically, keeping what the method `keeps` (the final sampler state for
-    `--resume --draws N` and `--init-from`, an optimiser's chunks or a trainer's checkpoint for
-    `--resume --steps N`)."""
-    import shutil
-
-    from probgen import report
-    from probgen.data import parse_set
-    from probgen.infer import durable, fit, methods
-
-    if args.resume and args.out and Path(args.out) != Path(args.resume):
-        raise_usage("give --resume RUN_DIR or --out RUN_DIR, not both: a resumed run is written where it was")
-    if args.resume and args.init_from:
-        raise_usage("give --resume RUN_DIR (carry on that run) or --init-from RUN_DIR (a new run started from it), "
-                    "not both")
-    sets = parse_set(args.sets)
-    if args.resume:
-        out = Path(args.resume)
-        saved = durable.read_checkpoint(out) if out.is_dir() else None
-        if saved is None:
-            raise_usage(f"nothing to resume in '{out}': " + ("it does not exist" if not out.is_dir() else
-                        f"it holds no checkpoint.json (only runs of {methods.resumable_runs()} can be resumed)"))
-        options, given, saved_sets = _take_from_request(args, saved["request"], spec, method, options, given)
-        sets = sets or saved_sets
-        command = resume_command(out)
-    else:
-        out = _default_out(args, spec)
-        report.check_destination(out, args.overwrite)
-        command = resume_command(out)
-        report.start_training_folder(out, command, overwrite=args.overwrite, sampling=method.stores_draws)
-    args.seed = 0 if args.seed is None else args.seed
-    store = durable.ChainStore(out)
-
-    def saved() -> int:
-        """Chunks or kept state files the folder holds (0: nothing worth keeping yet)."""
-        return len(store.files()) + sum((out / name).is_file() for name in method.keeps if name != durable.CHAINS)
-
-    def interrupted() -> str:
-        if not args.resume and not saved():  # stopped before the first save: nothing worth keeping
-            shutil.rmtree(out, ignore_errors=True)
-            return interruption.NOTHING_WRITTEN
-        report_them = f"report the draws so far with `probgen report {out}`, " if method.stores_draws else ""
-        what = f"{len(store.files())} chunk(s) of the run are" if store.files() else "the last checkpoint is"
-        return f"probgen: interrupted; {what} saved in {out}: {report_them}carry on with `{command}`"
-
-    interruption.set_message(interrupted)
-    try:
-        result = fit(spec, args.data, args.method, options=options, seed=args.seed, progress=not args.quiet,
-                     columns=args.columns, standardize=args.standardize, holdout=args.holdout, sets=sets,
-                     reference=args.model, checkpoint_dir=out, resume=out if args.resume else None,
-                     init_from=args.init_from, **given)
-    except KeyboardInterrupt:
-        raise  # `interrupted` says what is kept
-    except BaseException:
-        # bad input found while preparing, or a failure before the first save: a new folder
-        # holds nothing worth keeping, so it goes
-        if not args.resume and not saved():
-            shutil.rmtree(out, ignore_errors=True)
-        interruption.reset()
-        raise
-    interruption.reset()
-    if result.facts.get("resumed_from"):  # a trainer's checkpoint: say where it carried on
-        print(f"resumed from the checkpoint at step {result.facts['resumed_from']}")
-    # the finished folder replaces the one the chunks went to, keeping what a later --resume needs
-    return _write_fit(args, result, out, True, keep_files=method.keeps,
-                      extra_json={durable.CHECKPOINT_JSON: durable.finished_checkpoint(out, method.stores_draws)})
 
 
 def divergence_rerun(assessment, args) -> str | None:

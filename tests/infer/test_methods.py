@@ -78,6 +78,16 @@ def test_there_is_one_fit_and_no_method_overrides_it():
     for method in methods.registered():
         assert not hasattr(method, "fit"), type(method).__name__
         assert type(method).run is not methods.Method.run, type(method).__name__
+    # and one `probgen fit` path, durable or not: one call of the fit, one splitter
+    import inspect
+    import re
+
+    from probgen.cli import fit as fit_module
+    from probgen.infer import driver, parts
+
+    assert len(re.findall(r"\bfit\(spec, ", inspect.getsource(fit_module))) == 1
+    assert [name for name, value in vars(driver).items() if callable(value) and "split" in name] == ["split_parts"]
+    assert not [name for name in vars(parts) if name.startswith("split") and name != "split_parts"]
 
 
 def test_a_method_refuses_a_family_without_the_part_it_needs(frame):
