@@ -186,7 +186,7 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
                   seed=seed, holdout=0.025, validation=0.025, progress=progress, steps=1000 if quick else options_common.get("gan_steps", 5000))
     seconds = time.perf_counter() - started
     params, architecture, loc, scale = gan.trained_generator(gan_fit.idata, gan_fit.options)
-    bench.record("GAN", seconds, gan.training.generate(params, architecture, jax.random.fold_in(key, 9), n, loc, scale))
+    bench.record("GAN", seconds, gan.parts.generate(params, architecture, jax.random.fold_in(key, 9), n, loc, scale))
     bench.gan_fit = gan_fit
 
 
@@ -201,7 +201,7 @@ def sample_metrics(bench: Bench, seed: int) -> None:
 
 
 def ring_coverage(bench: Bench, modes) -> None:
-    from probgen.models.gan.coverage import mode_coverage
+    from probgen.models.gan.evaluation import mode_coverage
 
     for model, samples in bench.samples.items():
         coverage = mode_coverage(samples, modes)
@@ -279,7 +279,7 @@ def run(args) -> int:
     from probgen.errors import ProbgenError
     from probgen.infer.amortized import Objective
     from probgen.infer.parts import split_parts
-    from probgen.models.gan.coverage import modes_from
+    from probgen.models.gan.evaluation import modes_from
     from probgen.report.render import markdown_table
     from probgen.spec import load_spec
 

@@ -56,7 +56,7 @@ def svi_speed(chunks: int, batch: int = 1024) -> dict:
     import optax
 
     from probgen.infer.amortized import Stream, train
-    from probgen.models.pmf.training import validation_score
+    from probgen.models.pmf.parts import validation_score
 
     spec, fixed, rows = _movielens_rows()
     steps = chunks * CHUNK
@@ -107,7 +107,7 @@ def svi_speed(chunks: int, batch: int = 1024) -> dict:
 
 def _devices_child(devices: int, chunks: int, batch: int) -> dict:
     from probgen.infer.amortized import Stream, train
-    from probgen.models.pmf.training import validation_score
+    from probgen.models.pmf.parts import validation_score
 
     spec, fixed, rows = _movielens_rows()
     settings = {"steps": chunks * CHUNK, "batch_size": batch, "learning_rate": 0.01, "patience": 10**9,

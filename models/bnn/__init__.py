@@ -24,9 +24,9 @@ hidden-unit permutations and sign flips make the weights' R-hat meaningless acro
 the report judges convergence on `prediction` and the log density instead
 (`ModelSpec.convergence_on`).
 
-Layout: `model` (the NumPyro model), `data` (table -> inputs, scaling), `prediction`
-(posterior predictive, calibration, held-out scores), `report` (sections and plots). Model,
-data and prediction import neither matplotlib nor the report.
+Layout, as every family package: `model` (the NumPyro model), `data` (table -> inputs,
+scaling), `evaluation` (posterior predictive, calibration, held-out scores), `report`
+(sections and plots). Only the report imports matplotlib.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from probgen.models.bnn.data import (  # noqa: F401
 from probgen.models.bnn.model import (  # noqa: F401
     ACTIVATIONS, LIKELIHOODS, PRIORS, REGRESSION, bnn, convergence_on, derived,
 )
-from probgen.models.bnn.prediction import (  # noqa: F401
+from probgen.models.bnn.evaluation import (  # noqa: F401
     _flat_posterior, _noise_draws, _with_noise, calibration, class_probabilities, held_out_evaluation, predict,
     predict_table, regression_draws,
 )

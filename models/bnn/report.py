@@ -7,7 +7,7 @@ import numpy as np
 from probgen.spec import ReportPart, Section
 
 from probgen.models.bnn.model import REGRESSION
-from probgen.models.bnn.prediction import held_out_evaluation, predict, regression_draws
+from probgen.models.bnn.evaluation import held_out_evaluation, predict, regression_draws
 
 
 def report(idata, config: dict):

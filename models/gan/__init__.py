@@ -6,7 +6,7 @@ min-max game (`--method adversarial`), with the game's failures diagnosed.
 A GAN defines no density: there is no log-likelihood, no held-out bits per dimension, no
 anomaly score, no posterior. The report says so, and reports what can be measured: how the
 generated rows compare with held-out ones (MMD and per-column tests, k-NN KL), and mode
-coverage (`coverage.py`): the modes are the classes of `--label-column` (the ring's 8 Gaussians)
+coverage (`evaluation.py`): the modes are the classes of `--label-column` (the ring's 8 Gaussians)
 or k-means clusters of the training rows (`--modes`). Training records both losses, both
 gradient norms and the coverage over time, and names mode collapse and oscillation when they
 happen (the method's verdicts). `--penalty` adds the R1 gradient penalty, the remedy the
@@ -25,8 +25,8 @@ import numpyro.distributions as dist
 from numpyro.contrib.module import flax_module
 
 from probgen.errors import ModelError
-from probgen.models.gan.coverage import diagnose, modes_from
-from probgen.models.gan.training import Architecture, generate as _generate, train
+from probgen.models.gan.evaluation import diagnose, modes_from
+from probgen.models.gan.parts import Architecture, generate as _generate, train
 from probgen.infer.adversarial import Game
 from probgen.spec import ModelInputs, ModelSpec, Option
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from probgen.hooks import ReportPart, Section
 from probgen.models._common.generative import compare_samples, samples_figure
-from probgen.models.gan.coverage import Modes, mode_coverage
+from probgen.models.gan.evaluation import Modes, mode_coverage
 
 
 def run_modes(idata) -> Modes:

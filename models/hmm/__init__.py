@@ -29,10 +29,10 @@ Decoding after the fit (the `decoding` group of the InferenceData, `decode`): sm
 marginals averaged over posterior draws, the Viterbi path at the posterior mean and per draw,
 and whole state paths drawn by forward-filtering backward-sampling, one per draw.
 
-Layout: `model` (the NumPyro model, priors, simulation), `inference` (pure message passing
-over a T x K log-likelihood table), `data` (table -> inputs, held-out steps), `decoding`
-(derived state groups), `report` (plots). Model, inference and data import neither
-matplotlib nor the report.
+Layout, as every family package: `model` (pure message passing over a T x K log-likelihood
+table, the NumPyro model, priors, simulation), `data` (table -> inputs, held-out steps),
+`parts` (the decoding group), `evaluation` (the regimes a decoded run describes), `report`
+(plots). Only the report imports matplotlib.
 """
 
 from __future__ import annotations
@@ -40,14 +40,11 @@ from __future__ import annotations
 from probgen.spec import DerivedGroups, FamilyPlots, HeldOut, ModelSpec, Option, OriginalUnits, Relabel, Simulator
 
 from probgen.models.hmm.data import _rows, held_out, prepare, split_sequences, time_order  # noqa: F401
-from probgen.models.hmm.decoding import (  # noqa: F401
-    MAX_MARGINAL_DRAWS, MAX_PATH_DRAWS, _decode, decode, describe_regimes,
-)
-from probgen.models.hmm.inference import (  # noqa: F401
+from probgen.models.hmm.evaluation import describe_regimes  # noqa: F401
+from probgen.models.hmm.parts import MAX_MARGINAL_DRAWS, MAX_PATH_DRAWS, _decode, decode  # noqa: F401
+from probgen.models.hmm.model import (  # noqa: F401
     HIGHEST, TINY, _conditionals, _scaled, forward, forward_filter, forward_filter_parallel, sample_path,
     simulate_states, smooth, viterbi,
-)
-from probgen.models.hmm.model import (  # noqa: F401
     ALGORITHMS, COVARIANCES, EMISSIONS, HiddenMarkov, IDENTIFICATIONS, LOG_RATE_PRIOR_SD, STATE_SITES,
     emission_log_probs, emission_params, hmm, init, postprocess, simulate, simulate_sequence, to_original_units,
 )

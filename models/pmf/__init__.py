@@ -23,7 +23,7 @@ Layout: `model` (model, guide, data to inputs), `evaluation` (predictive, metric
 from __future__ import annotations
 
 from probgen.models.pmf import report as _report
-from probgen.models.pmf import training as _training
+from probgen.models.pmf import parts as _parts
 from probgen.models.pmf.model import OPTIONS, held_out_inputs, pmf_guide, pmf_model, prepare, time_sequence
 from probgen.infer.amortized import Objective
 from probgen.spec import DerivedGroups, HeldOut, JudgedOn, ModelSpec, Predictor
@@ -37,8 +37,8 @@ SPEC = ModelSpec(
     summary_vars=("mu", "sigma", "user_scale", "item_scale", "factor_scale"),
     held_out=HeldOut(inputs=held_out_inputs, sequence=time_sequence),
     report=_report.report,
-    parts=(DerivedGroups(_training.derived), JudgedOn(_report.convergence_on), Predictor(_report.predict),
-           Objective(elbo=_training.validation_score, evaluate=_training.evaluate, stream=("user", "item", "rating"),
+    parts=(DerivedGroups(_parts.derived), JudgedOn(_report.convergence_on), Predictor(_report.predict),
+           Objective(elbo=_parts.validation_score, evaluate=_parts.evaluate, stream=("user", "item", "rating"),
                      only=False)),
     data_kind="ratings",
     description="Bayesian matrix factorisation for recommendation: (user, item, rating) rows, minibatch SVI over all "

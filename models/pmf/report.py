@@ -13,7 +13,7 @@ from probgen.models.pmf.evaluation import (
     summarise,
 )
 from probgen.models.pmf.model import GLOBAL_SITES
-from probgen.models.pmf.training import evaluated_rows, summary_table
+from probgen.models.pmf.parts import evaluated_rows, summary_table
 
 INTERVAL_DRAWS = 200  # posterior draws behind the predictive intervals of the posterior methods
 

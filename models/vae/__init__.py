@@ -22,9 +22,9 @@ from 0 to 1 over the first steps; 1 is the true ELBO).
 Flax is the network library (NumPyro supports it first-class, it is maintained by Google and
 used across the JAX ecosystem); the linen API is used because `flax_module` wraps it directly.
 
-Layout: `model` (networks, model, guide, bounds), `data` (table -> inputs), `scoring`
-(what the minibatch trainer and `probgen sample` call), `report` (the report and its plots).
-Model, data and scoring import neither matplotlib nor the report.
+Layout, as every family package: `model` (networks, model, guide, bounds), `data` (table ->
+inputs), `parts` (what the minibatch trainer and `probgen sample` call), `report` (the report
+and its plots). Only the report imports matplotlib.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from probgen.models.vae.model import (  # noqa: F401
     encode, iwae_per_example, kl_per_dimension, observation_distribution, sample_images, vae_guide, vae_model,
 )
 from probgen.models.vae.report import ACTIVE_UNIT_NATS, _mean_se, _report_figures, report  # noqa: F401
-from probgen.models.vae.scoring import _elbo, evaluate, generate  # noqa: F401
+from probgen.models.vae.parts import _elbo, evaluate, generate  # noqa: F401
 
 
 def _spec():

@@ -11,7 +11,7 @@
   an integer array int32; other numbers become float32 (JAX's default precision).
 - Which sites are observed is read from the model's trace (sample sites with `obs`), not from
   the arguments' names. Every argument is bound to the model; predictive draws un-condition
-  the observed sites (`probgen.infer.results.uncondition`), so `obs=y[K:]` works and a model
+  the observed sites (`probgen.tracing.uncondition`), so `obs=y[K:]` works and a model
   never needs `y=None`.
 """
 
@@ -99,7 +99,7 @@ def conditioned_spec(spec, data: NamedData):
     arguments are called. A site passed as None is drawn (un-conditioned)."""
     from numpyro import handlers
 
-    from probgen.infer.results import model_structure, uncondition
+    from probgen.tracing import model_structure, uncondition
     from probgen.spec import ModelSpec
 
     inputs = bind(spec.model, data)

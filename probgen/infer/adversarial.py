@@ -4,7 +4,7 @@
 The data are split like the minibatch trainer's (`probgen.infer.parts`): the family trains on
 the training part and scores the others (sample quality and coverage against held-out rows).
 The verdicts are the game's own failures, read from the training history the family stores:
-mode collapse and oscillation (`probgen.models.gan.coverage.diagnose`).
+mode collapse and oscillation (`probgen.models.gan.evaluation.diagnose`).
 """
 
 from __future__ import annotations

@@ -51,13 +51,17 @@ POSTERIOR = "posterior.nc"
 # --------------------------------------------------------------------------------------------
 # The request, and the rule for resuming (shared by MCMC and the minibatch trainer)
 # --------------------------------------------------------------------------------------------
+def file_path(reference) -> str | None:
+    """The absolute path of a file the request names, recorded beside the name as given (None
+    for a bundled name or an object in memory)."""
+    return str(Path(reference).resolve()) if isinstance(reference, (str, Path)) and Path(reference).is_file() else None
+
+
 def run_request(reference: str, dataset, options: dict, settings: dict, seed: int, holdout: float, *,
                 sets: dict | None = None, standardize: bool = False) -> dict:
     """What a run was asked to do, as recorded in its folder: a run resumes only under the
     same request (the length setting aside, which may be raised: `--steps`, `--draws`). It is
     also enough to prepare the same data again (`probgen report` on a run stopped early)."""
-    from probgen.runs.resume import file_path
-
     table = hasattr(dataset, "columns")
     model_path, data_path = file_path(reference), file_path(dataset.source)
     return {"model": str(reference), **({"model_path": model_path} if model_path else {}),

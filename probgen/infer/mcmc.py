@@ -8,7 +8,6 @@ import warnings
 
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions.transforms import biject_to
 from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 
 from probgen.checks import diagnostics
@@ -16,7 +15,7 @@ from probgen.errors import InferenceError
 from probgen.infer.durable import STATE
 from probgen.infer.chains import ChainProgram, Resumed
 from probgen.infer.methods import Method, Result, Setting, get, register
-from probgen.infer.results import ModelStructure
+from probgen.tracing import ModelStructure, unconstrained_starts
 from probgen.spec import ModelInputs, ModelSpec
 
 # Starting points (NumPyro's init strategies): "uniform" draws each unconstrained coordinate
@@ -90,17 +89,6 @@ def sample_stats(fields: dict, max_tree_depth: int | None) -> dict:
         stats["tree_depth"] = np.floor(np.log2(fields["num_steps"] + 1)).astype(int)
         stats["reached_max_tree_depth"] = stats["tree_depth"] >= max_tree_depth
     return stats
-
-
-def unconstrained_starts(spec: ModelSpec, inputs: ModelInputs, rng_key, num_chains: int,
-                         structure: ModelStructure) -> dict | None:
-    """The spec's per-chain starting points in the sampler's unconstrained space (leading chain
-    axis), or None."""
-    if spec.init is None:
-        return None
-    starts = spec.init(inputs, rng_key, num_chains)
-    return {name: np.asarray(biject_to(structure.supports[name]).inv(jnp.asarray(value)))
-            for name, value in starts.items()}
 
 
 def run_program(program: ChainProgram, inputs: ModelInputs, rng_key, max_tree_depth: int | None,

@@ -124,7 +124,7 @@ def _flat_starts(spec, inputs, key, settings, structure, uniform_starts):
         return uniform_starts(key, {k: jnp.asarray(v) for k, v in inputs.observed.items()})
     from jax.flatten_util import ravel_pytree
 
-    from probgen.infer.mcmc import unconstrained_starts
+    from probgen.tracing import unconstrained_starts
 
     paths = int(settings["paths"])
     starts = unconstrained_starts(spec, inputs, key, paths, structure)

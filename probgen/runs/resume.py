@@ -67,8 +67,3 @@ def data_to_read(request: dict, run_dir) -> str:
                         f"deleted?): give its new place with --data")
     return str(found)
 
-
-def file_path(reference) -> str | None:
-    """The absolute path of a file the request names, recorded beside the name as given (None
-    for a bundled name or an object in memory)."""
-    return str(Path(reference).resolve()) if isinstance(reference, (str, Path)) and Path(reference).is_file() else None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from probgen.data import ring_of_gaussians
-from probgen.models.gan import coverage
+from probgen.models.gan import evaluation as coverage
 from _seeds import seeded
 
 

@@ -124,7 +124,7 @@ def test_time_split_holds_out_each_users_latest_ratings(ratings_csv):
 def _train(frame, devices, steps, checkpoint_dir=None, resume=None, stop_after=None):
     from probgen.infer.amortized import Stream, train
     from probgen.models.pmf import SPEC
-    from probgen.models.pmf.training import validation_score
+    from probgen.models.pmf.parts import validation_score
     from probgen.data.ratings import load_ratings
 
     options = SPEC.resolve_options({"latent_dim": 2})

@@ -11,7 +11,7 @@ equilibrium: the remedy the bench measures against mode collapse and oscillation
 
 Training runs in compiled chunks of `eval_every` steps (`lax.scan`); each step records both
 losses and both gradient norms; after each chunk the generator maps the same latent draws to
-rows whose mode coverage (`coverage.py`) is recorded. The data are standardised per column for
+rows whose mode coverage (`evaluation.py`) is recorded. The data are standardised per column for
 training (constant columns left as they are) and generated rows mapped back.
 """
 
@@ -27,7 +27,7 @@ import optax
 from tqdm.auto import tqdm
 
 from probgen.errors import InferenceError
-from probgen.models.gan.coverage import Modes, mode_coverage
+from probgen.models.gan.evaluation import Modes, mode_coverage
 from probgen.models._common.networks import MLP
 
 

@@ -1,0 +1,120 @@
+"""What one trace of a model shows (`model_structure`: its latent, observed, discrete, factor
+and deterministic sites, their supports and plates), the handler that draws observed sites
+instead of conditioning on them (`uncondition`), and a spec's starting points moved to the
+sampler's unconstrained space (`unconstrained_starts`). It imports nothing of probgen's, so the
+data layer (binding a user's model to data), the methods and the results all read one trace
+the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer import init_to_uniform
+from numpyro.primitives import Messenger
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStructure:
+    """What one trace of a model shows.
+
+    latent:    continuous latent sample sites (what inference draws), with their supports.
+    observed:  observed sample sites (sites with `obs`, not `factor` terms) -> observed value.
+    factors:   `numpyro.factor` sites: terms of the log density, not observations.
+    deterministic: `numpyro.deterministic` sites.
+    discrete:  discrete latent sites (enumerated by NUTS, not drawn).
+    improper:  latent sites whose prior cannot be drawn from (`ImproperUniform`).
+    not_enumerable: discrete latent sites whose distribution has no finite support to sum
+               over (a Poisson latent count), as "name (Distribution)".
+    """
+
+    latent: tuple[str, ...]
+    supports: dict
+    observed: dict[str, np.ndarray]
+    factors: tuple[str, ...] = ()
+    deterministic: tuple[str, ...] = ()
+    discrete: tuple[str, ...] = ()
+    improper: tuple[str, ...] = ()
+    not_enumerable: tuple[str, ...] = ()
+    plates: dict = dataclasses.field(default_factory=dict)  # sample site -> names of its plates
+
+
+def _is_factor(site) -> bool:
+    return bool(site["infer"].get("is_auxiliary")) or isinstance(site["fn"], dist.Unit)
+
+
+def _is_improper(fn) -> bool:
+    while fn is not None:
+        if isinstance(fn, dist.ImproperUniform):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
+    """Trace `model(**observed)` once, as one compiled program.
+
+    Latent sites take NumPyro's uniform(-2, 2) initial values on the unconstrained scale (as
+    MCMC's initialisation does) rather than prior draws, so that improper priors, which cannot
+    be drawn from, trace too. Compiling the trace costs one XLA compilation; running it eagerly
+    would compile every primitive on its own, which takes seconds on a cold start.
+    """
+    found = {}
+
+    def run(observed):
+        traced = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        trace = handlers.trace(traced).get_trace(**observed)
+        samples = [site for site in trace.values() if site["type"] == "sample"]
+        latent = [site for site in samples if not site["is_observed"]]
+        found["latent"] = tuple(site["name"] for site in latent if not site["fn"].support.is_discrete)
+        found["discrete"] = tuple(site["name"] for site in latent if site["fn"].support.is_discrete)
+        found["supports"] = {site["name"]: site["fn"].support for site in latent}
+        found["improper"] = tuple(site["name"] for site in latent if _is_improper(site["fn"]))
+        found["not_enumerable"] = tuple(f"{site['name']} ({type(site['fn']).__name__})" for site in latent
+                                        if site["fn"].support.is_discrete and not site["fn"].has_enumerate_support)
+        found["factors"] = tuple(site["name"] for site in samples if site["is_observed"] and _is_factor(site))
+        found["deterministic"] = tuple(name for name, site in trace.items() if site["type"] == "deterministic")
+        found["plates"] = {site["name"]: tuple(frame.name for frame in site["cond_indep_stack"]) for site in samples}
+        return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
+
+    values = jax.jit(run)(dict(observed))
+    return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
+                          found["factors"], found["deterministic"], found["discrete"], found["improper"],
+                          found["not_enumerable"], found["plates"])
+
+
+class uncondition(Messenger):
+    """Draw the observed sample sites `sites` instead of conditioning on their values: the
+    posterior (or prior) predictive of a model that computes its observations itself
+    (`obs=y[K:]`), with no `y=None` needed."""
+
+    def __init__(self, fn=None, sites=()):
+        self.sites = frozenset(sites)
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"] and msg["name"] in self.sites:
+            fn, shape = msg["fn"], jnp.shape(msg["value"])
+            batch = shape[: len(shape) - len(fn.event_shape)]
+            if batch != tuple(fn.batch_shape):
+                # `obs=y` with a distribution broadcast over y (no plate): draw y-shaped data
+                msg["fn"] = fn.expand(batch)
+            msg["is_observed"] = False
+            msg["value"] = None
+
+
+def unconstrained_starts(spec, inputs, rng_key, num_chains: int, structure: ModelStructure) -> dict | None:
+    """The spec's per-chain starting points in the sampler's unconstrained space (leading chain
+    axis), or None."""
+    if spec.init is None:
+        return None
+    starts = spec.init(inputs, rng_key, num_chains)
+    return {name: np.asarray(biject_to(structure.supports[name]).inv(jnp.asarray(value)))
+            for name, value in starts.items()}
