@@ -92,3 +92,29 @@ def test_unconverged_optimisation_fails():
     assessment = diagnostics.assess(idata, "map", facts={"converged": False})
     assert assessment.overall == "failed" and "had not converged" in assessment.summary
     assert diagnostics.assess(idata, "map", facts={"converged": True}).overall == "trusted"
+
+
+def test_a_chain_that_did_not_move_is_named_as_stuck_not_by_its_r_hat():
+    """Issue 30: a stuck chain (every draw the same, or spread over under 1% of what the others
+    span) is named in the R-hat and E-BFMI verdicts ("chain 2 did not move"), with no
+    R-hat of 10^15 as the value and no E-BFMI read as exploring well; chains that each explore
+    their own mode are not called stuck (R-hat judges them)."""
+    import re
+
+    for chain, change, words in ((2, lambda x: np.full_like(x, 3.0), "chain 2 did not move"),
+                                 (1, lambda x: 3.0 + 1e-4 * x, "chain 1 barely moved")):
+        mu, other = iid(), iid(seed=seeded(2))
+        mu[chain], other[chain] = change(mu[chain]), change(other[chain])
+        assessment = diagnostics.assess(make_idata({"mu": mu, "other": other}), "hmc")
+        r_hat = next(v for v in assessment.verdicts if v.check == "r_hat")
+        bfmi = next(v for v in assessment.verdicts if v.check == "bfmi")
+        assert r_hat.status == "fail" and r_hat.value is None and words in r_hat.reason, r_hat
+        assert not re.search(r"\d{6,}", r_hat.reason), r_hat.reason
+        assert bfmi.status == "fail" and words in bfmi.reason and "explore well" not in bfmi.reason
+        assert assessment.overall == "failed"
+    # four chains, each in its own far-apart mode and moving there: not stuck, R-hat fails as such
+    modes = iid() + 1000.0 * np.arange(4)[:, None]
+    assert diagnostics.stuck_chains(make_idata({"mu": modes})) == {}
+    r_hat = diagnostics.check_r_hat(make_idata({"mu": modes}))
+    assert r_hat.status == "fail" and r_hat.value > 1.5 and "disagree" in r_hat.reason
+    assert diagnostics.stuck_chains(make_idata({"mu": iid(), "sigma": iid(seed=seeded(1))})) == {}

@@ -99,11 +99,57 @@ def _worst(metric: xr.Dataset, varying: xr.Dataset, pick) -> tuple[float, str]:
     return best_value, best_where
 
 
+STUCK_SPREAD = 0.01  # a chain whose draws span under 1% of what the other chains' span barely moved
+
+
+def stuck_chains(idata) -> dict[int, str]:
+    """{chain: "did not move" | "barely moved"} for the chains that stayed put while others
+    moved: every varying posterior element has the same value in every draw of the chain, or
+    its draws span less than `STUCK_SPREAD` of what the other chains' draws span (the median
+    over elements of the ratio to the other chains' median range). Such a chain is named as
+    stuck, not judged by an R-hat of 10^15 or an E-BFMI that reads well. Chains that each
+    explore a different mode are not stuck: R-hat judges them."""
+    varying = varying_elements(idata)
+    if not varying.data_vars or idata.posterior.sizes["chain"] < 2 or idata.posterior.sizes["draw"] < 2:
+        return {}
+    spans = np.concatenate([np.ptp(np.asarray(values.values, dtype=float).reshape(
+        values.shape[0], values.shape[1], -1), axis=1) for values in varying.data_vars.values()], axis=1)  # (chain, element)
+    found = {}
+    for chain in range(spans.shape[0]):
+        others = np.median(np.delete(spans, chain, axis=0), axis=0)
+        moving = others > 0
+        if not moving.any():
+            continue
+        if not np.any(spans[chain][moving]):
+            found[chain] = "did not move"
+        elif np.median(spans[chain][moving] / others[moving]) < STUCK_SPREAD:
+            found[chain] = "barely moved"
+    return found
+
+
+def _stuck_text(stuck: dict[int, str]) -> str:
+    """'chain 3 did not move' / 'chains 1 and 3 barely moved' (chains numbered from 0)."""
+    by_kind = {}
+    for chain, kind in sorted(stuck.items()):
+        by_kind.setdefault(kind, []).append(str(chain))
+    parts = []
+    for kind, chains in by_kind.items():
+        named = chains[0] if len(chains) == 1 else ", ".join(chains[:-1]) + " and " + chains[-1]
+        parts.append(f"chain{'s' if len(chains) > 1 else ''} {named} {kind}")
+    return "; ".join(parts)
+
+
 def check_r_hat(idata) -> Verdict:
     varying = varying_elements(idata)
     threshold = f"<= {THRESHOLDS['r_hat']}"
     if idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] < 8 or not varying.data_vars:
         return Verdict("r_hat", "skip", None, threshold, "too few draws to compute R-hat")
+    stuck = stuck_chains(idata)
+    if stuck:
+        return Verdict("r_hat", "fail", None, threshold,
+                       f"{_stuck_text(stuck)} (its draws stay put while the others range), so the chains cannot "
+                       "agree and R-hat means nothing: the sampler is stuck; reparameterise, or start the chains "
+                       "elsewhere (--init)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         r_hat = az.rhat(varying)
@@ -163,6 +209,11 @@ def check_bfmi(idata) -> Verdict:
         return Verdict("bfmi", "skip", None, threshold, "no energy recorded")
     bfmi = np.asarray(az.bfmi(idata))
     worst = float(np.min(bfmi))
+    stuck = stuck_chains(idata) if "posterior" in idata.groups() else {}
+    if stuck:
+        return Verdict("bfmi", "fail", None, threshold,
+                       f"{_stuck_text(stuck)}: energy transitions say nothing about exploration where the chain "
+                       "does not explore")
     if worst >= THRESHOLDS["bfmi"]:
         return Verdict("bfmi", "pass", worst, threshold, f"energy transitions explore well (smallest E-BFMI {worst:.2f})")
     chain = int(np.argmin(bfmi))

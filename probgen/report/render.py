@@ -35,7 +35,8 @@ def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
 
 def _checks_frame(assessment) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"check": v.check, "status": v.status, "value": v.value, "threshold": v.threshold, "reason": v.reason}
+        [{"check": v.check, "status": v.status, "value": "—" if v.value is None else v.value, "threshold": v.threshold,
+          "reason": v.reason}
          for v in assessment.verdicts]
     )
 
