@@ -48,9 +48,10 @@ class Report:
 # --------------------------------------------------------------------------------------------
 # Building (in memory)
 # --------------------------------------------------------------------------------------------
-def summary_table(idata, spec: ModelSpec | None, config: dict) -> tuple[pd.DataFrame, str]:
+def summary_table(idata, spec: ModelSpec | None, config: dict, chains: bool = True) -> tuple[pd.DataFrame, str]:
     """ArviZ summary of the spec's summary variables, in the data's original units if the data
-    were standardised and the model knows how to undo it."""
+    were standardised and the model knows how to undo it. `chains` False (independent draws:
+    an exact posterior, an approximation's draws): no R-hat or ESS, which judge Markov chains."""
     posterior = idata.posterior
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else posterior.data_vars) if v in posterior]
     if not var_names:  # the spec names its summary quantities and this run has none (a BNN without noise sd)
@@ -74,6 +75,8 @@ def summary_table(idata, spec: ModelSpec | None, config: dict) -> tuple[pd.DataF
             # unrounded (ArviZ rounds to 3 decimals, which prints an MCSE of 0.0004 as 0); the
             # renderers show 4 significant digits
             table = az.summary(posterior, var_names=var_names, hdi_prob=0.94, round_to="none")
+            if not chains:
+                table = table.drop(columns=["ess_bulk", "ess_tail", "r_hat"], errors="ignore")
     return table, units
 
 
@@ -212,7 +215,7 @@ def build_report(
         return _model_report(idata, config, spec, assessment, sections, extra_metrics)
     seed = int(config.get("seed", 0))
     skipped = dict(checks.run_notes(idata))
-    summary, units = step("posterior summary", lambda: summary_table(idata, spec, config),
+    summary, units = step("posterior summary", lambda: summary_table(idata, spec, config, method.markov_chains),
                           (pd.DataFrame(columns=["mean"]), "not computed"))
     metrics = {"predictive": step("LOO and WAIC", lambda: loo.predictive_metrics(idata, skipped.get("loo")),
                                   {"available": False, "reason": "failed (see the failed steps)"}),

@@ -137,6 +137,11 @@ def test_ngram_from_a_text_file_through_the_cli_and_bad_input(tmp_path):
     assert "TRUSTED" in fitted.stdout and (run / "report.html").is_file()
     report = (run / "report.md").read_text()
     assert "## Cross-entropy" in report and "bits_per_char" in report and "n-gram ladder" in report and "Samples" in report
+    # exact, independent draws: no R-hat or ESS, which judge Markov chains (issue 30)
+    import pandas as pd
+
+    assert not {"r_hat", "ess_bulk", "ess_tail"} & set(pd.read_csv(run / "summary.csv", index_col=0).columns)
+    assert "r_hat" not in report.split("## Posterior summary")[1].split("##")[0]
     sample = _cli("sample", str(run), "-n", "40", "--prompt", "the ", "--temperature", "0.8")
     assert sample.returncode == 0 and sample.stdout.startswith("the ") and len(sample.stdout.rstrip("\n")) == 44
     unseen = _cli("sample", str(run), "-n", "5", "--prompt", "zebra")
