@@ -217,8 +217,12 @@ def build_report(
     skipped = dict(checks.run_notes(idata))
     summary, units = step("posterior summary", lambda: summary_table(idata, spec, config, method.markov_chains),
                           (pd.DataFrame(columns=["mean"]), "not computed"))
-    metrics = {"predictive": step("LOO and WAIC", lambda: loo.predictive_metrics(idata, skipped.get("loo")),
-                                  {"available": False, "reason": "failed (see the failed steps)"}),
+    predictive = ({"available": False, "applies": False,
+                   "reason": f"{method.describe()} does not score the model's own sites, so no LOO or WAIC"}
+                  if not method.traces_model else
+                  step("LOO and WAIC", lambda: loo.predictive_metrics(idata, skipped.get("loo")),
+                       {"available": False, "reason": "failed (see the failed steps)"}))
+    metrics = {"predictive": predictive,
                **(extra_metrics or {})}
     predictive_check = None
     draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]

@@ -50,6 +50,21 @@ def _title(config: dict) -> str:
     return title
 
 
+PLAIN_UNITS = "data units"  # the summary's units when nothing was converted: not worth a line
+
+
+def _units_line(units: str) -> list[str]:
+    """The line saying the summary's units, when they are worth saying (converted from
+    standardised data, or given by the family), followed by a blank line."""
+    return [f"Units: {units}.", ""] if units and units != PLAIN_UNITS else []
+
+
+def _predictive_applies(metrics: dict) -> bool:
+    """False for a method that never scores the model's own sites (an exact update, a
+    trainer, a game): no "LOO, WAIC not computed" bullet on a report that can never have them."""
+    return (metrics.get("predictive") or {}).get("applies", True)
+
+
 def _metrics_lines(metrics: dict) -> list[str]:
     predictive = metrics.get("predictive", {})
     lines = []
@@ -137,9 +152,10 @@ def render_markdown(report) -> str:
     out = [f"# probgen report: {_title(report.config)}", "",
            f"## Verdict: {a.overall.upper()}", "", a.summary, "",
            markdown_table(_checks_frame(a), index=False), "",
-           f"## {report.summary_title}", "", f"Units: {report.summary_units}.", "",
-           markdown_table(report.summary), "",
-           "## Predictive fit", "", *_metrics_lines(report.metrics), ""]
+           f"## {report.summary_title}", "", *_units_line(report.summary_units),
+           markdown_table(report.summary), ""]
+    if _predictive_applies(report.metrics):
+        out += ["## Predictive fit", "", *_metrics_lines(report.metrics), ""]
     out += _fit_quality_markdown(report.metrics)
     if skipped_lines(report.metrics):
         out += ["## Checks that do not apply", "", *[f"- {line}" for line in skipped_lines(report.metrics)], ""]
@@ -185,11 +201,13 @@ def render_html(report) -> str:
         f"<h2>Verdict</h2><div class='verdict {a.overall}'>{a.overall.upper()}</div><p>{esc(a.summary)}</p>",
         "<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>reason</th></tr>",
         checks_rows, "</table>",
-        f"<h2>{esc(report.summary_title)}</h2><p>Units: {esc(report.summary_units)}.</p>",
+        f"<h2>{esc(report.summary_title)}</h2>",
+        *(f"<p>{esc(line)}</p>" for line in _units_line(report.summary_units) if line),
         report.summary.to_html(float_format=lambda v: f"{v:.4g}", border=0),
-        "<h2>Predictive fit</h2><ul>",
-        *(f"<li>{esc(line[2:])}</li>" for line in _metrics_lines(report.metrics)), "</ul>",
     ]
+    if _predictive_applies(report.metrics):
+        parts += ["<h2>Predictive fit</h2><ul>",
+                  *(f"<li>{esc(line[2:])}</li>" for line in _metrics_lines(report.metrics)), "</ul>"]
     quality_lines, quality_table = _fit_quality_lines(report.metrics)
     if quality_lines:
         parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>"]

@@ -142,6 +142,8 @@ def test_ngram_from_a_text_file_through_the_cli_and_bad_input(tmp_path):
 
     assert not {"r_hat", "ess_bulk", "ess_tail"} & set(pd.read_csv(run / "summary.csv", index_col=0).columns)
     assert "r_hat" not in report.split("## Posterior summary")[1].split("##")[0]
+    # nor a "LOO, WAIC not computed" bullet it can never have, nor "Units: data units." above bits per character
+    assert "## Predictive fit" not in report and "LOO" not in report and "Units: data units" not in report
     sample = _cli("sample", str(run), "-n", "40", "--prompt", "the ", "--temperature", "0.8")
     assert sample.returncode == 0 and sample.stdout.startswith("the ") and len(sample.stdout.rstrip("\n")) == 44
     unseen = _cli("sample", str(run), "-n", "5", "--prompt", "zebra")
