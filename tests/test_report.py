@@ -133,3 +133,19 @@ def test_a_parameter_that_never_moves_is_left_out_of_the_plots_and_no_plot_grows
     bare.subplots().plot([0, 1])
     width, height = _png_size(report.figure_png(bare))
     assert width <= 360 and height <= 270
+
+
+def test_tables_show_no_row_numbers_and_no_index_header_row():
+    """Issue 30: a table with a default index shows no 0..N-1 column, and a named index
+    ("order") is a column under its name, not a header row of its own (pandas' HTML)."""
+    from probgen.report.render import html_table, markdown_table
+
+    plain = pd.DataFrame({"character": ["a", "b"], "bits": [1.5, 2.25]})
+    assert markdown_table(plain).splitlines()[0] == "| character | bits |"
+    assert "<th>0</th>" not in html_table(plain) and ">0<" not in html_table(plain)
+    named = pd.DataFrame({"bits": [4.9, 3.9]}, index=pd.Index([1, 2], name="order"))
+    assert markdown_table(named).splitlines()[0] == "| order | bits |"
+    html = html_table(named)
+    assert html.count("<tr") == 3 and "<th>order</th>" in html  # one header row and two rows
+    labelled = pd.DataFrame({"mean": [1.0]}, index=["mu"])  # row labels are data: kept
+    assert markdown_table(labelled).splitlines()[2].startswith("| mu |")

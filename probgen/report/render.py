@@ -24,7 +24,28 @@ def _format(value) -> str:
     return "" if value is None else str(value)
 
 
+def _shown(frame: pd.DataFrame, index: bool) -> tuple[pd.DataFrame, bool]:
+    """What a reader should see of `frame`: row numbers 0..N-1 (a default index) are not
+    shown, and a named index becomes the first column under its name (not a header row of
+    its own, as pandas' HTML puts it)."""
+    if not index:
+        return frame, False
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.name is None and frame.index.start == 0 and \
+            frame.index.step == 1:
+        return frame, False
+    if frame.index.name is not None and frame.index.name not in frame.columns:
+        return frame.reset_index(), False
+    return frame, True
+
+
+def html_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """`frame` as an HTML table, numbers to 4 significant digits, shown as `_shown` says."""
+    frame, index = _shown(frame, index)
+    return frame.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=index)
+
+
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
+    frame, index = _shown(frame, index)
     headers = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for label, row in frame.iterrows():
@@ -203,7 +224,7 @@ def render_html(report) -> str:
         checks_rows, "</table>",
         f"<h2>{esc(report.summary_title)}</h2>",
         *(f"<p>{esc(line)}</p>" for line in _units_line(report.summary_units) if line),
-        report.summary.to_html(float_format=lambda v: f"{v:.4g}", border=0),
+        html_table(report.summary),
     ]
     if _predictive_applies(report.metrics):
         parts += ["<h2>Predictive fit</h2><ul>",
@@ -212,7 +233,7 @@ def render_html(report) -> str:
     if quality_lines:
         parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>"]
         if quality_table is not None:
-            parts.append(quality_table.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=False))
+            parts.append(html_table(quality_table, index=False))
     if skipped_lines(report.metrics):
         parts += ["<h2>Checks that do not apply</h2><ul>", *(f"<li>{esc(line)}</li>" for line in skipped_lines(report.metrics)),
                   "</ul>"]
@@ -223,7 +244,7 @@ def render_html(report) -> str:
     for section in report.sections:
         parts.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
         if section.table is not None:
-            parts.append(section.table.to_html(float_format=lambda v: f"{v:.4g}", border=0))
+            parts.append(html_table(section.table))
     parts.append("<h2>Plots</h2>")
     for name, content in report.figures.items():
         if name.endswith(".failed"):
