@@ -149,3 +149,16 @@ def test_tables_show_no_row_numbers_and_no_index_header_row():
     assert html.count("<tr") == 3 and "<th>order</th>" in html  # one header row and two rows
     labelled = pd.DataFrame({"mean": [1.0]}, index=["mu"])  # row labels are data: kept
     assert markdown_table(labelled).splitlines()[2].startswith("| mu |")
+
+
+def test_section_text_keeps_generated_lines_apart_in_html():
+    """Issue 30: text a model generated (a block indented by 4 spaces) keeps its line breaks in
+    the HTML report, items are a list, and paragraphs stay paragraphs."""
+    from probgen.report.render import text_html
+
+    text = ("Samples at two temperatures:\n\nT = 0.5:\n\n    the cat sat\n    on the mat\n\n    a dog ran\n\n"
+            "- first item\n- second <item>\n\nA closing paragraph\nover two lines.")
+    html = text_html(text)
+    assert "<pre>the cat sat\non the mat\n\na dog ran</pre>" in html
+    assert "<ul><li>first item</li><li>second &lt;item&gt;</li></ul>" in html
+    assert "<p>A closing paragraph over two lines.</p>" in html and html.startswith("<p>Samples at two temperatures:</p>")

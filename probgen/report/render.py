@@ -38,6 +38,45 @@ def _shown(frame: pd.DataFrame, index: bool) -> tuple[pd.DataFrame, bool]:
     return frame, True
 
 
+def text_html(text: str) -> str:
+    """A section's text (written as Markdown: paragraphs apart by blank lines, "- " items,
+    blocks indented by 4 spaces) as HTML: the indented blocks (generated text, commands) keep
+    their line breaks in <pre>, items become a list, the rest paragraphs."""
+    import html as html_module
+
+    out, paragraph, block, items = [], [], [], []
+
+    def flush():
+        if paragraph:
+            out.append(f"<p>{html_module.escape(' '.join(paragraph))}</p>")
+        if items:
+            out.append("<ul>" + "".join(f"<li>{html_module.escape(item)}</li>" for item in items) + "</ul>")
+        while block and not block[-1].strip():
+            block.pop()
+        if block:
+            out.append(f"<pre>{html_module.escape(chr(10).join(block))}</pre>")
+        paragraph.clear(), items.clear(), block.clear()
+
+    for line in text.split("\n"):
+        if line.startswith("    ") and not paragraph and not items:
+            block.append(line[4:])
+        elif not line.strip():
+            if block:
+                block.append("")  # a blank line inside generated text
+            else:
+                flush()
+        elif line.lstrip().startswith("- "):
+            if paragraph or block:
+                flush()
+            items.append(line.lstrip()[2:].strip())
+        else:
+            if block or items:
+                flush()
+            paragraph.append(line.strip())
+    flush()
+    return "".join(out)
+
+
 def html_table(frame: pd.DataFrame, index: bool = True) -> str:
     """`frame` as an HTML table, numbers to 4 significant digits, shown as `_shown` says."""
     frame, index = _shown(frame, index)
@@ -242,7 +281,7 @@ def render_html(report) -> str:
                   "rest of the report stands.</p><ul>", *(f"<li>{esc(line)}</li>" for line in failed_lines(report.metrics)),
                   "</ul>"]
     for section in report.sections:
-        parts.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
+        parts.append(f"<h2>{esc(section.title)}</h2>{text_html(section.text)}")
         if section.table is not None:
             parts.append(html_table(section.table))
     parts.append("<h2>Plots</h2>")
