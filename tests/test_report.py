@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,3 +163,13 @@ def test_section_text_keeps_generated_lines_apart_in_html():
     assert "<pre>the cat sat\non the mat\n\na dog ran</pre>" in html
     assert "<ul><li>first item</li><li>second &lt;item&gt;</li></ul>" in html
     assert "<p>A closing paragraph over two lines.</p>" in html and html.startswith("<p>Samples at two temperatures:</p>")
+
+
+def test_long_tables_and_the_configuration_are_folded_in_html():
+    """Issue 30: a table of more than LONG_TABLE rows is folded (<details>) under a line giving
+    its row count; a short one is not."""
+    from probgen.report.render import LONG_TABLE, html_table
+
+    long = pd.DataFrame({"p": np.linspace(0, 1, LONG_TABLE + 1)})
+    assert html_table(long).startswith(f"<details><summary>{LONG_TABLE + 1} rows")
+    assert not html_table(long.iloc[:LONG_TABLE]).startswith("<details>")

@@ -77,10 +77,17 @@ def text_html(text: str) -> str:
     return "".join(out)
 
 
+LONG_TABLE = 25  # rows above which a table in the HTML report is folded (<details>), one click away
+
+
 def html_table(frame: pd.DataFrame, index: bool = True) -> str:
-    """`frame` as an HTML table, numbers to 4 significant digits, shown as `_shown` says."""
+    """`frame` as an HTML table, numbers to 4 significant digits, shown as `_shown` says; a
+    table of more than `LONG_TABLE` rows is folded under a line saying how many rows it has."""
     frame, index = _shown(frame, index)
-    return frame.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=index)
+    table = frame.to_html(float_format=lambda v: f"{v:.4g}", border=0, index=index)
+    if len(frame) > LONG_TABLE:
+        return f"<details><summary>{len(frame):,} rows (click to show)</summary>{table}</details>"
+    return table
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
@@ -291,5 +298,6 @@ def render_html(report) -> str:
         else:
             encoded = base64.b64encode(content).decode()
             parts.append(f"<h3>{esc(name.replace('_', ' '))}</h3><img alt='{esc(name)}' src='data:image/png;base64,{encoded}'>")
-    parts.append(f"<h2>Configuration</h2><pre>{esc(json.dumps(report.config, indent=2))}</pre></body></html>")
+    parts.append("<h2>Configuration</h2><details><summary>config.json: model, data, settings, seed, versions (click to "
+                 f"show)</summary><pre>{esc(json.dumps(report.config, indent=2))}</pre></details></body></html>")
     return "\n".join(parts)
