@@ -41,8 +41,8 @@ class ConjugateUpdate:
 
 
 SETTINGS = (
-    Setting("draws", int, 200, "exact posterior draws of the held-out score (4 chains of draws / 4, independent)",
-            minimum=1),
+    Setting("draws", int, 200, "exact posterior draws of the model's probabilities at the held-out characters (their "
+            "per-character intervals, and the held-out score of single draws)", minimum=1),
     VALIDATION,
 )
 

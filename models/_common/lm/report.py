@@ -88,25 +88,36 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
 
     # ---- the uncertainty of the held-out score ---------------------------------------------
     uncertainty = None
-    source = (idata.posterior if "posterior" in idata.groups() and "held_out_bits_per_char" in idata.posterior else
-              idata.held_out_score_draws if "held_out_score_draws" in idata.groups() else None)
+    source = (idata.held_out_score_draws if "held_out_score_draws" in idata.groups() else
+              idata.posterior if "posterior" in idata.groups() and "held_out_bits_per_char" in idata.posterior
+              and idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] > 1 else None)
     if source is not None:
         draws = source["held_out_bits_per_char"].values.reshape(-1)
-        low, high = np.quantile(draws, [0.05, 0.95])
-        uncertainty = {"posterior_mean": float(draws.mean()), "posterior_sd": float(draws.std(ddof=1)),
-                       "interval_90": [float(low), float(high)], "draws": int(draws.size),
+        low, median, high = np.quantile(draws, [0.05, 0.5, 0.95])
+        uncertainty = {"posterior_median": float(median), "interval_90": [float(low), float(high)],
+                       "draws": int(draws.size), "posterior_predictive": headline["bits_per_char"],
                        "between_documents_se": headline["se"]}
         metrics["held_out_score_uncertainty"] = uncertainty
-        sections.append(Section(
-            "Uncertainty of the held-out score",
-            f"Over {draws.size} posterior draws of the model's probabilities (exact Dirichlet draws for the n-gram, "
-            f"draws of the Bayesian softmax layer for a network) the held-out score is "
-            f"{draws.mean():.4f} bits per character (sd {draws.std(ddof=1):.4f}; 90% interval {low:.4f} to "
-            f"{high:.4f}): the parameters' uncertainty. (The table scores the posterior predictive, which averages the "
-            "probabilities over the posterior before taking logs, so it is lower by Jensen's inequality.) "
-            f"The standard error over documents, {headline['se']:.4f}, is "
-            "the uncertainty from which documents were drawn for the test set; it is the larger one when the "
-            "training text is large."))
+        digits = 3 if high < 100 else 0
+        spread = (f"{median:,.{digits}f} bits per character (90% interval {low:,.{digits}f} to {high:,.{digits}f}) "
+                  f"over {draws.size} posterior draws of the model's probabilities")
+        if median > 2 * headline["bits_per_char"]:  # single draws are not predictions worth stating as the score
+            text_uncertainty = (
+                f"Scored one draw at a time, the held-out text costs {spread}, far above the posterior predictive's "
+                f"{headline['bits_per_char']:.3f}. A single draw from the exact Dirichlet posterior gives a character "
+                "never seen after its context in training a probability near 0 (its expected log-loss is about "
+                "1 / (concentration x base probability)), so single draws measure how sparse the counts are, not how "
+                "well the model predicts: judge the model by the posterior predictive (the table above), whose "
+                f"uncertainty is the standard error over documents, {headline['se']:.3f}. The parameters' "
+                "uncertainty shows per character, below.")
+        else:
+            text_uncertainty = (
+                f"Scored one draw at a time, the held-out text costs {spread}: the parameters' uncertainty. (The table "
+                "scores the posterior predictive, which averages the probabilities over the posterior before taking "
+                f"logs, so it is lower by Jensen's inequality.) The standard error over documents, {headline['se']:.3f}, "
+                "is the uncertainty from which documents were drawn for the test set; it is the larger one when the "
+                "training text is large.")
+        sections.append(Section("Uncertainty of the held-out score", text_uncertainty))
 
     # ---- the posterior predictive per character ------------------------------------------
     if "held_out_tokens" in idata.groups():
