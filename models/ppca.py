@@ -296,9 +296,12 @@ def retained_dimensions(posterior, num_points: int) -> pd.DataFrame:
     if "psi" in posterior:  # factor analysis: a factor on one variable is that variable's unique variance
         retained &= largest < SINGLET_SHARE
     return pd.DataFrame({
-        "factor_variance": np.median(variance, 0), "q05": low, "q95": np.quantile(variance, 0.95, 0),
-        "share_of_variance": np.median(variance / total, 0), "largest_loading_share": largest, "threshold": threshold,
-        "retained": retained,
+        "factor_variance": np.median(variance, 0), "q05": np.quantile(variance, 0.05, 0),
+        "q95": np.quantile(variance, 0.95, 0), "share_of_variance": np.median(variance / total, 0),
+        "largest_loading_share": largest,
+        # what retention judges, in its own units (the factor variance; in factor analysis the
+        # noise-whitened eigenvalue), against the threshold in the same units
+        "judged_q05": low, "threshold": threshold, "retained": retained,
     }, index=pd.Index(np.arange(posterior.sizes["factor"]), name="factor"))
 
 
@@ -316,10 +319,14 @@ def report(idata, config) -> ReportPart:
     mu, loadings, noise = posterior_means(posterior)
     metrics = {"retained_dimensions": kept, "latent_dim_allowed": int(posterior.sizes["factor"]),
                "train_log_likelihood_per_row_posterior_mean": float(log_density(x, mu, loadings, noise).mean())}
-    text = (f"{kept} of the {posterior.sizes['factor']} loading columns allowed carry signal (the 5% quantile of "
-            "its factor variance above sigma^2 sqrt(D / N), the weakest direction a sample of N rows can separate "
-            "from noise); the automatic relevance determination prior "
-            "shrank the rest towards 0.")
+    allowed = int(posterior.sizes["factor"])
+    judged = ("its factor variance above sigma^2 sqrt(D / N)" if "sigma" in posterior else
+              "its signal-to-noise eigenvalue (W^T Psi^-1 W) above sqrt(D / N)")
+    text = (f"{kept} of the {allowed} loading columns allowed carry signal (the 5% quantile of {judged}, the weakest "
+            "direction a sample of N rows can separate from noise; judged_q05 and threshold in the table)"
+            + ("; the automatic relevance determination prior shrank the other "
+               f"{allowed - kept} towards 0." if kept < allowed else
+               ": every column allowed is used, so the data may hold more; refit with a larger --latent-dim to see."))
     noise_kind = "isotropic" if "sigma" in posterior else "diagonal"
     if noise_kind == "isotropic" and 1 <= kept < x.shape[1]:
         ml = maximum_likelihood(x, kept)

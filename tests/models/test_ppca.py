@@ -113,3 +113,22 @@ def test_the_command_refuses_more_dimensions_than_the_data_identify(tmp_path):
     assert ppca.ledermann_bound(6) == 3 and ppca.ledermann_bound(10) == 6
     assert main(["fit", "ppca", "--data", str(tmp_path / "data.csv"), "--noise", "diagonal", "--latent-dim", "4",
                  "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+
+
+def test_the_retained_dimensions_table_keeps_its_quantiles_in_one_unit():
+    """Issue 30: factor analysis judges retention on noise-whitened eigenvalues; the table's
+    q05 <= median <= q95 are all of the factor variance (a whitened q05 of 1.3e5 above a q95 of
+    156 was shown), and the judged statistic has its own column beside its threshold."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seeded(9))
+    draws, num_dims, factors = 200, 5, 2
+    loadings = rng.normal([[3.0, 0.1]] * num_dims, 0.05, size=(1, draws, num_dims, factors))
+    psi = np.full((1, draws, num_dims), 0.01) * rng.uniform(0.9, 1.1, size=(1, draws, num_dims))
+    posterior = xr.Dataset({"W": (("chain", "draw", "feature", "factor"), loadings),
+                            "psi": (("chain", "draw", "feature"), psi),
+                            "factor_variance": (("chain", "draw", "factor"), (loadings ** 2).sum(2))})
+    table = ppca.retained_dimensions(posterior, 500)
+    assert (table["q05"] <= table["factor_variance"]).all() and (table["factor_variance"] <= table["q95"]).all(), table
+    assert (table["judged_q05"] > table["q95"]).any()  # the whitened statistic lives on another scale
+    assert table["retained"].tolist() == [True, True]
