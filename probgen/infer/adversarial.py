@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import numpy as np
+
 from probgen.errors import InferenceError
 from probgen.hooks import Generate
 from probgen.infer.methods import Method, Result, Setting, register
@@ -36,6 +38,9 @@ class Game:
     fit: Callable
     generate: Generate
 
+
+QUALITY_WARN = 0.8  # share of generated rows near a mode below which the verdict warns (a faithful generator: 0.997)
+QUALITY_FAIL = 0.5  # ... and fails: half the rows fall between the data's modes
 
 SETTINGS = (
     Setting("steps", int, 5000, "training steps (one discriminator and one generator update each)", minimum=1),
@@ -87,9 +92,10 @@ class AdversarialMethod(Method):
     def verdicts(self, idata, settings, facts, quantities=None) -> list:
         from probgen.checks.diagnostics import Verdict
 
-        attrs = idata.adversarial_training.attrs
+        history = idata.adversarial_training
+        attrs = history.attrs
         final, modes = float(attrs["final_modes_hit"]), int(attrs["num_modes"])
-        return [
+        verdicts = [
             Verdict("mode_collapse", "fail" if attrs["collapse"] else "pass", final,
                     f"coverage at the end >= {attrs['collapse_coverage']:g} of the {modes} modes and not fallen from "
                     "its peak by a quarter of them", attrs["collapse_reading"]),
@@ -97,10 +103,25 @@ class AdversarialMethod(Method):
                     f"mass moving between modes <= {attrs['oscillation_tv']:g} (total variation between evaluations)",
                     attrs["oscillation_reading"]),
         ]
+        if not attrs["collapse"]:  # short of a collapse, a missed mode is still a mode the generator never draws
+            missed = modes - final
+            verdicts.append(Verdict(
+                "modes_covered", "pass" if missed <= 0 else "warn", final, f"all {modes} modes hit at the end",
+                f"all {modes} modes hit at the end of training" if missed <= 0 else
+                f"{missed:g} of the {modes} modes missed at the end of training: the generator never draws them"))
+        if "high_quality" in history:
+            # a generator that matches the data puts 99.73% of its rows within a mode's 3-sd region
+            quality = float(np.median(np.asarray(history["high_quality"].values)[-max(1, history.sizes["evaluation"] // 4):]))
+            status = "pass" if quality >= QUALITY_WARN else "warn" if quality >= QUALITY_FAIL else "fail"
+            verdicts.append(Verdict(
+                "sample_quality", status, quality, f">= {QUALITY_WARN:.0%} of generated rows near a mode",
+                f"{quality:.0%} of generated rows lie near a mode (within the region holding 99.73% of the mode's own "
+                "rows)" + ("" if status == "pass" else "; the rest fall between modes, where the data have none")))
+        return verdicts
 
     def trusted_summary(self, verdicts, settings) -> str:
-        return ("Training neither collapsed nor oscillated: the generator covers the data's modes and settled. A GAN "
-                "has no likelihood; judge it by the sample quality and coverage below.")
+        return ("Training neither collapsed nor oscillated, every mode is hit and the generated rows lie near the "
+                "data's modes. A GAN has no likelihood; judge it also by the two-sample tests below.")
 
 
 register(AdversarialMethod())

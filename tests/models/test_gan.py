@@ -81,3 +81,28 @@ def test_a_label_column_that_is_not_there_exits_2(tmp_path):
 
     assert main(["fit", "gan", "--data", "ring8", "--label-column", "nope", "--out", str(tmp_path / "bad"),
                  "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("hit, quality, expected", [(8, 0.95, ("pass", "pass", "trusted")),
+                                                    (7, 0.95, ("warn", "pass", "suspect")),
+                                                    (8, 0.40, ("pass", "fail", "failed"))])
+def test_the_verdict_judges_missed_modes_and_sample_quality(hit, quality, expected):
+    """Issue 30: a GAN that hits 7 of 8 modes without collapsing, or whose rows mostly fall
+    between modes, is not TRUSTED as 'covering the data's modes'."""
+    import arviz as az
+    import xarray as xr
+
+    from probgen.checks import diagnostics
+    from probgen.infer import methods
+    from probgen.models.gan.evaluation import diagnose
+
+    evaluations = 8
+    histograms = np.tile(np.r_[np.full(hit, 1.0 / hit), np.zeros(8 - hit)], (evaluations, 1))
+    attrs = {k: (int(v) if isinstance(v, bool) else v) for k, v in diagnose([hit] * evaluations, histograms, 8).items()}
+    history = xr.Dataset({"modes_hit": ("evaluation", [hit] * evaluations),
+                          "high_quality": ("evaluation", [quality] * evaluations)}, attrs=attrs)
+    idata = az.InferenceData(posterior=xr.Dataset({"g": (("chain", "draw"), [[0.0]])}), adversarial_training=history)
+    method = methods.get("adversarial")
+    assessment = diagnostics.assess(idata, method, method.defaults(), None, {"method": "adversarial"})
+    status = {v.check: v.status for v in assessment.verdicts}
+    assert (status["modes_covered"], status["sample_quality"], assessment.overall) == expected, assessment
