@@ -297,7 +297,8 @@ def _model_report(idata, config, spec, assessment, sections, extra_metrics) -> R
     import matplotlib.pyplot as plt
 
     part = spec.report(idata, config)
-    metrics = {"predictive": {"available": False, "reason": "no posterior of global parameters to leave one out from: see the held-out scores"},
+    metrics = {"predictive": {"available": False, "applies": False,
+                              "reason": "no posterior of global parameters to leave one out from: see the held-out scores"},
                **(extra_metrics or {}), **part.metrics}
     if sections:
         metrics["sections"] = [_section_record(section) for section in sections]

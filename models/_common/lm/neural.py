@@ -17,7 +17,8 @@ from probgen.models._common.lm import networks
 from probgen.models._common.lm.scoring import per_document, token_predictive
 from probgen.models._common.lm.text import PAD, Vocabulary, documents_of, text_options, rows
 
-TRAINING_ROWS_SCORED = 2000  # the training part's score is taken on its first rows (a full pass costs an epoch)
+TRAINING_ROWS_SCORED = 2000  # the training part's score is taken on this many rows drawn at random (a full pass
+# costs an epoch); the report says so
 POSTERIOR_DRAWS = 20  # head draws for the Bayesian head's posterior predictive
 
 
@@ -99,7 +100,8 @@ def elbo(params, x, kwargs, rng_key):
 
 def evaluate(params, inputs: dict, options: dict, rng_key) -> dict:
     """{part}_scores: bits (document,) and symbols (document,) for every part (the training
-    part on its first TRAINING_ROWS_SCORED rows); with a Bayesian head, the posterior
+    part on TRAINING_ROWS_SCORED of its rows drawn at random with a fixed seed, which the
+    group's attrs record); with a Bayesian head, the posterior
     predictive, and held_out_score_draws: the held-out bits per character under each of
     POSTERIOR_DRAWS head draws (the uncertainty of the score)."""
     import xarray as xr
@@ -111,15 +113,19 @@ def evaluate(params, inputs: dict, options: dict, rng_key) -> dict:
                                        attrs={"characters": kwargs["characters"]})}
     for part, part_inputs in inputs.items():
         x, owner = part_inputs.observed["x"], part_inputs.labels["owner"]
-        if part == "training":
-            x, owner = x[:TRAINING_ROWS_SCORED], owner[:TRAINING_ROWS_SCORED]
+        attrs = {}
+        if part == "training" and len(x) > TRAINING_ROWS_SCORED:
+            chosen = np.sort(np.random.default_rng(0).choice(len(x), TRAINING_ROWS_SCORED, replace=False))
+            attrs = {"rows_scored": TRAINING_ROWS_SCORED, "rows": int(len(x))}
+            x, owner = x[chosen], owner[chosen]
         log_p = target_log_probs(architecture, params, jnp.asarray(x), head, eager=True)
         if bayesian:
             log_p, per_draw = log_p
         documents = int(part_inputs.kwargs["num_documents"])
         bits, symbols = per_document(-np.asarray(log_p).reshape(-1) / math.log(2), owner.reshape(-1), documents)
         keep = symbols > 0
-        groups[f"{part}_scores"] = xr.Dataset({"bits": ("document", bits[keep]), "symbols": ("document", symbols[keep])})
+        groups[f"{part}_scores"] = xr.Dataset({"bits": ("document", bits[keep]), "symbols": ("document", symbols[keep])},
+                                              attrs=attrs)
         if part == "held_out":
             targets = owner.reshape(-1) >= 0
             token_symbols = np.asarray(x)[:, architecture.context:].reshape(-1)[targets]

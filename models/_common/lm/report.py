@@ -44,6 +44,8 @@ def _score_rows(idata, label: str, column: str, top: bool) -> list[dict]:
         bits = scores[column].values
         bits = bits[:, -1] if top and bits.ndim == 2 else bits
         value, se = bits_per_character(bits, scores["symbols"].values)
+        if scores.attrs.get("rows_scored"):  # a random subset of the part's rows was scored: say so
+            description += f" (a random {int(scores.attrs['rows_scored']):,} of {int(scores.attrs['rows']):,} rows)"
         rows.append({"model": label, "part": description, "documents": int(scores.sizes["document"]),
                      "characters": int(scores["symbols"].values.sum()), "bits_per_char": value, "se": se,
                      "perplexity": float(2 ** value)})
