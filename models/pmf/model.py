@@ -44,6 +44,8 @@ OPTIONS = (
     Option("user_column", str, "userId", "column of user ids (any type)"),
     Option("item_column", str, "movieId", "column of item ids (any type)"),
     Option("rating_column", str, "rating", "column of ratings (numbers)"),
+    Option("title_column", str, "title", "column naming each item, shown beside its id in the report's top 10 and by "
+           "`probgen predict` ('' for none; the default is used when the data have it)"),
     Option("time_column", str, "timestamp", "column of rating times, for --split time ('' for none; the default "
                                             "is used when the data have it)"),
     Option("split", str, "random", "held-out rows: random ratings, or each user's last ratings in time (time)",
@@ -217,6 +219,10 @@ def _labels(user, item, users: pd.Index, items: pd.Index, training: pd.DataFrame
     dims = {"rating": ["rating_id"], "user": ["rating_id"], "item": ["rating_id"], "user_count": ["rating_id"],
             "item_count": ["rating_id"], "user_id": ["user_code"], "item_id": ["item_code"],
             "users_count": ["user_code"], "items_count": ["item_code"], "users_mean": ["user_code"]}
+    if "title" in training:  # each item's name (its first in the training rows)
+        titles = training.drop_duplicates("item").set_index("item")["title"]
+        labels["item_title"] = titles.reindex(items).fillna("").to_numpy(str)
+        dims["item_title"] = ["item_code"]
     return labels, dims
 
 

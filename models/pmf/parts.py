@@ -60,6 +60,7 @@ def data_group(inputs) -> xr.Dataset:
         "user_id": ("user_code", labels["user_id"]), "item_id": ("item_code", labels["item_id"]),
         "users_count": ("user_code", labels["users_count"]), "items_count": ("item_code", labels["items_count"]),
         "users_mean": ("user_code", labels["users_mean"]),
+        **({"item_title": ("item_code", labels["item_title"])} if "item_title" in labels else {}),
     })
 
 

@@ -48,6 +48,38 @@ def _id(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def coverage_reading(held: dict) -> str:
+    """A sentence for each interval whose held-out coverage is more than 3 binomial standard
+    errors from its level (too wide or too narrow), or one saying both are within."""
+    flagged = []
+    for level in (50, 90):
+        coverage, se = held[f"coverage_{level}"], held[f"coverage_{level}_se"]
+        if abs(coverage - level / 100) > 3 * se:
+            flagged.append(f"The {level}% intervals are too {'wide' if coverage > level / 100 else 'narrow'}: they hold "
+                           f"{coverage:.1%} of the held-out ratings, more than 3 standard errors from {level}%.")
+    return (" ".join(flagged) + " ") if flagged else "Both are within 3 standard errors of their levels. "
+
+
+def width_reading(calibration: pd.DataFrame) -> str:
+    """What the calibration table shows about interval widths by how many training ratings a
+    user or item has: colder bins should get wider intervals; say whether they do."""
+    sentences = []
+    for kind, noun in (("user", "users"), ("item", "items")):
+        rows = calibration[calibration["by"] == kind]
+        if len(rows) < 2:
+            continue
+        coldest, warmest = rows.iloc[0], rows.iloc[-1]
+        ratio = coldest["width 90%"] / warmest["width 90%"]
+        if ratio > 1.05:
+            sentences.append(f"the coldest {noun} ({coldest['training ratings']} training ratings) get 90% intervals "
+                             f"{ratio:.2f} times as wide as the warmest ({warmest['training ratings']})")
+        else:
+            sentences.append(f"the coldest {noun} ({coldest['training ratings']} training ratings) get 90% intervals "
+                             f"no wider than the warmest ({ratio:.2f} times): the model is not more uncertain about "
+                             f"{noun} it knows less about")
+    return ("By bin of training ratings (below), " + "; ".join(sentences) + ".") if sentences else ""
+
+
 def report(idata, config: dict) -> ReportPart:
     data = idata.pmf_data
     options = config["model"]["options"]
@@ -65,10 +97,10 @@ def report(idata, config: dict) -> ReportPart:
                 f"± {held['log_predictive_density_se']:.4f} nats per rating. The central 50% and 90% predictive "
                 f"intervals hold {held['coverage_50']:.1%} and {held['coverage_90']:.1%} of the held-out ratings "
                 f"(± {held['coverage_50_se']:.1%} and ± {held['coverage_90_se']:.1%} by chance alone). "
+                + coverage_reading(held) +
                 f"{held['cold_users']} held-out ratings are by users and {held['cold_items']} of items with no training "
                 "rating: they get the population-level prediction (a new member drawn from the hierarchical prior). "
-                "By bin of training ratings (below), colder users and items should get wider intervals and keep "
-                "their coverage.")
+                + width_reading(calibration))
         sections.append(Section("Held-out accuracy and calibration", text, calibration.round(4)))
         figures["calibration"] = _calibration_figure(calibration)
         codes = idata.held_out_labels if "held_out_labels" in idata.groups() else None
@@ -92,7 +124,10 @@ def report(idata, config: dict) -> ReportPart:
     rated = data["item"].values[data["user"].values == user_code]
     mean_rating = float(data["users_mean"].values[user_code])
     top = recommend(_draws(idata, 100), user_code, rated, mean_rating)
-    top.insert(0, "item", data["item_id"].values[top.pop("item_code").to_numpy()])
+    codes = top.pop("item_code").to_numpy()
+    top.insert(0, "item", [_id(value) for value in data["item_id"].values[codes]])  # ids as written, not 3.317e+04
+    if "item_title" in data:
+        top.insert(1, "title", data["item_title"].values[codes])
     user_id = _id(data["user_id"].values[user_code])
     sections.append(Section(
         f"Top 10 for user {user_id}",
@@ -100,7 +135,7 @@ def report(idata, config: dict) -> ReportPart:
         "highest expected rating, with the 90% predictive interval and the probability that the user rates each "
         "above their own mean. `probgen predict RUN_DIR --data pairs.csv --out FILE.csv` gives the same for any "
         "pairs (a file with only a user column: each user's top 10).",
-        top[["item", "mean", "q05", "q95", "p_above_user_mean"]].round(3)))
+        top[[c for c in ("item", "title", "mean", "q05", "q95", "p_above_user_mean") if c in top]].round(3)))
     # the table a report without the standard posterior summary shows (minibatch SVI's)
     return ReportPart(sections=tuple(sections), metrics=metrics, figures=figures, summary=_globals_summary(idata.posterior),
                       summary_title="Global parameters (draws from the fitted guide)",
@@ -202,7 +237,10 @@ def predict(idata, options: dict, frame: pd.DataFrame, rng_key) -> pd.DataFrame:
                                 f"(user, item) pairs to get the population-level prediction)")
             rated = data["item"].values[data["user"].values == user]
             top = recommend(draws, int(user), rated, float(user_mean))
-            top.insert(0, item_column, data["item_id"].values[top.pop("item_code").to_numpy()])
+            codes = top.pop("item_code").to_numpy()
+            top.insert(0, item_column, data["item_id"].values[codes])
+            if "item_title" in data:
+                top.insert(1, "title", data["item_title"].values[codes])
             top.insert(0, user_column, user_id)
             tables.append(top)
         return pd.concat(tables, ignore_index=True)

@@ -52,6 +52,11 @@ def load_ratings(source, options: Mapping[str, Any]) -> Dataset:
         wanted["time"] = time_column
     elif time_column and time_column != "timestamp":  # the default is optional; a named one is not
         raise DataError(f"time column '{time_column}' is not in {label} (columns: {', '.join(map(str, raw.columns))})")
+    title_column = options.get("title_column") or ""
+    if title_column and title_column in raw.columns:
+        wanted["title"] = title_column  # a name per item, for the reader (top-N lists, predictions)
+    elif title_column and title_column != "title":  # the default is optional; a named one is not
+        raise DataError(f"title column '{title_column}' is not in {label} (columns: {', '.join(map(str, raw.columns))})")
     missing = [f"{role} column '{column}'" for role, column in wanted.items() if column not in raw.columns]
     if missing:
         named = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
@@ -59,6 +64,8 @@ def load_ratings(source, options: Mapping[str, Any]) -> Dataset:
                         f"{', '.join(map(str, raw.columns))}); "
                         "name them with --user-column, --item-column, --rating-column")
     frame = pd.DataFrame({role: raw[column].to_numpy() for role, column in wanted.items()})
+    if "title" in frame:
+        frame["title"] = frame["title"].astype(str)
     for role in ("user", "item"):
         absent = frame[role].isna().to_numpy()
         if absent.any():
@@ -130,5 +137,6 @@ def _deduplicate(frame: pd.DataFrame, policy: str, wanted: dict, label: str) -> 
     if policy == "last":
         ordered = frame.sort_values("time", kind="stable") if "time" in frame else frame
         return ordered.drop_duplicates(["user", "item"], keep="last").sort_index().reset_index(drop=True)
-    aggregations = {"rating": "mean", **({"time": "max"} if "time" in frame else {})}
+    aggregations = {"rating": "mean", **({"time": "max"} if "time" in frame else {}),
+                    **({"title": "first"} if "title" in frame else {})}
     return frame.groupby(["user", "item"], sort=False, as_index=False).agg(aggregations)

@@ -182,3 +182,22 @@ def test_posterior_methods_recover_the_biases_model(method):
         spread = values.std() if method == "nuts" else 0.1
         assert abs(values.mean() - float(truth[name])) < 4 * spread, (name, values.mean(), truth[name])
     assert "held_out_labels" in result.idata.groups()
+
+
+def test_the_report_flags_miscalibrated_intervals_and_says_whether_cold_intervals_widen():
+    """Issue 30: a 50% interval holding 58.1% of 2,000 held-out ratings (SE 1.1%) is flagged as too
+    wide; one within 3 SEs is not; flat widths across bins are stated as flat, not as 'colder
+    users get wider intervals'."""
+    import pandas as pd
+
+    from probgen.models.pmf.report import coverage_reading, width_reading
+
+    se50, se90 = math.sqrt(0.25 / 2000), math.sqrt(0.09 / 2000)
+    flagged = coverage_reading({"coverage_50": 0.581, "coverage_50_se": se50, "coverage_90": 0.905, "coverage_90_se": se90})
+    assert "50% intervals are too wide" in flagged and "90%" not in flagged
+    assert "within 3 standard errors" in coverage_reading({"coverage_50": 0.51, "coverage_50_se": se50,
+                                                            "coverage_90": 0.89, "coverage_90_se": se90})
+    flat = pd.DataFrame({"by": ["user", "user"], "training ratings": ["0", ">49"], "width 90%": [3.0, 3.0]})
+    assert "no wider than the warmest" in width_reading(flat)
+    wider = flat.assign(**{"width 90%": [3.6, 3.0]})
+    assert "1.20 times as wide" in width_reading(wider)
