@@ -48,7 +48,7 @@ from probgen.models.hmm.model import (  # noqa: F401
     ALGORITHMS, COVARIANCES, EMISSIONS, HiddenMarkov, IDENTIFICATIONS, LOG_RATE_PRIOR_SD, STATE_SITES,
     emission_log_probs, emission_params, hmm, init, postprocess, simulate, simulate_sequence, to_original_units,
 )
-from probgen.models.hmm.report import plots  # noqa: F401
+from probgen.models.hmm.report import plots, report  # noqa: F401
 
 
 SPEC = ModelSpec(
@@ -74,6 +74,7 @@ SPEC = ModelSpec(
     summary_vars=("init_probs", "transition", "means", "scales", "rates", "emission_probs"),
     init=init,
     held_out=HeldOut(inputs=held_out, sequence=time_order),
+    report=report,
     parts=(Relabel(postprocess), Simulator(simulate), OriginalUnits(to_original_units), FamilyPlots(plots),
            DerivedGroups(decode)),
     description="Bayesian hidden Markov model, K states (forward algorithm), Gaussian/Poisson/categorical emissions, "

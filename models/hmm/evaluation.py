@@ -6,7 +6,39 @@ from __future__ import annotations
 import numpy as np
 
 
-def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0) -> dict:
+def _number(value: float) -> str:
+    """3 significant digits without an exponent for everyday sizes: 1,097, 84.9, 0.743."""
+    return f"{value:,.0f}" if 100 <= abs(value) < 1e9 else f"{value:.3g}"
+
+
+def state_names(idata) -> list[str]:
+    """A name per state from what it emits (posterior means, in the units the model was fitted
+    in): the lowest and highest level, and for Gaussian emissions the calmest and the most
+    volatile when their sds differ by half or more, e.g. "low, calm (mean 0.02, sd 0.74)"."""
+    posterior = idata.posterior
+    if "means" in posterior:
+        levels = posterior["means"].mean(("chain", "draw")).values[:, 0]
+        spreads = posterior["scales"].mean(("chain", "draw")).values[:, 0] if "scales" in posterior else None
+    elif "rates" in posterior:
+        levels, spreads = posterior["rates"].mean(("chain", "draw")).values[:, 0], None
+    else:
+        count = idata.decoding.sizes["state"] if "decoding" in idata.groups() else 0
+        return [f"state {k}" for k in range(count)]
+    names = []
+    for k in range(len(levels)):
+        words = []
+        if len(levels) > 1:
+            words += ["low"] if k == int(np.argmin(levels)) else ["high"] if k == int(np.argmax(levels)) else []
+            if spreads is not None and spreads.max() >= 1.5 * spreads.min():
+                words += ["calm"] if k == int(np.argmin(spreads)) else ["volatile"] if k == int(np.argmax(spreads)) else []
+        label = ", ".join(words) or f"state {k}"
+        numbers = (f"mean {_number(levels[k])}, sd {_number(spreads[k])}" if spreads is not None else
+                   f"mean {_number(levels[k])}" if "means" in posterior else f"rate {_number(levels[k])}")
+        names.append(f"{label} ({numbers})")
+    return names
+
+
+def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0, names=None) -> dict:
     """What the decoded states say about one sequence, in numbers and in words.
 
     segments: the runs of the Viterbi path at the posterior mean (start and end time, state,
@@ -14,7 +46,7 @@ def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0)
     switches: for each change of regime on that path, the posterior probability that the
     sampled state paths (FFBS, one per draw) change state between the two time steps, and
     within +-2 steps;
-    reading: the segments and switches as sentences."""
+    reading: the segments and switches as sentences (states called by `names` when given)."""
     decoding = idata.decoding
     path = decoding["viterbi_path"].values[sequence]
     real = path >= 0
@@ -44,7 +76,8 @@ def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0)
     for segment in segments:
         level = (f" ({level_word} {segment['level']:.{max(digits, 1) if level_name == 'rates' else digits}f}"
                  f"{' ' + units if units else ''})" if segment["level"] is not None else "")
-        parts.append(f"{show(segment['start'])}-{show(segment['end'])}: state {segment['state']}{level}")
+        called = f"the {names[segment['state']].split(' (')[0]} state" if names else f"state {segment['state']}"
+        parts.append(f"{show(segment['start'])}-{show(segment['end'])}: {called}{level}")
     reading = "Most probable path (Viterbi at the posterior mean): " + "; ".join(parts) + "."
     for switch in switches:
         reading += (f" The change between {show(switch['from'])} and {show(switch['to'])} has posterior probability "

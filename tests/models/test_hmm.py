@@ -318,3 +318,20 @@ def test_many_states_stay_stable_and_equal_hmmlearn(parallel):
     ours = np.asarray(our_loglik("poisson", {"rates": rates}, X, pi, A, parallel), np.float64)
     assert np.all(np.isfinite(ours))
     assert ours.sum() == pytest.approx(reference, rel=1e-5)
+
+
+def test_states_are_named_by_what_they_emit():
+    """Issue 30: the report names states by their emissions ("low, calm (mean 0.02, sd 0.74)"),
+    not "state 0/1"."""
+    import arviz as az
+    import xarray as xr
+
+    from probgen.models.hmm.evaluation import state_names
+
+    shape = np.ones((1, 4, 2, 1))
+    posterior = xr.Dataset({"means": (("chain", "draw", "state", "feature"), np.array([0.02, 0.05])[None, None, :, None] * shape),
+                            "scales": (("chain", "draw", "state", "feature"), np.array([0.74, 1.67])[None, None, :, None] * shape)})
+    assert state_names(az.InferenceData(posterior=posterior)) == ["low, calm (mean 0.02, sd 0.74)",
+                                                                  "high, volatile (mean 0.05, sd 1.67)"]
+    rates = xr.Dataset({"rates": (("chain", "draw", "state", "feature"), np.array([3.2, 0.9])[None, None, :, None] * shape)})
+    assert state_names(az.InferenceData(posterior=rates)) == ["high (rate 3.2)", "low (rate 0.9)"]
