@@ -173,3 +173,13 @@ def test_long_tables_and_the_configuration_are_folded_in_html():
     long = pd.DataFrame({"p": np.linspace(0, 1, LONG_TABLE + 1)})
     assert html_table(long).startswith(f"<details><summary>{LONG_TABLE + 1} rows")
     assert not html_table(long.iloc[:LONG_TABLE]).startswith("<details>")
+
+
+def test_the_predictive_check_of_a_table_has_a_panel_per_named_column(faithful_fit):
+    """Issue 30: eruption minutes and waiting minutes are two panels under their names, not one
+    density pooled on an axis called "x"."""
+    import matplotlib.pyplot as plt
+
+    figure = report.table_predictive_figure(faithful_fit.idata, 20)
+    assert [axis.get_xlabel() for axis in figure.axes] == ["eruptions", "waiting"]
+    plt.close(figure)

@@ -80,6 +80,23 @@ def summary_table(idata, spec: ModelSpec | None, config: dict, chains: bool = Tr
     return table, units
 
 
+def table_predictive_figure(idata, num_draws: int):
+    """The posterior predictive check of a table (one observed site of rows x named columns):
+    one panel per column under its name, since pooling columns of different units into one
+    density on an axis called "x" says nothing; None for data of any other shape."""
+    observed = idata.observed_data
+    if len(observed.data_vars) != 1:
+        return None
+    site = observed[next(iter(observed.data_vars))]
+    if not (site.ndim == 2 and site.dims[1] == "feature" and "feature" in site.coords):
+        return None
+    axes = np.ravel(az.plot_ppc(idata, var_names=[site.name], num_pp_samples=num_draws, flatten=[site.dims[0]]))
+    for axis, column in zip(axes, site["feature"].values):
+        axis.set_xlabel(str(column))
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
 def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str]) -> dict[str, bytes]:
     """The report's plots as PNG bytes. A plot that fails is left out, with a note, rather
     than losing the whole report."""
@@ -97,6 +114,9 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str])
         makers["posterior"] = lambda: az.plot_posterior(idata, var_names=var_names, hdi_prob=0.94)
     if "posterior_predictive" in idata.groups():
         def ppc():
+            table = table_predictive_figure(idata, min(100, draws))
+            if table is not None:
+                return table
             rows = checks.rows_view(idata)  # (sequence, time, feature) data: real steps as rows
             # a scalar observation has no distribution to draw (the predictive check covers it)
             names = [n for n in rows.observed_data.data_vars if rows.observed_data[n].size > 1] or \
