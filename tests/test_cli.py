@@ -294,3 +294,18 @@ def test_sbc_bad_input_exits_2(flags, message, tmp_path, capsys):
     except SystemExit as exit:
         status = exit.code
     assert status == 2 and message in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_fit_help_with_a_model_shows_only_the_settings_of_methods_that_fit_it(capsys):
+    """Issue 30: `probgen fit vae --help` lists the minibatch trainer's settings with their
+    defaults, not NUTS's --chains or the n-gram's draws default; a flag of another method is
+    still named as not applying (exit 2), not 'unrecognized'."""
+    from probgen.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", "vae", "--help"])
+    shown = capsys.readouterr().out
+    assert "--patience" in shown and "--chains" not in shown and "--max-tree-depth" not in shown
+    assert "SETTING_" not in shown and "the exact conjugate posterior 200" not in shown
+    assert main(["fit", "vae", "--data", "digits", "--chains", "2", "--out", "unused", "--quiet"]) == 2
+    assert "--chains does not apply" in capsys.readouterr().err

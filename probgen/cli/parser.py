@@ -8,9 +8,10 @@ import argparse
 from probgen.cli.common import raise_usage
 
 
-def method_flags() -> dict[str, tuple]:
+def method_flags(only: set[str] | None = None) -> dict[str, tuple]:
     """flag -> (setting name, type, help, names of the methods it applies to), generated from
-    the registered methods' `Setting`s: a method brings its flags with it."""
+    the registered methods' `Setting`s: a method brings its flags with it. `only`: the names of
+    the methods whose defaults the help states (those that can fit the model at hand)."""
     from probgen.infer import methods
 
     flags: dict[str, list] = {}
@@ -25,10 +26,11 @@ def method_flags() -> dict[str, tuple]:
                 raise TypeError(f"{setting.flag}: {method.name} gives it type {setting.type.__name__}, another "
                                 f"method {entry[1].__name__}")
             entry[3].append(method.name)
-            defaults.setdefault(setting.flag, {}).setdefault(str(setting.default), []).append(label)
+            if only is None or method.name in only:
+                defaults.setdefault(setting.flag, {}).setdefault(str(setting.default), []).append(label)
     described = {}
     for flag, (dest, kind, help_text, names) in flags.items():
-        values = defaults[flag]
+        values = defaults.get(flag) or {"": []}
         default = (f"default {next(iter(values))}" if len(values) == 1 else
                    "default " + "; ".join(f"{', '.join(labels)} {value}" for value, labels in values.items()))
         described[flag] = (dest, kind, f"{help_text} ({default})", tuple(names))
@@ -163,10 +165,18 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
 
 
 def _add_settings_and_options(parser, model_spec) -> None:
-    settings = parser.add_argument_group("inference settings")
-    for flag, (dest, kind, help_text, _) in method_flags().items():
-        settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None, help=help_text,
-                              metavar=dest.upper())
+    """Every method's settings as flags (so that one given for the wrong method is named as
+    such), but `--help` with a model shows only those of the methods that can fit it."""
+    from probgen.infer import methods
+
+    shown = None if model_spec is None else {method.name for method in methods.fitting(model_spec)}
+    title = "inference settings" if model_spec is None else \
+        f"inference settings (of {', '.join(sorted(methods.get(n).command_name for n in shown))})"
+    settings = parser.add_argument_group(title)
+    for flag, (dest, kind, help_text, names) in method_flags(shown).items():
+        hidden = shown is not None and not set(names) & shown
+        settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None,
+                              help=argparse.SUPPRESS if hidden else help_text, metavar=dest.upper())
     if model_spec is not None and model_spec.options:
         group = parser.add_argument_group(f"options of model '{model_spec.name}'")
         for option in model_spec.options:

@@ -306,6 +306,16 @@ def for_spec(name: str | None, spec=None) -> Method:
     return get(name or "nuts")
 
 
+def fitting(spec) -> list[Method]:
+    """The methods that can fit `spec`: the one that claims it (and, if it shares, every method
+    that needs no part), else every method that needs no part."""
+    claiming = next((method for method in _REGISTRY.values() if method.claims(spec)), None)
+    open_methods = [method for method in _REGISTRY.values() if not method.exclusive]
+    if claiming is None:
+        return open_methods
+    return [claiming, *open_methods] if claiming.shares(spec) else [claiming]
+
+
 def for_config(config: Mapping) -> Method:
     """The method that wrote a run folder's config: the registered method its facts name (several
     methods may share a command name: the minibatch trainer answers to --method svi), else the
