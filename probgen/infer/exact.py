@@ -50,10 +50,20 @@ SETTINGS = (
 def fit_exact(problem, settings: dict):
     """The exact posterior of `problem.spec` (by its `ConjugateUpdate`) on the training part, and
     every part scored; returns a `Result` whose posterior is the family's exact draws."""
+    from tqdm.auto import tqdm
+
     spec = problem.spec
     update = spec.part(ConjugateUpdate)
-    posterior = update.fit(problem.inputs, problem.options, settings)
-    groups = update.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root)
+    with tqdm(total=2, desc="exact posterior", unit="step", disable=not problem.progress,
+              bar_format="{desc}: {n_fmt}/{total_fmt}{postfix} [{elapsed}]") as bar:
+        bar.set_postfix_str("counting and choosing the prior (fit)")
+        bar.refresh()  # shown at once: counting a large text takes seconds
+        posterior = update.fit(problem.inputs, problem.options, settings)
+        bar.update()
+        bar.set_postfix_str(f"scoring {', '.join(problem.parts)} and drawing {settings['draws']} exact draws")
+        groups = update.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root)
+        bar.update()
+        bar.set_postfix_str("done")
     if "posterior" not in groups:
         raise InferenceError(f"model '{spec.name}': ConjugateUpdate.evaluate returned no posterior group")
     return Result(groups.pop("posterior"), groups=groups)
