@@ -1,0 +1,141 @@
+"""Does a run folder's report say what its files hold? `check_run_folder(folder)` reads
+report.md beside summary.csv, diagnostics.json and metrics.json and returns one line per
+problem (empty when none):
+
+- a template left unfilled (`{name}`, `{value:.4f}`);
+- a posterior summary cell that differs from summary.csv at the 4 significant digits shown;
+- a verdict whose status differs from diagnostics.json;
+- a NaN or inf shown in a table;
+- an interval whose lower end lies above its upper end (q05 > q95, hdi_3% > hdi_97%, p_5% > p_95%);
+- a figure outside its possible range: a coverage or share outside [0, 1], bits per character
+  below 0 or above 32 (the log2 of any vocabulary of characters).
+
+The contract test runs it over every family's report, and tests feed it each wrong number the
+reports once showed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+PLACEHOLDER = re.compile(r"\{[A-Za-z_][\w.]*(\[[^]]*\])*(:[^}]*)?\}")
+INTERVALS = (("q05", "q95"), ("hdi_3%", "hdi_97%"), ("p_5%", "p_95%"), ("q25", "q75"))
+UNIT_INTERVAL = re.compile(r"(^|_| )(coverage|cover|share|probability|p_value)( |_|$|\d)", re.I)
+BITS = re.compile(r"bits_per_char|bits per character", re.I)
+MAX_BITS = 32  # log2 of a vocabulary of 4 billion symbols: no character model's score can be above it
+NON_NEGATIVE = re.compile(r"bits_per_char|bits per character|perplexity|^se$|^sd$", re.I)
+
+
+def markdown_tables(text: str) -> list[tuple[str, pd.DataFrame]]:
+    """(the heading above it, the table as strings) for every Markdown table in `text`."""
+    tables, heading, lines = [], "", text.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        if line.startswith("|") and index + 1 < len(lines) and set(lines[index + 1].replace("|", "")) <= set("-: "):
+            header = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows = []
+            index += 2
+            while index < len(lines) and lines[index].startswith("|"):
+                cells = [cell.strip() for cell in lines[index].strip().strip("|").split("|")]
+                rows.append(cells + [""] * (len(header) - len(cells)))
+                index += 1
+            tables.append((heading, pd.DataFrame(rows, columns=header)))
+            continue
+        index += 1
+    return tables
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def check_report_text(text: str, summary: pd.DataFrame | None = None, diagnostics: dict | None = None) -> list[str]:
+    """The problems of a report's Markdown, against its summary table and verdicts if given."""
+    problems = []
+    for match in PLACEHOLDER.finditer(text.split("## Configuration")[0]):
+        problems.append(f"an unfilled template {match.group(0)!r}")
+    for heading, table in markdown_tables(text):
+        where = f"table under '{heading}'"
+        label = table.columns[0] if len(table.columns) else None
+        if label is not None:  # a row named for a quantity (a summary row "held_out_bits_per_char")
+            for _, row in table.iterrows():
+                if BITS.search(str(row[label])):
+                    values = [_number(row[c]) for c in table.columns[1:] if c.lower() in ("mean", "estimate", "value")]
+                    if any(v is not None and not 0 <= v <= MAX_BITS for v in values):
+                        problems.append(f"{where}: {row[label]} is outside [0, {MAX_BITS}] bits per character")
+        for column in table.columns:
+            values = table[column]
+            shown = [cell for cell in values if cell.lower() in ("nan", "inf", "-inf")]
+            if shown:
+                problems.append(f"{where}: column '{column}' shows {shown[0]}")
+            numbers = [_number(cell) for cell in values]
+            if UNIT_INTERVAL.search(column) and any(v is not None and not 0 <= v <= 1 for v in numbers):
+                problems.append(f"{where}: column '{column}' has a value outside [0, 1]")
+            if NON_NEGATIVE.search(column) and any(v is not None and v < 0 for v in numbers):
+                problems.append(f"{where}: column '{column}' has a negative value")
+            if BITS.search(column) and any(v is not None and v > MAX_BITS for v in numbers):
+                problems.append(f"{where}: column '{column}' states more than {MAX_BITS} bits per character, more "
+                                "than any vocabulary of characters needs")
+        for low, high in INTERVALS:
+            if low in table.columns and high in table.columns:
+                for position, (a, b) in enumerate(zip(table[low], table[high])):
+                    a, b = _number(a), _number(b)
+                    if a is not None and b is not None and a > b:
+                        problems.append(f"{where}: row {position + 1} has {low} {a:g} above {high} {b:g}")
+    if summary is not None and len(summary):
+        problems += _summary_problems(text, summary)
+    if diagnostics is not None:
+        problems += _verdict_problems(text, diagnostics)
+    return problems
+
+
+def _summary_problems(text: str, summary: pd.DataFrame) -> list[str]:
+    tables = [table for heading, table in markdown_tables(text) if heading.lower().startswith(("posterior summary",))]
+    if not tables:
+        return []
+    table, problems = tables[0], []
+    label = table.columns[0]
+    for _, row in table.iterrows():
+        name = row[label]
+        if name not in summary.index:
+            continue
+        for column in table.columns[1:]:
+            if column not in summary.columns:
+                continue
+            expected = summary.loc[name, column]
+            if isinstance(expected, float) and math.isfinite(expected):
+                if row[column] != f"{expected:.4g}":
+                    problems.append(f"posterior summary: {name} {column} is {row[column]} in the report, "
+                                    f"{expected:.4g} in summary.csv")
+    return problems
+
+
+def _verdict_problems(text: str, diagnostics: dict) -> list[str]:
+    tables = [table for heading, table in markdown_tables(text) if heading.lower().startswith("verdict")]
+    if not tables or "check" not in tables[0].columns:
+        return []
+    shown = dict(zip(tables[0]["check"], tables[0]["status"]))
+    return [f"verdict {check['check']}: '{shown[check['check']]}' in the report, '{check['status']}' in "
+            "diagnostics.json" for check in diagnostics.get("checks", ())
+            if check["check"] in shown and shown[check["check"]] != check["status"]]
+
+
+def check_run_folder(folder) -> list[str]:
+    """The problems of `folder`'s report.md against its own files (see the module's docstring)."""
+    folder = Path(folder)
+    text = (folder / "report.md").read_text()
+    summary = pd.read_csv(folder / "summary.csv", index_col=0) if (folder / "summary.csv").is_file() else None
+    diagnostics = (json.loads((folder / "diagnostics.json").read_text())
+                   if (folder / "diagnostics.json").is_file() else None)
+    return check_report_text(text, summary, diagnostics)
