@@ -114,12 +114,15 @@ def report(idata, config: dict) -> ReportPart:
             metrics["ranking"] = ranking
             frame = pd.DataFrame([{"metric": f"{name}@10", "value": ranking[f"{name}_at_10"],
                                    "se": ranking[f"{name}_at_10_se"]} for name in ("precision", "recall", "ndcg")])
+            if ranking["users"] < 2:  # one user: nothing to take a standard error over
+                frame = frame.drop(columns=["se"])
             sections.append(Section(
                 "Ranking (held-out)",
                 f"For {ranking['users']:,} users with a relevant held-out rating (>= {threshold:g}), every item they "
                 "did not rate in training is ranked by its expected rating; the tables give the share of the top 10 "
                 "that are relevant held-out items (precision), the share of those items found (recall) and NDCG@10 "
-                "(binary relevance), with standard errors over users.", frame.round(4)))
+                "(binary relevance), with standard errors over users"
+                + (" (one user: none)." if ranking["users"] < 2 else "."), frame.round(4)))
     user_code = int(np.argsort(data["users_count"].values)[len(data["users_count"]) // 2])  # a typical user
     rated = data["item"].values[data["user"].values == user_code]
     mean_rating = float(data["users_mean"].values[user_code])

@@ -118,10 +118,11 @@ def ks_test(x, y, alpha: float = 0.05, names=None) -> TestResult:
     x, y = _two_samples(x, y)
     names = list(names) if names is not None else [f"dimension {j}" for j in range(x.shape[1])]
     results = [stats.ks_2samp(x[:, j], y[:, j]) for j in range(x.shape[1])]
-    adjusted = holm([r.pvalue for r in results])
+    p_values = [float(r.pvalue) if np.isfinite(r.pvalue) else 1.0 for r in results]  # one value in both: no evidence
+    adjusted = holm(p_values)
     worst = int(np.argmin(adjusted))
-    detail = {name: {"statistic": float(r.statistic), "p_value": float(r.pvalue), "p_adjusted": float(a)}
-              for name, r, a in zip(names, results, adjusted)}
+    detail = {name: {"statistic": float(r.statistic), "p_value": p, "p_adjusted": float(a)}
+              for name, r, p, a in zip(names, results, p_values, adjusted)}
     return TestResult("KS", float(max(r.statistic for r in results)), float(adjusted[worst]),
                       _reading("Kolmogorov-Smirnov per dimension (Holm)", float(adjusted[worst]), alpha,
                                f"largest difference in {names[worst]}"), detail)

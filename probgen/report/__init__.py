@@ -77,6 +77,8 @@ def summary_table(idata, spec: ModelSpec | None, config: dict, chains: bool = Tr
             table = az.summary(posterior, var_names=var_names, hdi_prob=0.94, round_to="none")
             if not chains:
                 table = table.drop(columns=["ess_bulk", "ess_tail", "r_hat"], errors="ignore")
+            elif posterior.sizes["chain"] < 2:  # R-hat compares chains: one chain has none to compare
+                table = table.drop(columns=["r_hat"], errors="ignore")
     return table, units
 
 

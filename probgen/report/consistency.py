@@ -40,17 +40,25 @@ def markdown_tables(text: str) -> list[tuple[str, pd.DataFrame]]:
         if line.startswith("#"):
             heading = line.lstrip("#").strip()
         if line.startswith("|") and index + 1 < len(lines) and set(lines[index + 1].replace("|", "")) <= set("-: "):
-            header = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            header = _cells(line)
             rows = []
             index += 2
             while index < len(lines) and lines[index].startswith("|"):
-                cells = [cell.strip() for cell in lines[index].strip().strip("|").split("|")]
-                rows.append(cells + [""] * (len(header) - len(cells)))
+                cells = _cells(lines[index])
+                rows.append((cells + [""] * len(header))[:len(header)])
                 index += 1
             tables.append((heading, pd.DataFrame(rows, columns=header)))
             continue
         index += 1
     return tables
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a Markdown table row; an escaped pipe (\\|) belongs to its cell."""
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", inner)]
 
 
 def _number(cell: str) -> float | None:
@@ -80,11 +88,12 @@ def check_report_text(text: str, summary: pd.DataFrame | None = None, diagnostic
             if shown:
                 problems.append(f"{where}: column '{column}' shows {shown[0]}")
             numbers = [_number(cell) for cell in values]
-            if UNIT_INTERVAL.search(column) and any(v is not None and not 0 <= v <= 1 for v in numbers):
+            numbers = [v for v in numbers if v is not None and math.isfinite(v)]  # NaN is named above
+            if UNIT_INTERVAL.search(column) and any(not 0 <= v <= 1 for v in numbers):
                 problems.append(f"{where}: column '{column}' has a value outside [0, 1]")
-            if NON_NEGATIVE.search(column) and any(v is not None and v < 0 for v in numbers):
+            if NON_NEGATIVE.search(column) and any(v < 0 for v in numbers):
                 problems.append(f"{where}: column '{column}' has a negative value")
-            if BITS.search(column) and any(v is not None and v > MAX_BITS for v in numbers):
+            if BITS.search(column) and any(v > MAX_BITS for v in numbers):
                 problems.append(f"{where}: column '{column}' states more than {MAX_BITS} bits per character, more "
                                 "than any vocabulary of characters needs")
         for low, high in INTERVALS:

@@ -96,6 +96,8 @@ def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for label, row in frame.iterrows():
         cells = ([str(label)] if index else []) + [_format(v) for v in row.tolist()]
+        # a cell's own "|" (a character a language model predicted) or line break must not break the table
+        cells = [cell.replace("|", "\\|").replace("\n", "\\n") for cell in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

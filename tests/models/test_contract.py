@@ -127,6 +127,10 @@ def test_the_installed_wheel_fits_reports_and_draws_for_every_family(family, tmp
     assert done.returncode in (0, 3), done.stdout + done.stderr
     assert done.stdout.split(":")[0] in ("TRUSTED", "SUSPECT", "FAILED"), done.stdout
     assert all((run / file).is_file() for file in RUN_FILES), sorted(p.name for p in run.iterdir())
+    # every number the report states agrees with its files and lies in its range (issue 30)
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(run) == [], check_run_folder(run)
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == method.command_name and not config.get("failed_steps"), config.get("failed_steps")
     plots, phrases = REPORTS.get(family, ((), ()))
