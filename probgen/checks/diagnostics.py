@@ -256,7 +256,8 @@ def check_training(idata, settings: Mapping, facts: Mapping) -> Verdict:
                        f"training stopped at step {steps}: the validation ELBO stopped improving (best at step {best})")
     return Verdict("converged", "warn", steps, threshold,
                    f"training reached the step limit ({steps}) with the validation ELBO still improving (best at step "
-                   f"{best}); resume with more steps (probgen fit --resume RUN_DIR --steps N)")
+                   f"{best}); resume with more steps: probgen fit --resume RUN_DIR --steps "
+                   f"{2 * int(steps) if steps else 'N'}")
 
 
 def check_pareto_k(idata) -> Verdict:

@@ -126,7 +126,10 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
         print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
               f"{folder / 'posterior.nc'}", file=sys.stderr)
         return EXIT_STEP_FAILED
-    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
+    import shlex
+
+    # a hint names this run's folder, so that it runs as printed
+    print(f"{built.assessment.overall.upper()}: {built.assessment.summary.replace('RUN_DIR', shlex.quote(str(folder)))}")
     rerun = divergence_rerun(built.assessment, args)
     if rerun:
         print(rerun)
