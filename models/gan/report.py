@@ -51,7 +51,7 @@ def report(idata, config: dict) -> ReportPart:
          "high_quality": held_coverage["high_quality"], "kl_modes_nats": held_coverage["kl_modes"]},
     ]).set_index("rows")
     sections.append(Section(
-        "Mode coverage",
+        "How modes are counted",
         f"The {modes.count} modes are " + (f"the classes of column '{options['label_column']}'" if options["label_column"]
                                           else f"k-means clusters of the training rows (--modes {options['modes']})")
         + f". The generator hits {coverage['modes_hit']} of them (at least 1% of its rows near each); "
@@ -122,7 +122,11 @@ def _figures(idata, generated, held, options) -> dict:
     other.plot(evaluation_steps, history["high_quality"].values, color="tab:orange", label="high-quality share")
     other.set_ylim(0, 1.05)
     other.set_ylabel("high-quality share", color="tab:orange")
-    axis.legend(fontsize=8, loc="lower left")
+    lines = axis.get_legend_handles_labels()
+    extra = other.get_legend_handles_labels()
+    # below the axes, so that it covers no evaluation
+    axis.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=8, loc="upper center",
+                bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     axis.set_title("mode coverage over training", fontsize=10)
     figure.tight_layout()
     figures["coverage"] = figure
