@@ -78,6 +78,9 @@ def test_fit_report_and_predict_with_text_ids(ratings_csv, tmp_path):
     ({"duplicate": True}, r"rates the same \(user, item\) pair more than once"),
     ({"option": ["--noncentred-below", "5"]}, "--noncentred-below is for NUTS and HMC: the mean-field guide"),
     ({"option": ["--min-item-ratings", "500"]}, r"--min-item-ratings 500 leaves 0 rating\(s\) of data file .*bad.csv"),
+    ({"option": ["--title-column", "name"]}, r"title column 'name' is not in data file"),
+    ({"option": ["--validation", "1.5"]}, r"--validation must be in \(0, 1\), got 1.5"),
+    ({"option": ["--holdout", "0.6", "--validation", "0.5"]}, r"--holdout 0.6 and --validation 0.5 keep all the rows out"),
 ])
 def test_bad_ratings_exit_2_with_one_line(ratings_csv, tmp_path, change, message):
     import re
