@@ -38,6 +38,11 @@ def state_names(idata) -> list[str]:
     return names
 
 
+def called(name: str) -> str:
+    """How a sentence calls a state named by `state_names`: "the low, calm state"."""
+    return f"the {name.split(' (')[0]} state"
+
+
 def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0, names=None) -> dict:
     """What the decoded states say about one sequence, in numbers and in words.
 
@@ -76,8 +81,8 @@ def describe_regimes(idata, sequence: int = 0, units: str = "", digits: int = 0,
     for segment in segments:
         level = (f" ({level_word} {segment['level']:.{max(digits, 1) if level_name == 'rates' else digits}f}"
                  f"{' ' + units if units else ''})" if segment["level"] is not None else "")
-        called = f"the {names[segment['state']].split(' (')[0]} state" if names else f"state {segment['state']}"
-        parts.append(f"{show(segment['start'])}-{show(segment['end'])}: {called}{level}")
+        state = called(names[segment["state"]]) if names else f"state {segment['state']}"
+        parts.append(f"{show(segment['start'])}-{show(segment['end'])}: {state}{level}")
     reading = "Most probable path (Viterbi at the posterior mean): " + "; ".join(parts) + "."
     for switch in switches:
         reading += (f" The change between {show(switch['from'])} and {show(switch['to'])} has posterior probability "

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from probgen.hooks import ReportPart, Section
-from probgen.models.hmm.evaluation import describe_regimes, state_names
+from probgen.models.hmm.evaluation import called, describe_regimes, state_names
 
 MAX_SEGMENTS_LISTED = 12  # a longer decoded path is read state by state instead of run by run
 
@@ -33,10 +33,10 @@ def report(idata, config) -> ReportPart:
         for k, name in enumerate(names):
             runs = [s for s in segments if s["state"] == k]
             if not runs:
-                lines.append(f"the {name.split(' (')[0]} state never holds on the most probable path")
+                lines.append(f"{called(name)} never holds on the most probable path")
                 continue
             longest = max(runs, key=lambda run: run["steps"])
-            lines.append(f"the {name.split(' (')[0]} state holds {len(runs)} times for {np.mean([r['steps'] for r in runs]):.1f} "
+            lines.append(f"{called(name)} holds {len(runs)} times for {np.mean([r['steps'] for r in runs]):.1f} "
                          f"steps on average, longest {longest['start']:g}-{longest['end']:g}")
         when = (f"The most probable path (Viterbi at the posterior mean) changes state {len(segments) - 1} times: "
                 + "; ".join(lines) + ".")
