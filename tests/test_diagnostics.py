@@ -118,3 +118,22 @@ def test_a_chain_that_did_not_move_is_named_as_stuck_not_by_its_r_hat():
     r_hat = diagnostics.check_r_hat(make_idata({"mu": modes}))
     assert r_hat.status == "fail" and r_hat.value > 1.5 and "disagree" in r_hat.reason
     assert diagnostics.stuck_chains(make_idata({"mu": iid(), "sigma": iid(seed=seeded(1))})) == {}
+
+
+def test_one_chain_is_judged_by_its_halves_and_never_passes(capfd):
+    """One chain: R-hat of its two halves catches a drift, and even a chain that looks stationary
+    only warns (it cannot show a mode it never visited); ArviZ's log line about chains=2 is
+    silenced since the verdict says it in words. 777 draws: a shape ArviZ's message cache has
+    not seen in this process."""
+    steady = diagnostics.check_r_hat(make_idata({"mu": iid(chains=1, draws=777)}))
+    # iid draws: split R-hat sits within a few thousandths of 1 (its sd at 4 x 194 draws is
+    # about 0.003); 1.05 is the fail line
+    assert steady.status == "warn" and steady.value < 1.05 and "one chain" in steady.reason, steady
+    drift = iid(chains=1, draws=777) + np.linspace(0.0, 4.0, 777)  # the mean moves 4 sds over the run
+    drifting = diagnostics.check_r_hat(make_idata({"mu": drift}))
+    assert drifting.status == "fail" and drifting.value > 1.05, drifting
+    from probgen.report import summary_table
+
+    table, _ = summary_table(make_idata({"mu": drift}), None, {})  # the report's summary is quiet too
+    assert "r_hat" not in table.columns
+    assert "Shape validation" not in capfd.readouterr().err

@@ -66,7 +66,7 @@ def summary_table(idata, spec: ModelSpec | None, config: dict, chains: bool = Tr
         else:
             units = "standardised units (the model cannot convert back)"
     draws = posterior.sizes["chain"] * posterior.sizes["draw"]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), diagnostics.one_chain_is_fine():
         warnings.simplefilter("ignore")
         if draws == 1:
             table = az.summary(posterior, var_names=var_names, kind="stats", stat_focus="mean")[["mean"]]
