@@ -39,6 +39,10 @@ class ReportPart:
     summary:  a table that replaces the posterior summary, for fits without a posterior of
               global parameters (a VAE: one row per latent dimension); None keeps ArviZ's.
     summary_title, summary_units: how the report heads and qualifies that table.
+    verdicts: the family's own `probgen.checks.diagnostics.Verdict`s on what it can get wrong,
+              judged after the fit (probabilistic PCA's retained dimensions against the held-out
+              likelihood; a GAN's two-sample tests); they join the method's verdicts and decide
+              the overall verdict with them.
     """
 
     sections: tuple[Section, ...] = ()
@@ -47,6 +51,7 @@ class ReportPart:
     summary: pd.DataFrame | None = None
     summary_title: str = "Posterior summary"
     summary_units: str = ""
+    verdicts: tuple = ()
 
 
 class Prepare(Protocol):

@@ -103,3 +103,30 @@ def diagnose(modes_hit, histograms, num_modes: int) -> dict:
     return {"final_modes_hit": final, "peak_modes_hit": peak, "collapse": collapse, "oscillation": oscillation,
             "mode_movement": movement, "collapse_reading": collapse_reading, "oscillation_reading": oscillation_reading,
             "num_modes": int(num_modes), "collapse_coverage": COLLAPSE_COVERAGE, "oscillation_tv": OSCILLATION_TV}
+
+
+TWO_SAMPLE_ALPHA = 0.05
+
+
+def two_sample_verdict(tests: list[dict]):
+    """The generator judged by the two-sample tests of generated against held-out rows (MMD; KS
+    and Welch's t per column, each already Holm-adjusted over columns), Holm-adjusted again over
+    the tests: warn when one rejects at `TWO_SAMPLE_ALPHA`, since rows the tests tell apart from
+    the data are what a generator can get wrong even with every mode hit."""
+    from probgen.checks.diagnostics import Verdict
+    from probgen.checks.two_sample import holm
+
+    tests = [t for t in tests if t.get("p_value") is not None and np.isfinite(t["p_value"])]
+    threshold = f"no test rejects at {TWO_SAMPLE_ALPHA} (Holm over the tests)"
+    if not tests:
+        return Verdict("two_sample", "skip", None, threshold, "no two-sample test could be computed")
+    adjusted = holm([t["p_value"] for t in tests])
+    smallest = int(np.argmin(adjusted))
+    named = ", ".join(f"{t['test']} p = {p:.3g}" for t, p in zip(tests, adjusted))
+    if adjusted[smallest] >= TWO_SAMPLE_ALPHA:
+        return Verdict("two_sample", "pass", float(adjusted[smallest]), threshold,
+                       f"the two-sample tests do not tell generated rows from held-out ones (adjusted {named})")
+    rejected = [t["test"] for t, p in zip(tests, adjusted) if p < TWO_SAMPLE_ALPHA]
+    return Verdict("two_sample", "warn", float(adjusted[smallest]), threshold,
+                   f"the {' and '.join(rejected)} test{'s' if len(rejected) > 1 else ''} tell generated rows from "
+                   f"held-out ones (adjusted {named}): the generator's rows differ from the data's")

@@ -346,7 +346,13 @@ def assess(idata: az.InferenceData, method, settings: Mapping | None = None, qua
     if isinstance(method, str):
         method = methods.for_config({"method": method, "settings": settings, "facts": facts})
     verdicts = list(method.verdicts(idata, settings, facts, quantities))
-    worst = max((v.status for v in verdicts), key=STATUS_ORDER.__getitem__)
+    return judge(verdicts, lambda: method.trusted_summary(verdicts, settings))
+
+
+def judge(verdicts, trusted_summary) -> Assessment:
+    """The overall verdict of `verdicts` and its one-sentence reason; `trusted_summary()` gives
+    the sentence when every verdict passed."""
+    worst = max((v.status for v in verdicts), key=STATUS_ORDER.__getitem__, default="skip")
     problems = [v for v in verdicts if v.status in ("warn", "fail")]
     if worst == "fail":
         overall = "failed"
@@ -356,5 +362,15 @@ def assess(idata: az.InferenceData, method, settings: Mapping | None = None, qua
         summary = "Usable with care: " + "; ".join(v.reason for v in problems) + "."
     else:
         overall = "trusted"
-        summary = method.trusted_summary(verdicts, settings)
+        summary = trusted_summary()
     return Assessment(overall, summary, tuple(verdicts))
+
+
+def with_verdicts(assessment: Assessment, extra) -> Assessment:
+    """`assessment` with a family's own verdicts (`ReportPart.verdicts`) added and the overall
+    verdict judged again; a trusted reading stays when they all pass, and names them."""
+    if not extra:
+        return assessment
+    passed = "; ".join(v.reason for v in extra if v.status == "pass")
+    return judge(list(assessment.verdicts) + list(extra),
+                 lambda: assessment.summary + (f" Also: {passed}." if passed else ""))

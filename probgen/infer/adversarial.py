@@ -121,7 +121,7 @@ class AdversarialMethod(Method):
 
     def trusted_summary(self, verdicts, settings) -> str:
         return ("Training neither collapsed nor oscillated, every mode is hit and the generated rows lie near the "
-                "data's modes. A GAN has no likelihood; judge it also by the two-sample tests below.")
+                "data's modes.")
 
 
 register(AdversarialMethod())

@@ -286,6 +286,7 @@ def build_report(
         part = step("the model's own report (ModelSpec.report)", lambda: spec.report(idata, config), ReportPart())
         model_sections, model_figures = list(part.sections), dict(part.figures)
         metrics.update(part.metrics)
+        assessment = diagnostics.with_verdicts(assessment, part.verdicts)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
     figures = step("plots", lambda: figures_for(idata, spec, method, var_names), {})
     if predictive_check is not None:
@@ -319,6 +320,7 @@ def _model_report(idata, config, spec, assessment, sections, extra_metrics) -> R
     import matplotlib.pyplot as plt
 
     part = spec.report(idata, config)
+    assessment = diagnostics.with_verdicts(assessment, part.verdicts)
     metrics = {"predictive": {"available": False, "applies": False,
                               "reason": "no posterior of global parameters to leave one out from: see the held-out scores"},
                **(extra_metrics or {}), **part.metrics}

@@ -69,6 +69,8 @@ def test_training_writes_the_report_and_sample_draws_new_points(tmp_path):
     assert metrics["likelihood"] is None and 0 <= metrics["coverage"]["modes_hit"] <= 8
     text = (run / "report.md").read_text()
     assert "What a GAN cannot report" in text and "Mode coverage" in text
+    checks = {c["check"] for c in json.loads((run / "diagnostics.json").read_text())["checks"]}
+    assert "two_sample" in checks, checks  # the family's own verdict joined the method's
     assert all((run / "plots" / f"{name}.png").is_file() for name in ("losses", "coverage", "mode_histogram", "samples"))
     drawn = cli_in_process("sample", run, "-n", "7", "--out", tmp_path / "new.csv", "--seed", "1")
     assert drawn.returncode == 0, drawn.stderr
@@ -106,3 +108,22 @@ def test_the_verdict_judges_missed_modes_and_sample_quality(hit, quality, expect
     assessment = diagnostics.assess(idata, method, method.defaults(), None, {"method": "adversarial"})
     status = {v.check: v.status for v in assessment.verdicts}
     assert (status["modes_covered"], status["sample_quality"], assessment.overall) == expected, assessment
+
+
+def test_rejecting_two_sample_tests_make_a_trusted_gan_suspect():
+    """Issue 30: the GAN was TRUSTED while its own MMD and KS tests rejected (p = 0.024, 0.002).
+    Holm over the three tests: 0.002 * 3 = 0.006 and 0.024 * 2 = 0.048 reject at 5%; p-values
+    of 0.4 and more do not."""
+    from probgen.checks import diagnostics
+    from probgen.models.gan.evaluation import two_sample_verdict
+
+    rejecting = two_sample_verdict([{"test": "MMD", "p_value": 0.024}, {"test": "KS", "p_value": 0.002},
+                                    {"test": "Welch t", "p_value": 0.6}])
+    assert rejecting.status == "warn" and "MMD and KS tests" in rejecting.reason, rejecting
+    quiet = two_sample_verdict([{"test": "MMD", "p_value": 0.4}, {"test": "KS", "p_value": 0.7},
+                                {"test": "Welch t", "p_value": 0.9}])
+    assert quiet.status == "pass"
+    trusted = diagnostics.judge([diagnostics.Verdict("mode_collapse", "pass", 8, "", "no collapse")], lambda: "fine")
+    assert diagnostics.with_verdicts(trusted, (quiet,)).overall == "trusted"
+    judged = diagnostics.with_verdicts(trusted, (rejecting,))
+    assert judged.overall == "suspect" and "tell generated rows from held-out ones" in judged.summary
