@@ -138,15 +138,19 @@ def fit_all(bench: Bench, full_frame, options_common: dict, quick: bool, progres
         result = fit("ppca", train_frame, "svi", options={"latent_dim": 0, "noise": noise}, seed=seed,
                      progress=progress, steps=2000 if quick else 20000, draws=100)
         seconds = time.perf_counter() - started
-        mu, loadings, variance = ppca.posterior_means(result.idata.posterior)
+        posterior = result.idata.posterior
 
-        def scorer(x, mu=mu, loadings=loadings, variance=variance):
-            return ppca.log_density(x, mu, loadings, variance)
+        def scorer(x, posterior=posterior):  # the posterior predictive: the density averaged over draws
+            return ppca.predictive_log_density(posterior, x)
 
         rng = np.random.default_rng(seed + len(bench.rows))
-        draws = (mu + rng.normal(size=(n, loadings.shape[1])) @ loadings.T
-                 + np.sqrt(variance) * rng.normal(size=(n, len(mu))))
-        bench.record(model, seconds, draws, scorer(bench.test), kind="posterior mean parameters", scorer=scorer)
+        mu = posterior["mu"].values.reshape((-1,) + posterior["mu"].shape[2:])
+        loadings = posterior["W"].values.reshape((-1,) + posterior["W"].shape[2:])
+        variance = ppca.noise_variance_draws(posterior)
+        chosen = rng.integers(len(mu), size=n)  # each new row from its own posterior draw
+        draws = (mu[chosen] + np.einsum("ndq,nq->nd", loadings[chosen], rng.normal(size=(n, loadings.shape[2])))
+                 + np.sqrt(variance[chosen]) * rng.normal(size=(n, mu.shape[1])))
+        bench.record(model, seconds, draws, scorer(bench.test), kind="posterior predictive", scorer=scorer)
 
     # ---- VAE and MADE: the minibatch trainer on the whole table's standard split ------------
     trainer = {"steps": 1000 if quick else 20000, "batch_size": 100, "eval_every": 250 if quick else 500,
