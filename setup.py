@@ -13,4 +13,5 @@ from setuptools import find_packages, setup
 PACKAGES = (["probgen", *(f"probgen.{name}" for name in find_packages("probgen"))]
             + ["probgen.models", *(f"probgen.models.{name}" for name in find_packages("models"))])
 
-setup(packages=PACKAGES, package_dir={"probgen": "probgen", "probgen.models": "models"})
+setup(packages=PACKAGES, package_dir={"probgen": "probgen", "probgen.models": "models"},
+      package_data={"probgen.report": ["templates/*.j2"]})  # the HTML report's Jinja2 templates

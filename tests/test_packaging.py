@@ -1,4 +1,4 @@
-"""probgen as a user installs it: the wheel holds every module of the tree, and the `probgen`
+"""probgen as a user installs it: the wheel holds every module of the tree (and the report templates), and the `probgen`
 command of a fresh venv outside the checkout (`installed.py`) knows every family."""
 
 import zipfile
@@ -17,6 +17,8 @@ def test_the_wheel_holds_every_module_of_the_tree(installed_probgen):
     names = set(zipfile.ZipFile(installed_probgen.wheel).namelist())
     tree = {f"probgen/{p.relative_to(REPO / 'probgen').as_posix()}" for p in (REPO / "probgen").rglob("*.py")}
     tree |= {f"probgen/models/{p.relative_to(REPO / 'models').as_posix()}" for p in (REPO / "models").rglob("*.py")}
+    # and the files a module reads at run time: the HTML report's templates
+    tree |= {f"probgen/{p.relative_to(REPO / 'probgen').as_posix()}" for p in (REPO / "probgen").rglob("*.j2")}
     assert tree - names == set(), f"left out of the wheel: {sorted(tree - names)}"
 
 

@@ -183,3 +183,41 @@ def test_the_predictive_check_of_a_table_has_a_panel_per_named_column(faithful_f
     figure = report.table_predictive_figure(faithful_fit.idata, 20)
     assert [axis.get_xlabel() for axis in figure.axes] == ["eruptions", "waiting"]
     plt.close(figure)
+
+
+def test_summary_digits_follow_the_mcse():
+    """Issue 30: a mean is shown to the decimal its MCSE supports (MCSE 0.012: 2 decimals), its sd
+    and HDI bounds with it, so a bound is never rounded to "14 to 14"; MCSE to 2 significant
+    digits, ESS whole, R-hat to 3 decimals; the consistency check reads the shown precision."""
+    from probgen.report.consistency import agrees
+    from probgen.report.render import summary_display
+
+    summary = pd.DataFrame({"mean": [14.0312, 12345.6], "sd": [0.0931, 310.2], "hdi_3%": [13.8567, 11790.0],
+                            "hdi_97%": [14.2104, 12910.0], "mcse_mean": [0.0123, 31.0], "mcse_sd": [0.0087, 22.0],
+                            "ess_bulk": [612.4, 98.7], "ess_tail": [701.2, 120.3], "r_hat": [1.0012, 1.0213]},
+                           index=["mu", "big"])
+    shown = summary_display(summary)
+    assert shown.loc["mu"].tolist() == ["14.03", "0.09", "13.86", "14.21", "0.012", "0.0087", "612", "701", "1.001"]
+    assert shown.loc["big", "mean"] == "12350" and shown.loc["big", "hdi_3%"] == "11790"  # MCSE 31: tens
+    assert all(agrees(shown.loc[row, column], summary.loc[row, column])
+               for row in summary.index for column in summary.columns)
+    assert not agrees("14.03", 14.0412)
+    no_mcse = pd.DataFrame({"estimate": [1.23456]}, index=["mu"])  # one draw (MAP): shown as it is
+    assert summary_display(no_mcse) is no_mcse
+
+
+def test_the_html_report_comes_from_templates_that_escape_what_they_show(faithful_fit, tmp_path):
+    """Issue 30: the HTML is written by Jinja2 with autoescaping: a section's title and text and a
+    table cell holding markup arrive as text, not as tags."""
+    from probgen import report
+    from probgen.spec import Section
+
+    built = report.build_report(faithful_fit.idata, faithful_fit.config(), faithful_fit.spec,
+                                sections=[Section("<b>Mine</b>", "x < y & <script>alert(1)</script>",
+                                                  pd.DataFrame({"cell": ["<i>a</i>"]}))])
+    from probgen.report.render import render_html
+
+    html = render_html(built)
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;Mine&lt;/b&gt;" in html
+    assert "&lt;i&gt;a&lt;/i&gt;" in html and "<i>a</i>" not in html
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import html
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from probgen.checks import loo
 from probgen.errors import RunFolderError
-from probgen.report.render import _CSS, markdown_table
+from probgen.report.render import html_table, markdown_table, markup, render_page
 from probgen.report import assess_run
 from probgen.report.runfolder import atomic_folder, load_run, write_json
 
@@ -75,14 +74,12 @@ def render_comparison_markdown(comparison: Comparison) -> str:
 
 
 def render_comparison_html(comparison: Comparison) -> str:
-    esc = html.escape
-    return "\n".join([
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>probgen: model comparison</title>",
-        f"<style>{_CSS}</style></head><body><h1>Model comparison (PSIS-LOO)</h1>",
-        f"<p>{esc(comparison.reading)}</p>",
-        comparison.table.to_html(float_format=lambda v: f"{v:.4g}", border=0),
-        "<h2>Pareto k</h2><ul>", *(f"<li>{esc(line)}</li>" for line in pareto_lines(comparison)), "</ul>",
-        "<h2>Runs</h2><ul>", *(f"<li>{esc(n)}: {esc(p)}</li>" for n, p in comparison.runs.items()), "</ul></body></html>",
+    return render_page("model comparison", "Model comparison (PSIS-LOO)", [
+        {"kind": "paragraph", "text": comparison.reading},
+        {"kind": "html", "html": markup(html_table(comparison.table))},
+        {"kind": "heading", "text": "Pareto k"}, {"kind": "list", "items": pareto_lines(comparison)},
+        {"kind": "heading", "text": "Runs"},
+        {"kind": "list", "items": [f"{name}: {path}" for name, path in comparison.runs.items()]},
     ])
 
 

@@ -396,32 +396,26 @@ def render_markdown(result: SBCResult) -> str:
 
 
 def render_html(result: SBCResult, pngs: Mapping[str, bytes]) -> str:
-    import base64
-    import html
     import json
 
-    from probgen.report.render import _CSS
+    from probgen.report.render import html_table, image_part, markup, render_page
     from probgen.report.runfolder import _json_default
 
-    esc = html.escape
     s = result.settings
-    status = "pass" if result.passed else "fail"
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             f"<title>probgen SBC: {esc(s['model'])}</title><style>{_CSS}</style></head><body>",
-             f"<h1>Simulation-based calibration: {esc(s['model'])} by {esc(s['method'])}</h1>",
-             f"<div class='verdict {status}'>{'CALIBRATED' if result.passed else 'MISCALIBRATED'}</div>",
-             f"<p>{esc(result.summary())}</p>",
-             f"<p>{s['simulations']} simulations ({esc(s['executor'])}), {result.num_draws} thinned posterior draws "
-             f"each; chi-square test of uniform ranks on {UNIFORMITY_BINS} bins, Holm-adjusted, alpha = {s['alpha']}.</p>",
-             result.uniformity.to_html(float_format=lambda v: f"{v:.4g}", border=0)]
+    parts = [{"kind": "verdict", "status": "pass" if result.passed else "fail",
+              "text": "CALIBRATED" if result.passed else "MISCALIBRATED"},
+             {"kind": "paragraph", "text": result.summary()},
+             {"kind": "paragraph", "text": f"{s['simulations']} simulations ({s['executor']}), {result.num_draws} thinned "
+                                           f"posterior draws each; chi-square test of uniform ranks on {UNIFORMITY_BINS} "
+                                           f"bins, Holm-adjusted, alpha = {s['alpha']}."},
+             {"kind": "html", "html": markup(html_table(result.uniformity))}]
     if result.failures:
-        parts += ["<h2>Failed fits</h2><ul>",
-                  *(f"<li>simulation {f['simulation']}: {esc(f['error'])}</li>" for f in result.failures), "</ul>"]
-    for name, content in pngs.items():
-        parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2>"
-                     f"<img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(content).decode()}'>")
-    parts.append(f"<h2>Configuration</h2><pre>{esc(json.dumps(s, indent=2, default=_json_default))}</pre></body></html>")
-    return "\n".join(parts)
+        parts += [{"kind": "heading", "text": "Failed fits"},
+                  {"kind": "list", "items": [f"simulation {f['simulation']}: {f['error']}" for f in result.failures]}]
+    parts += [image_part(name, content) for name, content in pngs.items()]
+    parts.append({"kind": "config", "summary": "the SBC settings",
+                  "text": json.dumps(s, indent=2, default=_json_default)})
+    return render_page(f"SBC: {s['model']}", f"Simulation-based calibration: {s['model']} by {s['method']}", parts)
 
 
 def write_sbc(result: SBCResult, out, overwrite: bool = False) -> Path:

@@ -3,7 +3,7 @@ report.md beside summary.csv, diagnostics.json and metrics.json and returns one 
 problem (empty when none):
 
 - a template left unfilled (`{name}`, `{value:.4f}`);
-- a posterior summary cell that differs from summary.csv at the 4 significant digits shown;
+- a posterior summary cell that differs from summary.csv at the precision it is shown with;
 - a verdict whose status differs from diagnostics.json;
 - a NaN or inf shown in a table;
 - an interval whose lower end lies above its upper end (q05 > q95, hdi_3% > hdi_97%, p_5% > p_95%);
@@ -123,11 +123,25 @@ def _summary_problems(text: str, summary: pd.DataFrame) -> list[str]:
             if column not in summary.columns:
                 continue
             expected = summary.loc[name, column]
-            if isinstance(expected, float) and math.isfinite(expected):
-                if row[column] != f"{expected:.4g}":
-                    problems.append(f"posterior summary: {name} {column} is {row[column]} in the report, "
-                                    f"{expected:.4g} in summary.csv")
+            if isinstance(expected, float) and math.isfinite(expected) and not agrees(row[column], expected):
+                problems.append(f"posterior summary: {name} {column} is {row[column]} in the report, "
+                                f"{expected:.6g} in summary.csv")
     return problems
+
+
+def agrees(cell: str, expected: float) -> bool:
+    """Does the number shown in `cell` equal `expected` at the precision it is shown with (its
+    last digit: "14.03" is 14.03 +- 0.005, "1.234e+05" 123400 +- 50, "1200" 1200 +- 50)?"""
+    value = _number(cell)
+    if value is None:
+        return False
+    text = cell.strip().lower().replace(",", "")
+    mantissa, _, exponent = text.partition("e")
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else -(len(mantissa) - len(mantissa.rstrip("0")))
+    if "." not in mantissa and mantissa.strip("-+") in ("0", ""):
+        decimals = 0
+    step = 10.0 ** (int(exponent or 0) - decimals)
+    return abs(value - expected) <= 0.5 * step * (1 + 1e-9) + 1e-12 * abs(expected)
 
 
 def _verdict_problems(text: str, diagnostics: dict) -> list[str]:

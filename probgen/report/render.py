@@ -7,8 +7,8 @@ figures, sections) and lays it out; computes nothing.
 from __future__ import annotations
 
 import base64
-import html
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,45 @@ def _format(value) -> str:
             return "nan"
         return f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def supported_decimals(mcse: float) -> int | None:
+    """The decimal places an estimate with Monte Carlo standard error `mcse` supports: down to the
+    place of the MCSE's first significant digit (an MCSE of 0.012 supports 2 decimals, of 30
+    supports tens: -1); None when the MCSE is 0 or not finite (nothing to go by)."""
+    if not (isinstance(mcse, (int, float, np.floating)) and math.isfinite(mcse) and mcse > 0):
+        return None
+    return min(-math.floor(math.log10(mcse)), 10)
+
+
+def rounded(value: float, decimals: int) -> str:
+    """`value` to `decimals` places (negative: to tens, hundreds, ...)."""
+    return f"{value:.{decimals}f}" if decimals >= 0 else f"{round(value, decimals):.0f}"
+
+
+def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """The posterior summary as a reader should see it: each row's mean, sd and HDI bounds to the
+    decimal its mean's MCSE supports (a mean of 14.0312 with MCSE 0.012 shows as 14.03, never a
+    bound rounded to "14 to 14"), the MCSEs to 2 significant digits, ESS in whole draws and R-hat
+    to 3 decimals. A table without an MCSE column (one draw, a family's own summary) is shown
+    as it is, to 4 significant digits."""
+    if "mcse_mean" not in summary.columns or summary.empty:
+        return summary
+    shown = summary.astype(object).copy()
+    for label, row in summary.iterrows():
+        decimals = supported_decimals(row["mcse_mean"])
+        for column in ("mean", "sd", "hdi_3%", "hdi_97%"):
+            if column in summary.columns:
+                value = row[column]
+                finite = isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+                shown.loc[label, column] = rounded(value, decimals) if finite and decimals is not None else _format(value)
+        for column, form in (("mcse_mean", "{:.2g}"), ("mcse_sd", "{:.2g}"), ("ess_bulk", "{:.0f}"),
+                             ("ess_tail", "{:.0f}"), ("r_hat", "{:.3f}")):
+            if column in summary.columns:
+                value = row[column]
+                finite = isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+                shown.loc[label, column] = form.format(value) if finite else _format(value)
+    return shown
 
 
 def _shown(frame: pd.DataFrame, index: bool) -> tuple[pd.DataFrame, bool]:
@@ -222,7 +261,7 @@ def render_markdown(report) -> str:
            f"## Verdict: {a.overall.upper()}", "", a.summary, "",
            markdown_table(_checks_frame(a), index=False), "",
            f"## {report.summary_title}", "", *_units_line(report.summary_units),
-           markdown_table(report.summary), ""]
+           markdown_table(summary_display(report.summary)), ""]
     if _predictive_applies(report.metrics):
         out += ["## Predictive fit", "", *_metrics_lines(report.metrics), ""]
     out += _fit_quality_markdown(report.metrics)
@@ -255,51 +294,59 @@ img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f7f7f7;p
 """
 
 
+def _environment():
+    """The Jinja2 environment of `probgen/report/templates`, autoescaping every value: text
+    reaches the page escaped unless it is `Markup` (tables from pandas' escaping `to_html`, a
+    section's text from `text_html`)."""
+    global _ENVIRONMENT
+    if _ENVIRONMENT is None:
+        import jinja2
+
+        _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("probgen.report", "templates"),
+                                          autoescape=True, undefined=jinja2.StrictUndefined)
+    return _ENVIRONMENT
+
+
+_ENVIRONMENT = None
+
+
+def render_page(title: str, heading: str, parts: list[dict]) -> str:
+    """A simple report page (`templates/page.html.j2`): `parts` in order, each a dict with a
+    `kind` (heading, verdict, paragraph, list, html, image, config) and its fields."""
+    return _environment().get_template("page.html.j2").render(title=title, heading=heading, css=_CSS, parts=parts)
+
+
+def markup(html_text: str):
+    """HTML that probgen escaped itself (a table from pandas, a section's text), passed through."""
+    from markupsafe import Markup
+
+    return Markup(html_text)
+
+
+def image_part(name: str, content: bytes) -> dict:
+    return {"kind": "image", "name": name, "png": base64.b64encode(content).decode()}
+
+
 def render_html(report) -> str:
     a = report.assessment
-    esc = html.escape
-    checks_rows = "".join(
-        f"<tr><td>{esc(v.check)}</td><td class='{v.status}'>{v.status}</td><td>{esc(_format(v.value))}</td>"
-        f"<td>{esc(v.threshold)}</td><td>{esc(v.reason)}</td></tr>"
-        for v in a.verdicts
-    )
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>probgen: {esc(_title(report.config))}</title><style>{_CSS}</style></head><body>",
-        f"<h1>probgen report: {esc(_title(report.config))}</h1>",
-        f"<h2>Verdict</h2><div class='verdict {a.overall}'>{a.overall.upper()}</div><p>{esc(a.summary)}</p>",
-        "<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>reason</th></tr>",
-        checks_rows, "</table>",
-        f"<h2>{esc(report.summary_title)}</h2>",
-        *(f"<p>{esc(line)}</p>" for line in _units_line(report.summary_units) if line),
-        html_table(report.summary),
-    ]
-    if _predictive_applies(report.metrics):
-        parts += ["<h2>Predictive fit</h2><ul>",
-                  *(f"<li>{esc(line[2:])}</li>" for line in _metrics_lines(report.metrics)), "</ul>"]
     quality_lines, quality_table = _fit_quality_lines(report.metrics)
-    if quality_lines:
-        parts += ["<h2>Fit quality</h2><ul>", *(f"<li>{esc(line)}</li>" for line in quality_lines), "</ul>"]
-        if quality_table is not None:
-            parts.append(html_table(quality_table, index=False))
-    if skipped_lines(report.metrics):
-        parts += ["<h2>Checks that do not apply</h2><ul>", *(f"<li>{esc(line)}</li>" for line in skipped_lines(report.metrics)),
-                  "</ul>"]
-    if failed_lines(report.metrics):
-        parts += ["<h2>Failed steps</h2><p>These steps raised an error; the draws are saved in posterior.nc and the "
-                  "rest of the report stands.</p><ul>", *(f"<li>{esc(line)}</li>" for line in failed_lines(report.metrics)),
-                  "</ul>"]
-    for section in report.sections:
-        parts.append(f"<h2>{esc(section.title)}</h2>{text_html(section.text)}")
-        if section.table is not None:
-            parts.append(html_table(section.table))
-    parts.append("<h2>Plots</h2>")
-    for name, content in report.figures.items():
-        if name.endswith(".failed"):
-            parts.append(f"<p>Plot '{esc(name[:-7])}' could not be drawn: {esc(content.decode())}</p>")
-        else:
-            encoded = base64.b64encode(content).decode()
-            parts.append(f"<h3>{esc(name.replace('_', ' '))}</h3><img alt='{esc(name)}' src='data:image/png;base64,{encoded}'>")
-    parts.append("<h2>Configuration</h2><details><summary>config.json: model, data, settings, seed, versions (click to "
-                 f"show)</summary><pre>{esc(json.dumps(report.config, indent=2))}</pre></details></body></html>")
-    return "\n".join(parts)
+    figures = [{"name": name[:-7], "failed": content.decode()} if name.endswith(".failed") else
+               {**image_part(name, content), "failed": None} for name, content in report.figures.items()]
+    context = {
+        "title": _title(report.config), "heading": f"probgen report: {_title(report.config)}", "css": _CSS,
+        "overall": a.overall, "summary": a.summary,
+        "checks": [{"check": v.check, "status": v.status, "value": "—" if v.value is None else _format(v.value),
+                    "threshold": v.threshold, "reason": v.reason} for v in a.verdicts],
+        "summary_title": report.summary_title, "units": [line for line in _units_line(report.summary_units) if line],
+        "summary_table": markup(html_table(summary_display(report.summary), index=True)),
+        "predictive": [line[2:] for line in _metrics_lines(report.metrics)] if _predictive_applies(report.metrics)
+        else None,
+        "quality": quality_lines,
+        "quality_table": markup(html_table(quality_table, index=False)) if quality_table is not None else "",
+        "skipped": skipped_lines(report.metrics), "failed": failed_lines(report.metrics),
+        "sections": [{"title": section.title, "text": markup(text_html(section.text)),
+                      "table": markup(html_table(section.table)) if section.table is not None else ""}
+                     for section in report.sections],
+        "figures": figures, "config": json.dumps(report.config, indent=2),
+    }
+    return _environment().get_template("report.html.j2").render(**context)
