@@ -191,7 +191,7 @@ def report(idata, config):
 
 def _spec():
     from probgen.infer.exact import ConjugateUpdate
-    from probgen.spec import HeldOut, ModelSpec, Option, TextGenerator
+    from probgen.spec import Bound, HeldOut, ModelSpec, Option, TextGenerator
 
     return ModelSpec(
         name="ngram",
@@ -206,6 +206,7 @@ def _spec():
         parts=(ConjugateUpdate(fit=conjugate_fit, evaluate=conjugate_evaluate), TextGenerator(generate_text)),
         report=report,
         data_kind="text",
+        headline=(Bound("language_model/bits_per_char/*/value", 0, "language_model/bits_ceiling", stated=True),),
         description="character n-gram language model, hierarchical Dirichlet prior, exact posterior (--method exact), "
                     "with interpolated Kneser-Ney as the reference; text corpora or .txt files",
     )

@@ -34,6 +34,23 @@ from probgen.hooks import (  # noqa: F401  (re-exported: the hook types a family
 
 
 @dataclasses.dataclass(frozen=True)
+class Bound:
+    """A headline figure of metrics.json and its plausible range (`ModelSpec.headline`).
+
+    path:   keys into metrics.json joined by "/" ("recommendation_held_out/coverage_90"); "*"
+            stands for every element of a list or every value of a mapping ("states/*/share_of_time").
+    low, high: numbers, or paths of other figures of the same metrics.json ("gan/training/num_modes");
+            None for no bound on that side.
+    stated: the report must state the figure (the same number at the precision it shows).
+    """
+
+    path: str
+    low: float | str | None = None
+    high: float | str | None = None
+    stated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Option:
     """A model option, exposed as `--<name>` on the CLI (underscores become dashes).
 
@@ -214,6 +231,10 @@ class ModelSpec:
                user_column, item_column, rating_column, time_column, duplicates, max_users,
                min_item_ratings).
     description: one line for `probgen models`.
+    headline:  `Bound`s: the plausible range of the family's headline figures in metrics.json
+               (held-out bits per character within [0, log2 of the vocabulary], a coverage
+               within [0, 1]); `probgen.report.consistency` enforces them, and that the report
+               states each one marked `stated`.
     """
 
     name: str
@@ -228,6 +249,7 @@ class ModelSpec:
     parts: tuple = ()
     data_kind: str = "table"
     description: str = ""
+    headline: tuple = ()
 
     def __post_init__(self):
         if self.prepare is None:

@@ -59,3 +59,28 @@ def test_a_written_run_folder_passes(faithful_fit, tmp_path):
 
     folder = report.write_run(faithful_fit, tmp_path / "run")
     assert check_run_folder(folder) == []
+
+
+def test_each_family_headline_range_is_enforced_and_its_figure_must_be_stated():
+    """Issue 30: a family declares its headline figures' ranges (`ModelSpec.headline`); the check
+    catches the n-gram's 3.898e+10 bits per character above log2 of its vocabulary, a coverage
+    above 1, more retained dimensions than allowed, and a headline the report never states."""
+    from probgen.report.consistency import headline_problems
+    from probgen.spec import load_spec
+
+    lm = {"language_model": {"bits_ceiling": 6.34, "bits_per_char": {"Dirichlet, held-out documents": {"value": 3.898e10}}}}
+    bounds = load_spec("ngram").headline
+    assert any("outside its plausible range [0, 6.34]" in p for p in headline_problems("3.898e+10", lm, bounds))
+    lm["language_model"]["bits_per_char"]["Dirichlet, held-out documents"]["value"] = 2.71
+    assert headline_problems("| held-out | 2.71 |", lm, bounds) == []
+    assert any("not stated in the report" in p for p in headline_problems("| held-out | 2.93 |", lm, bounds))
+    pmf = {"recommendation_held_out": {"coverage_50": 1.3, "coverage_90": 0.9, "rmse": 0.95}}
+    problems = headline_problems("coverage 1.3, 0.9; RMSE 0.95", pmf, load_spec("pmf").headline)
+    assert problems == ["metrics.json recommendation_held_out/coverage_50 = 1.3 is outside its plausible range [0, 1]"]
+    ppca = {"retained_dimensions": 5, "latent_dim_allowed": 4}
+    assert any("[0, 4]" in p for p in headline_problems("5 of the 4", ppca, load_spec("ppca").headline))
+
+
+def test_a_probability_row_of_the_summary_outside_0_1_is_caught():
+    text = GOOD.replace("| mu | 1.234 | 0.5 | 0.3 | 2.1 |", "| weights[c0] | 1.234 | 0.5 | 0.3 | 2.1 |")
+    assert any("weights[c0] is a probability" in p for p in check_report_text(text))

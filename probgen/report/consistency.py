@@ -8,7 +8,11 @@ problem (empty when none):
 - a NaN or inf shown in a table;
 - an interval whose lower end lies above its upper end (q05 > q95, hdi_3% > hdi_97%, p_5% > p_95%);
 - a figure outside its possible range: a coverage or share outside [0, 1], bits per character
-  below 0 or above 32 (the log2 of any vocabulary of characters).
+  below 0 or above 32 (the log2 of any vocabulary of characters), a posterior summary row of
+  weights or probabilities outside [0, 1];
+- a headline figure of metrics.json outside the range its family declares (`ModelSpec.headline`:
+  held-out bits per character within [0, log2 of the vocabulary], ...), or not stated in the
+  report when the family says the report states it.
 
 The contract test runs it over every family's report, and tests feed it each wrong number the
 reports once showed.
@@ -28,6 +32,8 @@ INTERVALS = (("q05", "q95"), ("hdi_3%", "hdi_97%"), ("p_5%", "p_95%"), ("q25", "
 UNIT_INTERVAL = re.compile(r"(^|_| )(coverage|cover|share|probability|p_value)( |_|$|\d)", re.I)
 BITS = re.compile(r"bits_per_char|bits per character", re.I)
 MAX_BITS = 32  # log2 of a vocabulary of 4 billion symbols: no character model's score can be above it
+# summary rows that are probabilities: mixture weights, an HMM's initial and transition probabilities
+PROBABILITY_ROW = re.compile(r"^(weights|init_probs|probs|probabilities|transition)(\[|$)")
 NON_NEGATIVE = re.compile(r"bits_per_char|bits per character|perplexity|^se$|^sd$", re.I)
 
 
@@ -102,6 +108,13 @@ def check_report_text(text: str, summary: pd.DataFrame | None = None, diagnostic
                     a, b = _number(a), _number(b)
                     if a is not None and b is not None and a > b:
                         problems.append(f"{where}: row {position + 1} has {low} {a:g} above {high} {b:g}")
+    for heading, table in markdown_tables(text):
+        if heading.lower().startswith("posterior summary") and len(table.columns) > 1:
+            for _, row in table.iterrows():
+                if PROBABILITY_ROW.search(str(row[table.columns[0]])):
+                    values = [_number(row[c]) for c in table.columns[1:] if c in ("mean", "hdi_3%", "hdi_97%", "estimate")]
+                    if any(v is not None and math.isfinite(v) and not 0 <= v <= 1 for v in values):
+                        problems.append(f"posterior summary: {row[table.columns[0]]} is a probability shown outside [0, 1]")
     if summary is not None and len(summary):
         problems += _summary_problems(text, summary)
     if diagnostics is not None:
@@ -154,11 +167,73 @@ def _verdict_problems(text: str, diagnostics: dict) -> list[str]:
             if check["check"] in shown and shown[check["check"]] != check["status"]]
 
 
-def check_run_folder(folder) -> list[str]:
-    """The problems of `folder`'s report.md against its own files (see the module's docstring)."""
+def figures_at(metrics, path: str) -> list[tuple[str, object]]:
+    """(concrete path, value) for every figure of `metrics` at `path` ("a/b", "states/*/share")."""
+    found = [("", metrics)]
+    for key in path.split("/"):
+        step = []
+        for where, value in found:
+            if key == "*" and isinstance(value, list):
+                step += [(f"{where}/{i}", item) for i, item in enumerate(value)]
+            elif key == "*" and isinstance(value, dict):
+                step += [(f"{where}/{k}", item) for k, item in value.items()]
+            elif isinstance(value, dict) and key in value:
+                step.append((f"{where}/{key}", value[key]))
+        found = step
+    return [(where.lstrip("/"), value) for where, value in found]
+
+
+def _limit(metrics, limit):
+    if limit is None or isinstance(limit, (int, float)):
+        return limit
+    values = [v for _, v in figures_at(metrics, limit) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return values[0] if values else None
+
+
+REPORT_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?", re.I)
+
+
+def headline_problems(text: str, metrics: dict, bounds) -> list[str]:
+    """Each `probgen.spec.Bound` of a family: its figures lie in their range, and the report states
+    a figure marked `stated` (some number of report.md equals it at the precision shown)."""
+    problems = []
+    shown = None
+    for bound in bounds:
+        figures = [(where, v) for where, v in figures_at(metrics, bound.path)
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        low, high = _limit(metrics, bound.low), _limit(metrics, bound.high)
+        for where, value in figures:
+            if not math.isfinite(value):
+                continue  # a NaN figure is the table's business (shown with a reason or not at all)
+            if (low is not None and value < low) or (high is not None and value > high):
+                problems.append(f"metrics.json {where} = {value:g} is outside its plausible range "
+                                f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]")
+        if bound.stated and figures:
+            if shown is None:
+                shown = REPORT_NUMBER.findall(text.split("## Configuration")[0])
+            for where, value in figures:
+                if math.isfinite(value) and not any(agrees(number, value) for number in shown):
+                    problems.append(f"metrics.json {where} = {value:g} is not stated in the report")
+    return problems
+
+
+def check_run_folder(folder, spec=None) -> list[str]:
+    """The problems of `folder`'s report.md against its own files (see the module's docstring);
+    the family's headline bounds come from `spec`, or from the spec the run's config names."""
     folder = Path(folder)
     text = (folder / "report.md").read_text()
     summary = pd.read_csv(folder / "summary.csv", index_col=0) if (folder / "summary.csv").is_file() else None
     diagnostics = (json.loads((folder / "diagnostics.json").read_text())
                    if (folder / "diagnostics.json").is_file() else None)
-    return check_report_text(text, summary, diagnostics)
+    problems = check_report_text(text, summary, diagnostics)
+    if spec is None and (folder / "config.json").is_file():
+        from probgen.spec import load_spec
+
+        reference = json.loads((folder / "config.json").read_text()).get("model", {}).get("reference")
+        try:
+            spec = load_spec(reference) if reference else None
+        except Exception:  # a moved model file: no family bounds to check
+            spec = None
+    if spec is not None and spec.headline and (folder / "metrics.json").is_file():
+        problems += headline_problems(text, json.loads((folder / "metrics.json").read_text()), spec.headline)
+    return problems

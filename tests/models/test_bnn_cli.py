@@ -21,6 +21,9 @@ def test_bnn_fit_reports_held_out_performance_and_predicts(tmp_path, capsys):
     assert 0 <= metrics["coverage_50"] <= metrics["coverage_90"] <= 1
     text = (out / "report.md").read_text()
     assert "## How convergence is judged" in text and "## Held-out predictive performance" in text
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(out) == [], check_run_folder(out)  # the report says what its files hold (issue 30)
     diagnostics = json.loads((out / "diagnostics.json").read_text())
     assert not any("w0" in check["reason"] or "w1" in check["reason"] for check in diagnostics["checks"])
     assert (out / "plots" / "held_out_predictions.png").is_file()

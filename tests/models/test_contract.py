@@ -98,6 +98,45 @@ def test_every_family_keeps_the_contract(family):
     assert isinstance(inputs, ModelInputs) and inputs.observed
 
 
+# Where the default suite checks each family's written report with the consistency check
+# (issue 30): the families' own command-line tests, and the tiny fit below for the rest.
+REPORT_CHECKED = {
+    "gmm": "tests/test_consistency.py::test_a_written_run_folder_passes",
+    "bnn": "tests/models/test_bnn_cli.py::test_bnn_fit_reports_held_out_performance_and_predicts",
+    "vae": "tests/models/test_vae_cli.py::test_vae_training_resumes_after_ctrl_c_and_writes_its_report",
+    "pmf": "tests/models/test_pmf_cli.py::test_fit_report_and_predict_with_text_ids",
+    "gan": "tests/models/test_gan.py::test_training_writes_the_report_and_sample_draws_new_points",
+    "ngram": "tests/models/test_lm.py::test_ngram_from_a_text_file_through_the_cli_and_bad_input",
+    "neural_lm": "tests/models/test_lm.py::test_a_network_lm_trains_from_a_text_file_resumes_and_continues_a_prompt",
+    "attention_lm": "tests/models/test_lm.py::test_a_network_lm_trains_from_a_text_file_resumes_and_continues_a_prompt",
+}
+
+
+@pytest.mark.parametrize("family", builtin_model_names())
+def test_every_family_report_says_what_its_files_hold(family, tmp_path):
+    """The consistency check (probgen.report.consistency) over every family's written report in
+    the default suite: where the family's own test writes one it checks it there (REPORT_CHECKED,
+    read to make sure it does); the others fit their tiny case here, in process."""
+    from probgen.cli import main
+    from probgen.report.consistency import check_run_folder
+
+    if family in REPORT_CHECKED:
+        path, name = REPORT_CHECKED[family].split("::")
+        from conftest import REPO
+
+        source = (REPO / path).read_text()
+        body = source.split(f"def {name}(")[1].split("\ndef ")[0]
+        assert "check_run_folder(" in body, f"{REPORT_CHECKED[family]} no longer checks the report"
+        return
+    spec, frame, _ = _tiny_case(family)
+    _, _, _, options, settings = CASES[family]
+    data, column_flags = _data_file(spec, frame, tmp_path)
+    run = tmp_path / "run"
+    status = main(["fit", family, "--data", data, *column_flags, *_flags(options), *_flags(settings), "--holdout", "0.2",
+                   "--seed", str(seeded(0)), "--out", str(run), "--quiet"])
+    assert status in (0, 3) and check_run_folder(run) == [], check_run_folder(run)
+
+
 # In `make test-wheel` (marker `wheel`), which `.ci/run` runs after the default suite: every
 # family's fit, report and new rows, text or predictions, about 5 minutes of the 2 workers'
 # time; each family's own tests fit it in the default suite.

@@ -71,6 +71,9 @@ def test_training_writes_the_report_and_sample_draws_new_points(tmp_path):
     assert "What a GAN cannot report" in text and "Mode coverage" in text
     checks = {c["check"] for c in json.loads((run / "diagnostics.json").read_text())["checks"]}
     assert "two_sample" in checks, checks  # the family's own verdict joined the method's
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(run) == [], check_run_folder(run)  # the report says what its files hold (issue 30)
     assert all((run / "plots" / f"{name}.png").is_file() for name in ("losses", "coverage", "mode_histogram", "samples"))
     drawn = cli_in_process("sample", run, "-n", "7", "--out", tmp_path / "new.csv", "--seed", "1")
     assert drawn.returncode == 0, drawn.stderr

@@ -147,6 +147,9 @@ def test_ngram_from_a_text_file_through_the_cli_and_bad_input(tmp_path):
     assert "r_hat" not in report.split("## Posterior summary")[1].split("##")[0]
     # nor a "LOO, WAIC not computed" bullet it can never have, nor "Units: data units." above bits per character
     assert "## Predictive fit" not in report and "LOO" not in report and "Units: data units" not in report
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(run) == [], check_run_folder(run)  # the report says what its files hold (issue 30)
     sample = _cli("sample", str(run), "-n", "40", "--prompt", "the ", "--temperature", "0.8")
     assert sample.returncode == 0 and sample.stdout.startswith("the ") and len(sample.stdout.rstrip("\n")) == 44
     unseen = _cli("sample", str(run), "-n", "5", "--prompt", "zebra")
@@ -199,6 +202,9 @@ def test_a_network_lm_trains_from_a_text_file_resumes_and_continues_a_prompt(fam
     assert "resumed from the checkpoint at step 40" in resumed.stdout + resumed.stderr
     report = (run / "report.md").read_text()
     assert "Bits per character" in report and "## Predictive fit" not in report  # a trainer never has LOO or WAIC
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(run) == [], check_run_folder(run)  # the report says what its files hold (issue 30)
     continued = _cli("sample", str(run), "--prompt", "the ", "-n", "20", "--seed", str(seeded(7)))
     assert continued.returncode == 0, continued.stderr
     assert continued.stdout.startswith("the ") and len(continued.stdout.rstrip("\n")) == 24, continued.stdout

@@ -41,6 +41,9 @@ def test_fit_report_and_predict_with_text_ids(ratings_csv, tmp_path):
     assert done.returncode == 0, done.stderr
     report = (run / "report.md").read_text()
     assert "## Held-out accuracy and calibration" in report and "## Ranking (held-out)" in report
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(run) == [], check_run_folder(run)  # the report says what its files hold (issue 30)
     metrics = json.loads((run / "metrics.json").read_text())
     held = metrics["recommendation_held_out"]
     assert held["rows"] > 0 and 0 < held["rmse"] < 2 and 0 <= held["coverage_90"] <= 1

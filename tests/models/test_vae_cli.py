@@ -78,6 +78,9 @@ def test_vae_training_resumes_after_ctrl_c_and_writes_its_report(tmp_path, capsy
     text = (out / "report.md").read_text()
     for heading in ("Generative performance", "Latent space", "Anomaly detection", "Generated against held-out data"):
         assert f"## {heading}" in text
+    from probgen.report.consistency import check_run_folder
+
+    assert check_run_folder(out) == [], check_run_folder(out)  # the report says what its files hold (issue 30)
     (out / "report.html").unlink()
     assert cli.main(["report", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["vae"] == metrics  # same seed, same figures

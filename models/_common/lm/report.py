@@ -79,6 +79,9 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
     table = table.drop(columns=["model", "part"])
     metrics["bits_per_char"] = {label: {"value": r["bits_per_char"], "se": r["se"], "perplexity": r["perplexity"]}
                                 for label, r in table.to_dict("index").items()}
+    # a uniform guess over the vocabulary scores log2(V) bits: no model worth reporting is worse
+    metrics["vocabulary_size"] = int(vocabulary.size)
+    metrics["bits_ceiling"] = float(np.log2(vocabulary.size))
     held = [r for r in rows if r["part"] == "held-out documents"]
     headline = held[0] if held else rows[-1]
     text = (f"Held-out cross-entropy {headline['bits_per_char']:.3f} ± {headline['se']:.3f} bits per character "
@@ -199,13 +202,19 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
         model_mi = mutual_information_by_lag(generated, lags, vocabulary.size)
         memory = pd.DataFrame({"lag": lags, "held_out_text_bits": real_mi, "model_text_bits": model_mi}).set_index("lag")
         metrics["mutual_information_by_lag"] = memory.reset_index().to_dict("records")
+        # a lag longer than every document of a text has no pairs to measure: shown as a dash, said below
+        memory = memory[np.isfinite(memory).any(axis=1)]
+        unmeasured = bool(np.isnan(memory.to_numpy(float)).any())
+        memory = memory.astype(object).where(np.isfinite(memory.to_numpy(float)), "—")
         sections.append(Section(
             "How far the memory reaches: I(X_t; X_t-k)",
             f"Mutual information between a character and the one k steps back, within documents, in held-out text and "
             f"in {len(generated)} documents the model wrote at T = 1 (plug-in estimates less their bias, measured by "
             f"shuffling one side; about 0 means "
             f"no dependence). The model's context is {context} character(s): beyond it the model's text can only "
-            "keep dependence that runs through the characters between.", memory))
+            "keep dependence that runs through the characters between."
+            + (" A dash: no document of that text is longer than the lag, so there is nothing to measure."
+               if unmeasured else ""), memory))
         figure, axis = plt.subplots(figsize=(5.5, 3.5))
         axis.plot(lags, real_mi, "o-", label="held-out text")
         axis.plot(lags, model_mi, "s--", label="model's text (T = 1)")
