@@ -36,7 +36,7 @@ from probgen.models._common.tabular import (
     _value_columns, check_values, data_options, parse_hidden, parse_image_shape, preprocess, to_data_units,
 )
 from probgen.infer.amortized import Objective
-from probgen.spec import Bound, ModelInputs, ModelSpec, Option
+from probgen.spec import Bound, Headline, ModelInputs, ModelSpec, Option
 
 CONDITIONALS = ("bernoulli", "gaussian", "mog")
 ORDERS = ("natural", "random")
@@ -278,8 +278,8 @@ SPEC = ModelSpec(
         *data_options("column holding each row's label (not modelled)"),
     ),
     report=report,
-    parts=(Objective(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),),
-    headline=(Bound("made/generated_vs_held_out/tests/*/p_value", 0, 1),),
+    parts=(Objective(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),
+           Headline(Bound("made/generated_vs_held_out/tests/*/p_value", 0, 1))),
     description="autoregressive density (MADE): masked network, exact log-likelihood, minibatch training "
                 "(--method svi), samples drawn value by value",
 )

@@ -191,7 +191,7 @@ def report(idata, config):
 
 def _spec():
     from probgen.infer.exact import ConjugateUpdate
-    from probgen.spec import Bound, HeldOut, ModelSpec, Option, TextGenerator
+    from probgen.spec import Bound, Headline, HeldOut, ModelSpec, Option, TextGenerator
 
     return ModelSpec(
         name="ngram",
@@ -203,10 +203,10 @@ def _spec():
             *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
-        parts=(ConjugateUpdate(fit=conjugate_fit, evaluate=conjugate_evaluate), TextGenerator(generate_text)),
+        parts=(ConjugateUpdate(fit=conjugate_fit, evaluate=conjugate_evaluate), TextGenerator(generate_text),
+               Headline(Bound("language_model/bits_per_char/*/value", 0, "language_model/bits_ceiling", stated=True))),
         report=report,
         data_kind="text",
-        headline=(Bound("language_model/bits_per_char/*/value", 0, "language_model/bits_ceiling", stated=True),),
         description="character n-gram language model, hierarchical Dirichlet prior, exact posterior (--method exact), "
                     "with interpolated Kneser-Ney as the reference; text corpora or .txt files",
     )

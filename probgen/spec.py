@@ -50,6 +50,19 @@ class Bound:
     stated: bool = False
 
 
+class Headline:
+    """A family's headline figures, `Headline(Bound(...), ...)`: a part of its spec (`parts`),
+    read back as `ModelSpec.headline`."""
+
+    def __init__(self, *bounds: Bound):
+        if not all(isinstance(bound, Bound) for bound in bounds):
+            raise TypeError("Headline takes Bound(path, low, high, stated) arguments")
+        self.bounds = tuple(bounds)
+
+    def __repr__(self) -> str:
+        return f"Headline{self.bounds!r}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """A model option, exposed as `--<name>` on the CLI (underscores become dashes).
@@ -218,6 +231,10 @@ class ModelSpec:
                  identified across chains (a BNN's weights);
                - `Predictor` (`predict`): (idata, options, frame, rng_key) -> DataFrame: the
                  posterior predictive at new inputs (`probgen predict`);
+               - `Headline` (`headline`): the `Bound`s of the family's headline figures in
+                 metrics.json (held-out bits per character within [0, log2 of the vocabulary],
+                 a coverage within [0, 1]); `probgen.report.consistency` enforces them, and
+                 that the report states each one marked `stated`;
                - `TextGenerator` (`generate_text`): a `Generate`, (idata, config, rng_key,
                  num_symbols, prompt=, temperature=) -> str (`probgen sample --prompt`).
                And what a method that needs more than the model asks for (`Method.needs`):
@@ -231,10 +248,6 @@ class ModelSpec:
                user_column, item_column, rating_column, time_column, duplicates, max_users,
                min_item_ratings).
     description: one line for `probgen models`.
-    headline:  `Bound`s: the plausible range of the family's headline figures in metrics.json
-               (held-out bits per character within [0, log2 of the vocabulary], a coverage
-               within [0, 1]); `probgen.report.consistency` enforces them, and that the report
-               states each one marked `stated`.
     """
 
     name: str
@@ -249,7 +262,6 @@ class ModelSpec:
     parts: tuple = ()
     data_kind: str = "table"
     description: str = ""
-    headline: tuple = ()
 
     def __post_init__(self):
         if self.prepare is None:
@@ -271,6 +283,12 @@ class ModelSpec:
     def part(self, kind: type):
         """The part of type `kind` this spec provides (`parts`), or None."""
         return next((part for part in self.parts if isinstance(part, kind)), None)
+
+    @property
+    def headline(self) -> tuple:
+        """The `Bound`s of the family's `Headline` part (empty without one)."""
+        part = self.part(Headline)
+        return () if part is None else part.bounds
 
     def _hook(self, kind: type):
         part = self.part(kind)

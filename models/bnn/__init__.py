@@ -31,7 +31,7 @@ scaling), `evaluation` (posterior predictive, calibration, held-out scores), `re
 
 from __future__ import annotations
 
-from probgen.spec import Bound, DerivedGroups, HeldOut, JudgedOn, ModelSpec, Option, Predictor
+from probgen.spec import Bound, Headline, DerivedGroups, HeldOut, JudgedOn, ModelSpec, Option, Predictor
 
 from probgen.models.bnn.data import (  # noqa: F401
     _check_target, _inputs, _model_kwargs, _target_column, held_out, parse_hidden, prepare, scaling,
@@ -72,9 +72,10 @@ SPEC = ModelSpec(
     ),
     summary_vars=("sigma", "tau0", "tau1", "tau2", "tau3"),
     report=report,
-    parts=(JudgedOn(convergence_on), DerivedGroups(derived), Predictor(predict_table)),
-    headline=(Bound("bnn_held_out/coverage_50", 0, 1, stated=True), Bound("bnn_held_out/coverage_90", 0, 1, stated=True),
-              Bound("bnn_held_out/rmse", 0, None, stated=True)),
+    parts=(JudgedOn(convergence_on), DerivedGroups(derived), Predictor(predict_table),
+           Headline(Bound("bnn_held_out/coverage_50", 0, 1, stated=True),
+                    Bound("bnn_held_out/coverage_90", 0, 1, stated=True),
+                    Bound("bnn_held_out/rmse", 0, None, stated=True))),
     description="Bayesian neural network: MLP with Normal weight priors (fixed or hierarchical), regression "
                 "(Gaussian, Student-t) or classification (Bernoulli, categorical)",
 )

@@ -28,7 +28,7 @@ from probgen.errors import ModelError
 from probgen.models.gan.evaluation import diagnose, modes_from
 from probgen.models.gan.parts import Architecture, generate as _generate, train
 from probgen.infer.adversarial import Game
-from probgen.spec import Bound, ModelInputs, ModelSpec, Option
+from probgen.spec import Bound, Headline, ModelInputs, ModelSpec, Option
 
 
 def gan_model(x=None, *, num_points: int, num_dims: int, latent_dim: int, hidden: tuple, discriminator_hidden: tuple,
@@ -152,9 +152,9 @@ SPEC = ModelSpec(
                                        "when the number of values is a square)"),
     ),
     report=report,
-    parts=(Game(fit=fit, generate=generate),),
-    headline=(Bound("gan/coverage/modes_hit", 0, "gan/training/num_modes", stated=True),
-              Bound("gan/coverage/high_quality", 0, 1)),
+    parts=(Game(fit=fit, generate=generate),
+           Headline(Bound("gan/coverage/modes_hit", 0, "gan/training/num_modes", stated=True),
+                    Bound("gan/coverage/high_quality", 0, 1))),
     description="generative adversarial network (Flax, optax): no likelihood; sample quality, mode coverage, "
                 "collapse and oscillation diagnosed (--method adversarial)",
 )

@@ -37,7 +37,8 @@ table, the NumPyro model, priors, simulation), `data` (table -> inputs, held-out
 
 from __future__ import annotations
 
-from probgen.spec import Bound, DerivedGroups, FamilyPlots, HeldOut, ModelSpec, Option, OriginalUnits, Relabel, Simulator
+from probgen.spec import (Bound, Headline, DerivedGroups, FamilyPlots, HeldOut, ModelSpec, Option,
+                          OriginalUnits, Relabel, Simulator)
 
 from probgen.models.hmm.data import _rows, held_out, prepare, split_sequences, time_order  # noqa: F401
 from probgen.models.hmm.evaluation import describe_regimes  # noqa: F401
@@ -76,8 +77,8 @@ SPEC = ModelSpec(
     held_out=HeldOut(inputs=held_out, sequence=time_order),
     report=report,
     parts=(Relabel(postprocess), Simulator(simulate), OriginalUnits(to_original_units), FamilyPlots(plots),
-           DerivedGroups(decode)),
-    headline=(Bound("states/*/share_of_time", 0, 1), Bound("regimes/switches/*/probability", 0, 1)),
+           DerivedGroups(decode),
+           Headline(Bound("states/*/share_of_time", 0, 1), Bound("regimes/switches/*/probability", 0, 1))),
     description="Bayesian hidden Markov model, K states (forward algorithm), Gaussian/Poisson/categorical emissions, "
                 "several sequences, decoding",
 )

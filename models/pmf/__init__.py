@@ -26,7 +26,7 @@ from probgen.models.pmf import report as _report
 from probgen.models.pmf import parts as _parts
 from probgen.models.pmf.model import OPTIONS, held_out_inputs, pmf_guide, pmf_model, prepare, time_sequence
 from probgen.infer.amortized import Objective
-from probgen.spec import Bound, DerivedGroups, HeldOut, JudgedOn, ModelSpec, Predictor
+from probgen.spec import Bound, Headline, DerivedGroups, HeldOut, JudgedOn, ModelSpec, Predictor
 
 SPEC = ModelSpec(
     name="pmf",
@@ -39,11 +39,11 @@ SPEC = ModelSpec(
     report=_report.report,
     parts=(DerivedGroups(_parts.derived), JudgedOn(_report.convergence_on), Predictor(_report.predict),
            Objective(elbo=_parts.validation_score, evaluate=_parts.evaluate, stream=("user", "item", "rating"),
-                     only=False)),
+                     only=False),
+           Headline(Bound("recommendation_held_out/coverage_50", 0, 1, stated=True),
+                    Bound("recommendation_held_out/coverage_90", 0, 1, stated=True),
+                    Bound("recommendation_held_out/rmse", 0, None, stated=True), Bound("ranking/ndcg_at_10", 0, 1))),
     data_kind="ratings",
-    headline=(Bound("recommendation_held_out/coverage_50", 0, 1, stated=True),
-              Bound("recommendation_held_out/coverage_90", 0, 1, stated=True),
-              Bound("recommendation_held_out/rmse", 0, None, stated=True), Bound("ranking/ndcg_at_10", 0, 1)),
     description="Bayesian matrix factorisation for recommendation: (user, item, rating) rows, minibatch SVI over all "
                 "ratings (default), NUTS on a subset, MAP; calibrated intervals, top-N, `probgen predict` for pairs",
 )

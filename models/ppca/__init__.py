@@ -43,7 +43,7 @@ from probgen.models.ppca.model import (  # noqa: F401
     maximum_likelihood, ppca)
 from probgen.models.ppca.parts import convergence_on, derived, init, postprocess
 from probgen.models.ppca.report import plots, report
-from probgen.spec import Bound, DerivedGroups, FamilyPlots, JudgedOn, ModelSpec, Option, Relabel
+from probgen.spec import Bound, Headline, DerivedGroups, FamilyPlots, JudgedOn, ModelSpec, Option, Relabel
 
 
 SPEC = ModelSpec(
@@ -60,8 +60,8 @@ SPEC = ModelSpec(
     ),
     init=init,
     report=report,
-    parts=(Relabel(postprocess), JudgedOn(convergence_on), DerivedGroups(derived), FamilyPlots(plots)),
+    parts=(Relabel(postprocess), JudgedOn(convergence_on), DerivedGroups(derived), FamilyPlots(plots),
+           Headline(Bound("retained_dimensions", 0, "latent_dim_allowed", stated=True))),
     summary_vars=("factor_variance", "sigma", "psi", "mu"),
-    headline=(Bound("retained_dimensions", 0, "latent_dim_allowed", stated=True),),
     description="probabilistic PCA / factor analysis: x = mu + W z + noise, z summed out, ARD picks the dimensions",
 )

@@ -44,7 +44,7 @@ from probgen.models.vae.parts import _elbo, evaluate, generate  # noqa: F401
 
 def _spec():
     from probgen.infer.amortized import Objective
-    from probgen.spec import Bound, ModelSpec, Option
+    from probgen.spec import Bound, Headline, ModelSpec, Option
 
     return ModelSpec(
         name="vae",
@@ -61,9 +61,9 @@ def _spec():
             Option("iwae_samples", int, 1000, "importance samples K of the held-out log-likelihood bound"),
         ),
         report=report,
-        parts=(Objective(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),),
-        headline=(Bound("vae/latent/active_units", 0, "vae/latent/latent_dim", stated=True),
-                  Bound("vae/latent/mutual_information_nats", 0, "vae/latent/mutual_information_upper_limit_log_n")),
+        parts=(Objective(elbo=_elbo, evaluate=evaluate, preprocess=preprocess, generate=generate),
+               Headline(Bound("vae/latent/active_units", 0, "vae/latent/latent_dim", stated=True),
+                        Bound("vae/latent/mutual_information_nats", 0, "vae/latent/mutual_information_upper_limit_log_n"))),
         description="variational autoencoder: MLP decoder p(x | z), amortised encoder q(z | x), minibatch SVI "
                     "(--method svi) with early stopping, checkpoints and --resume",
     )

@@ -226,7 +226,7 @@ def report(idata, config):
 def spec(name: str, kind: str, context: int, block: int, hidden: int, description: str):
     """The ModelSpec of a neural language model of `kind` ("bengio" or "attention")."""
     from probgen.infer.amortized import Objective
-    from probgen.spec import Bound, HeldOut, ModelSpec, Option, TextGenerator
+    from probgen.spec import Bound, Headline, HeldOut, ModelSpec, Option, TextGenerator
 
     return ModelSpec(
         name=name,
@@ -249,9 +249,9 @@ def spec(name: str, kind: str, context: int, block: int, hidden: int, descriptio
             *text_options(),
         ),
         held_out=HeldOut(inputs=held_out_inputs),
-        parts=(Objective(elbo=elbo, evaluate=evaluate), TextGenerator(generate_text)),
+        parts=(Objective(elbo=elbo, evaluate=evaluate), TextGenerator(generate_text),
+               Headline(Bound("language_model/bits_per_char/*/value", 0, "language_model/bits_ceiling", stated=True))),
         report=report,
         data_kind="text",
-        headline=(Bound("language_model/bits_per_char/*/value", 0, "language_model/bits_ceiling", stated=True),),
         description=description,
     )
