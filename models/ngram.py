@@ -98,16 +98,19 @@ def _part_scores(posterior, part_inputs):
     return bits, kn_bits, symbols_per_document, codes, owner[targets]
 
 
-def conjugate_evaluate(posterior, inputs, options, settings, rng_key) -> dict:
+def conjugate_evaluate(posterior, inputs, options, settings, rng_key, progress=None) -> dict:
     """Groups: each part's scores; the posterior predictive's held-out bits per character (the
     `posterior`: one exact value); the held-out score of each exact posterior draw
     (`held_out_score_draws`) and per-character intervals (`held_out_tokens`); and the model
-    itself (counts, concentrations, discounts, vocabulary)."""
+    itself (counts, concentrations, discounts, vocabulary). `progress(part)` is called before
+    each part is scored (the progress bar)."""
     import xarray as xr
 
     counts = posterior["counts"]
     groups = {}
     for part, part_inputs in inputs.items():
+        if progress is not None:
+            progress(part)
         bits, kn_bits, symbols, codes, owner = _part_scores(posterior, part_inputs)
         groups[f"{part}_scores"] = xr.Dataset(
             {"bits": (("document", "order"), bits), "kneser_ney_bits": (("document", "order"), kn_bits),

@@ -313,6 +313,15 @@ def test_divergences_print_the_command_that_reruns_with_a_higher_target_accept(t
     divergences = next(c for c in verdicts["checks"] if c["check"] == "divergences")
     if divergences["status"] == "fail":  # the centred funnel at target 0.6 diverges under almost every seed
         assert "--target-accept 0.95" in out and "--target-accept 0.6" not in out and "--overwrite" in out
+        # the hint is a command that runs as printed (issue 30): the same fit at the higher target
+        import shlex
+
+        command = shlex.split(next(line for line in out.splitlines() if line.strip().startswith("probgen fit")))
+        assert command[:2] == ["probgen", "fit"], command
+        status = main(command[1:])
+        capsys.readouterr()
+        assert status in (0, 3)
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["target_accept"] == 0.95
 
 
 def test_the_python_api_takes_a_plain_function_and_a_dict_and_matches_the_conjugate_posterior():

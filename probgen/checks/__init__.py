@@ -152,6 +152,7 @@ def rows_view(idata, group: str = "posterior_predictive") -> az.InferenceData:
     features = {name: idata.observed_data[name]["feature"].values for name in dims}
     coords = {"feature": next(iter(features.values()))} if len(features) == 1 else {}
     with warnings.catch_warnings():
+        # ArviZ warns about the dims it names itself (row); they are only the check's layout
         warnings.simplefilter("ignore", UserWarning)
         return az.from_dict(observed_data=observed, **{group: predicted}, dims=dims, coords=coords)
 

@@ -308,6 +308,7 @@ def check_pareto_k(idata) -> Verdict:
                        "importance weights not computed for this guide; the VI fit is not checked against the exact posterior")
     log_weights = idata.sample_stats["log_importance_weight"].values.reshape(-1)
     with warnings.catch_warnings():
+        # ArviZ warns when k is large; the verdict below states k and what it means
         warnings.simplefilter("ignore")
         _, khat = az.psislw(log_weights)
     return pareto_k_verdict(float(khat))

@@ -94,6 +94,7 @@ def predictive_metrics(idata: az.InferenceData, reason: str | None = None) -> di
         metrics["loo"] = {"available": False, "reason": "one observation: leaving it out leaves nothing to fit"}
         return metrics
     with warnings.catch_warnings():
+        # ArviZ warns of Pareto k > 0.7 and of WAIC's variance; both are reported point by point below
         warnings.simplefilter("ignore")
         loo = az.loo(idata, var_name=var_name, pointwise=True)
         waic = az.waic(idata, var_name=var_name)
@@ -125,6 +126,7 @@ def compare(
     runner-up exceeds twice the standard error of the difference.
     """
     with warnings.catch_warnings():
+        # the Pareto k warnings of each fit: the comparison's report lists them per run (pareto_lines)
         warnings.simplefilter("ignore")
         fits = {name: without_padding(fit) for name, fit in fits.items()}
         table = az.compare(dict(fits), ic="loo", scale=scale)
@@ -139,7 +141,7 @@ def compare(
         reading = (f"The fits of {', '.join(failed)} failed their convergence checks, so their LOO figures are not "
                    f"usable and they are left out of the choice. Among {', '.join(usable)}: ")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # as above: Pareto k is reported per run
             ranked = az.compare({name: fits[name] for name in usable}, ic="loo", scale=scale)
     else:
         ranked = table
@@ -177,7 +179,7 @@ def choose_simplest(fits: Mapping[str, az.InferenceData], order: Sequence[str],
     if len(usable) == 1:
         return usable[0], f"{usable[0]} is the only candidate whose fit passed its convergence checks"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # Pareto k: each candidate's own report states it
         table = az.compare({name: without_padding(fits[name]) for name in usable}, ic="loo")
     best = table.index[0]
     for name in usable:

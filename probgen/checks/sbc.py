@@ -364,6 +364,7 @@ def figures(result: SBCResult) -> dict[str, bytes]:
     for axis, column in zip(axes, columns):
         scaled = (result.ranks[column].dropna().to_numpy() + 0.5) / (L + 1)
         with warnings.catch_warnings():
+            # ArviZ's deprecation notices about plot_ecdf's arguments: the plot is the same; nothing for a user to do
             warnings.simplefilter("ignore")
             az.plot_ecdf(scaled, cdf=uniform.cdf, difference=True, confidence_bands=True, ci_prob=0.95,
                          rvs=uniform.rvs, random_state=0, ax=axis)

@@ -2,7 +2,8 @@
 KL annealing, a held-out ELBO watched for early stopping, and checkpoints that a later run
 resumes from.
 
-Training runs in compiled chunks of `eval_every` steps (one `lax.scan` each). After each chunk
+Training runs in chunks of `eval_every` steps (compiled `lax.scan`s of up to `PIECE_STEPS` steps,
+so the progress bar moves at least that often). After each chunk
 the held-out ELBO per example is computed (the same draws from q every time, so successive
 values compare the parameters, not the noise), the progress bar shows step, training ELBO and
 held-out ELBO, and the parameters with the best held-out ELBO so far are kept. Training stops
@@ -274,6 +275,16 @@ def load_checkpoint(folder) -> dict:
     return checkpoint
 
 
+PIECE_STEPS = 25  # the most steps per compiled call: the progress bar moves at least this often
+
+
+def progress_piece(chunk: int) -> int:
+    """The steps per compiled call: the largest divisor of `chunk` (the steps between held-out
+    evaluations) up to PIECE_STEPS, so that the bar moves every second or so even for a network
+    that takes 15 steps a second; the state is threaded through, so the draws do not depend on it."""
+    return max(d for d in range(1, min(chunk, PIECE_STEPS) + 1) if chunk % d == 0)
+
+
 def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x_train, x_heldout, settings: dict,
           rng_key, evaluate: Callable, *, progress: bool = True, checkpoint_dir=None, resume: dict | None = None,
           stop_after: int | None = None) -> TrainResult:
@@ -291,6 +302,7 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
             raise InferenceError(f"{name} must be >= 1, got {settings[name]}")
     streaming = isinstance(x_train, Stream)
     chunk, max_steps, warmup = int(settings["eval_every"]), int(settings["steps"]), int(settings["kl_warmup"])
+    piece = progress_piece(chunk)
     checkpoint_chunks = max(1, math.ceil(int(settings["checkpoint_every"]) / chunk))
     svi = SVI(model, guide, optim.optax_to_numpyro(optax.adam(learning_rate_schedule(settings))), Trace_ELBO())
     init_key, eval_key = jax.random.split(rng_key)
@@ -306,7 +318,7 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
                 step, batch = step_and_batch
                 return svi.update(state, **batch, **model_kwargs(num_train, batch_size, _kl_weight(step, warmup)))
 
-            return jax.lax.scan(body, state, (first_step + jnp.arange(chunk), batches))
+            return jax.lax.scan(body, state, (first_step + jnp.arange(piece), batches))
     else:
         x_train, x_heldout = jnp.asarray(x_train), jnp.asarray(x_heldout)
         num_train = x_train.shape[0]
@@ -321,7 +333,7 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
                 state, loss = svi.update(state, x_train, **kwargs)
                 return state, loss
 
-            return jax.lax.scan(body, state, first_step + jnp.arange(chunk))
+            return jax.lax.scan(body, state, first_step + jnp.arange(piece))
 
     score_heldout = jax.jit(lambda params: evaluate(params, x_heldout, eval_key).mean())
 
@@ -345,10 +357,15 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
         batches = x_train.chunk(step, chunk) if streaming else None
         while step < max_steps and not stopped_early:
             started = time.perf_counter()
-            state, losses = run_chunk(state, jnp.asarray(step), batches)
-            if streaming:  # gather the next chunk's rows on the host while the device trains on these
+            pieces = []
+            for offset in range(0, chunk, piece):  # the bar moves every piece of steps, not every chunk
+                part = None if batches is None else jax.tree.map(lambda b: b[offset:offset + piece], batches)
+                state, losses = run_chunk(state, jnp.asarray(step + offset), part)
+                pieces.append(np.asarray(losses))
+                bar.update(piece)
+            if streaming:  # the next chunk's rows
                 batches = x_train.chunk(step + chunk, chunk)
-            losses = np.asarray(losses)
+            losses = np.concatenate(pieces)
             if not np.all(np.isfinite(losses)):
                 bad = step + int(np.flatnonzero(~np.isfinite(losses))[0])
                 raise InferenceError(f"the loss became {losses[~np.isfinite(losses)][0]} at step {bad}; try a smaller "
@@ -369,7 +386,6 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
             else:
                 stale += 1
             stopped_early = stale >= int(settings["patience"])
-            bar.update(chunk)
             bar.set_postfix(elbo=f"{train_elbo:.3f}", heldout=f"{heldout:.3f}", best=f"{best[0]:.3f}")
             at_end = step >= max_steps or stopped_early or (stop_after is not None and step >= stop_after)
             if checkpoint_dir is not None and (chunks_done % checkpoint_chunks == 0 or at_end):
@@ -482,7 +498,7 @@ def train_amortized(problem, settings: dict):
     parameters = params_to_dataset(trained.params)
     if posterior:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", UserWarning)  # ArviZ naming dims it invents: the family's own dims follow
             posterior = az.from_dict(posterior=posterior, coords=dict(train_inputs.coords),
                                      dims=dict(train_inputs.dims)).posterior
     else:  # no latent variables (MADE): the point estimate is the posterior, one draw

@@ -13,6 +13,7 @@ returns the groups of the InferenceData, among them exact posterior draws of wha
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable
 
 from probgen.checks import diagnostics
@@ -33,7 +34,8 @@ class ConjugateUpdate:
               xarray.Dataset}: scores of every part (parts: "training", "validation",
               "held_out"), exact posterior draws of what the report shows, and the posterior
               itself as groups, so that a run folder holds everything `probgen report` and
-              `probgen sample` need.
+              `probgen sample` need. It may take a keyword `progress`: a callable it calls with
+              each part's name before scoring it, which moves the progress bar.
     """
 
     fit: Callable
@@ -54,14 +56,29 @@ def fit_exact(problem, settings: dict):
 
     spec = problem.spec
     update = spec.part(ConjugateUpdate)
-    with tqdm(total=2, desc="exact posterior", unit="step", disable=not problem.progress,
-              bar_format="{desc}: {n_fmt}/{total_fmt}{postfix} [{elapsed}]") as bar:
+    parts = list(problem.parts)
+    takes_progress = "progress" in inspect.signature(update.evaluate).parameters
+    with tqdm(total=1 + (len(parts) if takes_progress else 1), desc="exact posterior", unit="step",
+              disable=not problem.progress, bar_format="{desc}: {n_fmt}/{total_fmt}{postfix} [{elapsed}]") as bar:
         bar.set_postfix_str("counting and choosing the prior (fit)")
         bar.refresh()  # shown at once: counting a large text takes seconds
         posterior = update.fit(problem.inputs, problem.options, settings)
         bar.update()
-        bar.set_postfix_str(f"scoring {', '.join(problem.parts)} and drawing {settings['draws']} exact draws")
-        groups = update.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root)
+        scored = []
+
+        def scoring(part: str):
+            if scored:
+                bar.update()
+            scored.append(part)
+            bar.set_postfix_str(f"scoring {part}" + (f" and drawing {settings['draws']} exact draws"
+                                                     if part == "held_out" else ""))
+
+        if takes_progress:
+            groups = update.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root,
+                                     progress=scoring)
+        else:
+            bar.set_postfix_str(f"scoring {', '.join(parts)} and drawing {settings['draws']} exact draws")
+            groups = update.evaluate(posterior, problem.parts, problem.options, settings, problem.keys.root)
         bar.update()
         bar.set_postfix_str("done")
     if "posterior" not in groups:

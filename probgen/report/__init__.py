@@ -67,6 +67,8 @@ def summary_table(idata, spec: ModelSpec | None, config: dict, chains: bool = Tr
             units = "standardised units (the model cannot convert back)"
     draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     with warnings.catch_warnings(), diagnostics.one_chain_is_fine():
+        # ArviZ's RuntimeWarnings on constant elements (their ESS and R-hat are NaN, shown as such
+        # with the verdicts judging only varying elements) and its one-chain notice (said in words)
         warnings.simplefilter("ignore")
         if draws == 1:
             table = az.summary(posterior, var_names=var_names, kind="stats", stat_focus="mean")[["mean"]]
@@ -152,6 +154,8 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str])
     for name, make in makers.items():
         try:
             with warnings.catch_warnings():
+                # matplotlib and ArviZ plotting notices (deprecated arguments, tight_layout, too few
+                # draws for a KDE); a plot that fails is named in the report instead
                 warnings.simplefilter("ignore")
                 result = make()
         except Exception as exc:  # a plot must not take the report down; say what broke
@@ -163,7 +167,7 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str])
             if not hasattr(figure, "savefig"):  # ArviZ returns its axes: lay out the grid so that a row's
                 figure = np.asarray(figure).ravel()[0].get_figure()  # x labels clear the titles below
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                    warnings.simplefilter("ignore")  # "tight_layout not applied": the figure is kept as it is
                     figure.tight_layout(h_pad=1.5)
             pngs[figure_name] = figure_png(figure)
         plt.close("all")
@@ -428,7 +432,7 @@ def save_draws(fit, out, overwrite: bool, error: str, keep_files: Sequence[str] 
     def fill(folder: Path) -> None:
         _carry(Path(out), folder, keep_files, extra_json)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # xarray's notices on encoding attributes: the file round-trips (tests)
             fit.idata.to_netcdf(str(folder / "posterior.nc"))
         write_json(folder / "config.json", config)
         lines = [f"- {failure['step']}: {failure['error']}" for failure in config["failed_steps"]]
@@ -466,7 +470,7 @@ def save_run(fit, report: Report, out, overwrite: bool = False, extra_config: Ma
 
     def fill(folder: Path) -> None:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # xarray's notices on encoding attributes: the file round-trips (tests)
             fit.idata.to_netcdf(str(folder / "posterior.nc"))
         _write_report_files(folder, report)
         _carry(out, folder, keep_files, extra_json)

@@ -144,7 +144,7 @@ def load_run(run_dir) -> tuple[az.InferenceData, dict]:
     except json.JSONDecodeError as exc:
         raise RunFolderError(f"{run_dir / 'config.json'} is not valid JSON: {exc}") from None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # xarray's decoding notices: the groups are read back as written (tests)
         idata = az.from_netcdf(str(run_dir / "posterior.nc"))
         idata.load()
     return idata, config
