@@ -1,5 +1,11 @@
 """probgen: generative models as NumPyro programs; fit them, check them, report on them."""
 
+import warnings
+
+# ArviZ 0.23 announces its 1.x refactor with a FutureWarning at import; probgen pins arviz<1
+# (pyproject.toml), so the notice asks nothing of a probgen user and is not shown to them
+warnings.filterwarnings("ignore", message="\nArviZ is undergoing a major refactor", category=FutureWarning)
+
 from probgen.errors import DataError, InferenceError, ModelError, ProbgenError, RunFolderError
 from probgen.spec import ModelInputs, ModelSpec, Option, load_spec
 
