@@ -130,3 +130,20 @@ def two_sample_verdict(tests: list[dict]):
     return Verdict("two_sample", "warn", float(adjusted[smallest]), threshold,
                    f"the {' and '.join(rejected)} test{'s' if len(rejected) > 1 else ''} tell generated rows from "
                    f"held-out ones (adjusted {named}): the generator's rows differ from the data's")
+
+
+QUALITY_WARN = 0.8  # share of generated rows near a mode below which the verdict warns (a faithful generator: 0.997)
+QUALITY_FAIL = 0.5  # ... and fails: half the rows fall between the data's modes
+
+
+def sample_quality_verdict(quality: float):
+    """The final generator judged by the share of its rows near a mode (`mode_coverage`'s
+    high_quality, on the rows the report shows): a generator that matches the data puts 99.73%
+    there; below `QUALITY_WARN` it warns, below `QUALITY_FAIL` it fails."""
+    from probgen.checks.diagnostics import Verdict
+
+    status = "pass" if quality >= QUALITY_WARN else "warn" if quality >= QUALITY_FAIL else "fail"
+    return Verdict("sample_quality", status, float(quality), f">= {QUALITY_WARN:.0%} of generated rows near a mode",
+                   f"{quality:.1%} of the final generator's rows lie near a mode (within the region holding 99.73% of "
+                   "the mode's own rows)" + ("" if status == "pass" else
+                                            "; the rest fall between modes, where the data have none"))

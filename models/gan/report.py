@@ -10,7 +10,7 @@ import pandas as pd
 
 from probgen.hooks import ReportPart, Section
 from probgen.models._common.generative import compare_samples, samples_figure
-from probgen.models.gan.evaluation import Modes, mode_coverage, two_sample_verdict
+from probgen.models.gan.evaluation import Modes, mode_coverage, sample_quality_verdict, two_sample_verdict
 
 
 def run_modes(idata) -> Modes:
@@ -85,7 +85,8 @@ def report(idata, config: dict) -> ReportPart:
     summary = table.copy()
     return ReportPart(tuple(sections), metrics, figures, summary=summary, summary_title="Mode coverage",
                       summary_units="modes hit of " + str(modes.count) + "; shares of rows; KL in nats",
-                      verdicts=(two_sample_verdict(compared["tests"]),))
+                      verdicts=(sample_quality_verdict(coverage["high_quality"]),
+                                two_sample_verdict(compared["tests"])))
 
 
 def _figures(idata, generated, held, options) -> dict:

@@ -104,11 +104,15 @@ def test_the_verdict_judges_missed_modes_and_sample_quality(hit, quality, expect
     evaluations = 8
     histograms = np.tile(np.r_[np.full(hit, 1.0 / hit), np.zeros(8 - hit)], (evaluations, 1))
     attrs = {k: (int(v) if isinstance(v, bool) else v) for k, v in diagnose([hit] * evaluations, histograms, 8).items()}
-    history = xr.Dataset({"modes_hit": ("evaluation", [hit] * evaluations),
-                          "high_quality": ("evaluation", [quality] * evaluations)}, attrs=attrs)
+    history = xr.Dataset({"modes_hit": ("evaluation", [hit] * evaluations)}, attrs=attrs)
     idata = az.InferenceData(posterior=xr.Dataset({"g": (("chain", "draw"), [[0.0]])}), adversarial_training=history)
     method = methods.get("adversarial")
     assessment = diagnostics.assess(idata, method, method.defaults(), None, {"method": "adversarial"})
+    # the share near a mode is judged on the final generator's rows, the ones the report shows
+    # (it was the median over the last quarter of training: 86% passed beside a table of 78.6%)
+    from probgen.models.gan.evaluation import sample_quality_verdict
+
+    assessment = diagnostics.with_verdicts(assessment, (sample_quality_verdict(quality),))
     status = {v.check: v.status for v in assessment.verdicts}
     assert (status["modes_covered"], status["sample_quality"], assessment.overall) == expected, assessment
 
