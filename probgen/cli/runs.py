@@ -50,7 +50,7 @@ def _report_stored(run_dir, saved: dict) -> int:
     if incomplete:
         config["incomplete"] = {"draws": progress["draws"], "of": progress["of"], "chunks": progress["chunks"]}
     built = report.build_report(fit.idata, config, fit.spec)
-    _write_report_files(Path(run_dir), built)
+    _write_report_files(Path(run_dir), built, Path(run_dir))
     heading = f"INCOMPLETE ({progress['draws']} of {progress['of']} draws per chain) " if incomplete else ""
     print(f"{heading}{built.assessment.overall.upper()}: {built.assessment.summary}")
     print(f"report: {Path(run_dir) / 'report.html'}")

@@ -472,7 +472,7 @@ def save_run(fit, report: Report, out, overwrite: bool = False, extra_config: Ma
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # xarray's notices on encoding attributes: the file round-trips (tests)
             fit.idata.to_netcdf(str(folder / "posterior.nc"))
-        _write_report_files(folder, report)
+        _write_report_files(folder, report, out)
         _carry(out, folder, keep_files, extra_json)
 
     return atomic_folder(out, fill, overwrite)
@@ -510,6 +510,6 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
                 shutil.copy2(run_dir / name, folder / name)
         if (run_dir / "chains").is_dir():  # an optimiser's saved state (SVI, MAP), for --resume
             shutil.copytree(run_dir / "chains", folder / "chains")
-        _write_report_files(folder, report)
+        _write_report_files(folder, report, run_dir)
 
     return atomic_folder(run_dir, fill, overwrite=True)

@@ -53,7 +53,26 @@ def write_json(path: Path, content) -> None:
     path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
 
 
-def _write_report_files(folder: Path, report) -> None:
+def naming_the_folder(report, run_dir):
+    """`report` with the RUN_DIR of its verdicts' hints (`probgen fit --resume RUN_DIR --steps
+    N`) replaced by the folder it is written to, so that the hint in report.md, report.html and
+    diagnostics.json runs as printed, as the terminal's does."""
+    import dataclasses
+    import shlex
+
+    if run_dir is None:
+        return report
+    folder = shlex.quote(str(run_dir))
+    assessment = report.assessment
+    named = dataclasses.replace(
+        assessment, summary=assessment.summary.replace("RUN_DIR", folder),
+        verdicts=tuple(dataclasses.replace(v, reason=v.reason.replace("RUN_DIR", folder)) for v in assessment.verdicts))
+    return dataclasses.replace(report, assessment=named)
+
+
+def _write_report_files(folder: Path, report, run_dir=None) -> None:
+    """The report's files in `folder` (a temporary folder that becomes `run_dir`)."""
+    report = naming_the_folder(report, run_dir)
     write_json(folder / "config.json", report.config)
     report.summary.to_csv(folder / "summary.csv")
     write_json(folder / "diagnostics.json", report.assessment.as_dict())

@@ -202,6 +202,8 @@ def test_a_network_lm_trains_from_a_text_file_resumes_and_continues_a_prompt(fam
     assert "resumed from the checkpoint at step 40" in resumed.stdout + resumed.stderr
     report = (run / "report.md").read_text()
     assert "Bits per character" in report and "## Predictive fit" not in report  # a trainer never has LOO or WAIC
+    # the report's own hint names the folder too, so that it runs as printed (not "RUN_DIR")
+    assert "RUN_DIR" not in report and ("--steps" not in report or f"--resume {run} --steps" in report), report[:2000]
     from probgen.report.consistency import check_run_folder
 
     assert check_run_folder(run) == [], check_run_folder(run)  # the report says what its files hold (issue 30)
