@@ -290,7 +290,7 @@ table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}td,th{border:1px s
 th{background:#f3f3f3}td:last-child{text-align:left}.verdict{font-size:1.4em;padding:0.4em 0.8em;border-radius:6px;display:inline-block;color:#fff}
 .trusted{background:#2e7d32}.suspect{background:#ef8f00}.failed{background:#c62828}
 .pass{color:#2e7d32}.warn{color:#ef8f00;font-weight:bold}.fail{color:#c62828;font-weight:bold}.skip{color:#777}
-img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:0.85em}
+img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f7f7f7;padding:1em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.85em}
 """
 
 
