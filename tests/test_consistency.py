@@ -84,3 +84,13 @@ def test_each_family_headline_range_is_enforced_and_its_figure_must_be_stated():
 def test_a_probability_row_of_the_summary_outside_0_1_is_caught():
     text = GOOD.replace("| mu | 1.234 | 0.5 | 0.3 | 2.1 |", "| weights[c0] | 1.234 | 0.5 | 0.3 | 2.1 |")
     assert any("weights[c0] is a probability" in p for p in check_report_text(text))
+
+
+def test_an_estimate_outside_its_interval_needs_a_note():
+    """Issue 30: a per-character row showed p = 1.3e-05 with a 90% interval of 0 to 1.1e-42. The
+    mean of skewed draws can lie above their 95% quantile, but the row must say so."""
+    table = "\n## Posterior predictive per character\n\n| character | predictive_p | p_5% | p_95% |{note}\n|---|---|---|---|{dash}\n| D | 1.3e-05 | 0 | 1.1e-42 |{cell}\n"
+    bare = check_report_text(GOOD + table.format(note="", dash="", cell=""))
+    assert any("outside its interval" in p for p in bare), bare
+    noted = table.format(note=" note |", dash="---|", cell=" mean above the interval: skewed draws |")
+    assert check_report_text(GOOD + noted) == []

@@ -6,7 +6,8 @@ problem (empty when none):
 - a posterior summary cell that differs from summary.csv at the precision it is shown with;
 - a verdict whose status differs from diagnostics.json;
 - a NaN or inf shown in a table;
-- an interval whose lower end lies above its upper end (q05 > q95, hdi_3% > hdi_97%, p_5% > p_95%);
+- an interval whose lower end lies above its upper end (q05 > q95, hdi_3% > hdi_97%, p_5% > p_95%),
+  or an estimate outside its own interval without a note in its row saying why;
 - a figure outside its possible range: a coverage or share outside [0, 1], bits per character
   below 0 or above 32 (the log2 of any vocabulary of characters), a posterior summary row of
   weights or probabilities outside [0, 1];
@@ -28,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 PLACEHOLDER = re.compile(r"\{[A-Za-z_][\w.]*(\[[^]]*\])*(:[^}]*)?\}")
+ESTIMATES = ("predictive_p", "estimate", "median", "factor_variance")  # shown beside their interval
 INTERVALS = (("q05", "q95"), ("hdi_3%", "hdi_97%"), ("p_5%", "p_95%"), ("q25", "q75"))
 UNIT_INTERVAL = re.compile(r"(^|_| )(coverage|cover|share|probability|p_value)( |_|$|\d)", re.I)
 BITS = re.compile(r"bits_per_char|bits per character", re.I)
@@ -108,6 +110,13 @@ def check_report_text(text: str, summary: pd.DataFrame | None = None, diagnostic
                     a, b = _number(a), _number(b)
                     if a is not None and b is not None and a > b:
                         problems.append(f"{where}: row {position + 1} has {low} {a:g} above {high} {b:g}")
+                # an estimate outside its own interval needs a note in its row saying why
+                for estimate in (c for c in table.columns if c in ESTIMATES):
+                    for position, row in table.iterrows():
+                        value, a, b = _number(row[estimate]), _number(row[low]), _number(row[high])
+                        if None not in (value, a, b) and not a <= value <= b and not str(row.get("note", "")).strip():
+                            problems.append(f"{where}: row {position + 1} has {estimate} {value:g} outside its interval "
+                                            f"[{a:g}, {b:g}] and no note saying why")
     for heading, table in markdown_tables(text):
         if heading.lower().startswith("posterior summary") and len(table.columns) > 1:
             for _, row in table.iterrows():

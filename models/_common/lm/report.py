@@ -132,14 +132,26 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
                               "predictive_p": tokens["predictive"].values,
                               "bits": -np.log2(tokens["predictive"].values)})
         interval = "low" in tokens
+        skewed = 0
         if interval:
             shown["p_5%"], shown["p_95%"] = tokens["low"].values, tokens["high"].values
+            # the predictive probability is the mean over draws; where the context was rare the
+            # draws are so skewed (most near 0, a few large) that the mean lies above their 95% quantile
+            outside = (shown["predictive_p"] > shown["p_95%"]) | (shown["predictive_p"] < shown["p_5%"])
+            skewed = int(outside.sum())
+            shown["note"] = np.where(outside, "mean above the interval: skewed draws", "")
+            if not skewed:
+                shown = shown.drop(columns="note")
         sections.append(Section(
             "Posterior predictive per character (the first held-out document)",
             "The probability the model gave each character of a document it never saw, given the characters before "
             "it" + (", with the 90% interval of that probability over the posterior: wide where the context was rare "
                     "in training, narrow where it was common." if interval else
-                    " (the networks are point estimates: no interval; --head bayesian gives one)."), shown))
+                    " (the networks are point estimates: no interval; --head bayesian gives one).")
+            + (f" In {skewed} row(s) (marked) the predictive probability, the mean over the posterior, lies outside "
+               "the 90% interval: after a context seen rarely in training most draws give the character a "
+               "probability near 0 and a few give it much more, so the mean sits above the 95% quantile. The mean "
+               "is the probability the model predicts with." if skewed else ""), shown))
 
     # ---- the n-gram ladder: an upper bound of the entropy rate ----------------------------
     if ladder and "held_out_scores" in idata.groups():
