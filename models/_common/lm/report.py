@@ -139,7 +139,8 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
             # draws are so skewed (most near 0, a few large) that the mean lies above their 95% quantile
             outside = (shown["predictive_p"] > shown["p_95%"]) | (shown["predictive_p"] < shown["p_5%"])
             skewed = int(outside.sum())
-            shown["note"] = np.where(outside, "mean above the interval: skewed draws", "")
+            shown["note"] = np.where(shown["predictive_p"] > shown["p_95%"], "mean above the interval: skewed draws",
+                                     np.where(outside, "mean below the interval: skewed draws", ""))
             if not skewed:
                 shown = shown.drop(columns="note")
         sections.append(Section(
@@ -149,9 +150,10 @@ def language_model_report(idata, config: dict, model, ladder: bool = False, labe
                     "in training, narrow where it was common." if interval else
                     " (the networks are point estimates: no interval; --head bayesian gives one).")
             + (f" In {skewed} row(s) (marked) the predictive probability, the mean over the posterior, lies outside "
-               "the 90% interval: after a context seen rarely in training most draws give the character a "
-               "probability near 0 and a few give it much more, so the mean sits above the 95% quantile. The mean "
-               "is the probability the model predicts with." if skewed else ""), shown))
+               "the 90% interval: the draws are that skewed (after a context seen rarely in training most give the "
+               "character a probability near 0 and a few give it much more, so the mean sits above the 95% "
+               "quantile; near a probability of 1 the other way round). The mean is the probability the model "
+               "predicts with." if skewed else ""), shown))
 
     # ---- the n-gram ladder: an upper bound of the entropy rate ----------------------------
     if ladder and "held_out_scores" in idata.groups():
