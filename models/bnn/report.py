@@ -55,6 +55,17 @@ def report(idata, config: dict):
                     "the reliability diagram shows each bin).")
             figures["reliability"] = _reliability_figure(evaluation["calibration"])
         sections.append(Section("Held-out predictive performance", text, table))
+    if options["likelihood"] in REGRESSION and "sigma" in idata.posterior:
+        # the network sees the standardised target: say which units each part of the report is in
+        target = str(idata.scaling.attrs.get("target", "target"))
+        mean, sd = float(idata.scaling["target_mean"]), float(idata.scaling["target_sd"])
+        sigma = float(idata.posterior["sigma"].mean())
+        sections.insert(1, Section(
+            "Units",
+            f"The network is fitted to '{target}' standardised by its training rows (mean {mean:.4g}, sd {sd:.4g}). "
+            f"The posterior summary's sigma and the fit-quality checks above are in those standard units: a noise sd "
+            f"of {sigma:.3g} standard units is {sigma * sd:.4g} in the units of '{target}'. Predictions, the held-out "
+            f"section and `probgen predict` are in the units of '{target}'."))
     if int(idata.posterior["w0"].shape[-2]) == 1 and options["likelihood"] in REGRESSION:
         figures["predictive_uncertainty"] = _uncertainty_figure(idata, options)
     return ReportPart(tuple(sections), metrics, figures)

@@ -21,6 +21,14 @@ def test_bnn_fit_reports_held_out_performance_and_predicts(tmp_path, capsys):
     assert 0 <= metrics["coverage_50"] <= metrics["coverage_90"] <= 1
     text = (out / "report.md").read_text()
     assert "## How convergence is judged" in text and "## Held-out predictive performance" in text
+    # the summary's sigma is in standard units; the report says so and gives it in the target's
+    import re
+
+    sigma = pd.read_csv(out / "summary.csv", index_col=0).loc["sigma", "mean"]
+    units = text.split("## Units")[1].split("##")[0]
+    sd = float(re.search(r"\(mean [-\d.e+]+, sd ([\d.e+]+)\)", units).group(1))
+    converted = float(re.search(r"standard units is ([-\d.e+]+) in the units", units).group(1))
+    assert 60 < sd < 90 and abs(converted - sigma * sd) < 1e-3 * converted + 0.01, units  # diabetes: sd about 77
     from probgen.report.consistency import check_run_folder
 
     assert check_run_folder(out) == [], check_run_folder(out)  # the report says what its files hold (issue 30)
