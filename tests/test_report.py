@@ -221,3 +221,18 @@ def test_the_html_report_comes_from_templates_that_escape_what_they_show(faithfu
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;Mine&lt;/b&gt;" in html
     assert "&lt;i&gt;a&lt;/i&gt;" in html and "<i>a</i>" not in html
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+
+
+def test_a_nuts_report_states_gradients_per_effective_draw(faithful_fit):
+    """Issue 31, point 2: every NUTS report gives its gradient evaluations (the kept draws'
+    leapfrog steps) per effective draw, the smallest bulk ESS being the ess_bulk verdict's."""
+    from probgen import report
+
+    built = report.build_report(faithful_fit.idata, faithful_fit.config(), faithful_fit.spec)
+    cost = built.metrics["sampling"]
+    steps = int(faithful_fit.idata.sample_stats["n_steps"].values.sum())
+    ess = next(v.value for v in built.assessment.verdicts if v.check == "ess_bulk")
+    assert cost["gradient_evaluations"] == steps and cost["draws"] == 4000
+    assert abs(cost["gradients_per_effective_draw"] - steps / ess) < 1e-9 * steps
+    section = next(s for s in built.sections if s.title == "Sampling cost")
+    assert f"{steps:,} gradient evaluations" in section.text and f"{steps / ess:.1f} per effective draw" in section.text

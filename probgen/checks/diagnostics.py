@@ -375,3 +375,24 @@ def with_verdicts(assessment: Assessment, extra) -> Assessment:
     passed = "; ".join(v.reason for v in extra if v.status == "pass")
     return judge(list(assessment.verdicts) + list(extra),
                  lambda: assessment.summary + (f" Also: {passed}." if passed else ""))
+
+
+def sampling_cost(idata, assessment: Assessment) -> dict | None:
+    """What the kept draws of a Hamiltonian run cost: gradient evaluations (leapfrog steps, the
+    sum of `n_steps` over the kept draws of every chain), and those per effective draw, taking
+    the smallest bulk ESS the `ess_bulk` verdict found (the figure the Speed table compares with
+    nutpie's); the mean tree depth and each chain's step size. None for a run without leapfrog
+    steps (SVI, MAP, exact, a game) or without a bulk ESS."""
+    if "sample_stats" not in idata.groups() or "n_steps" not in idata.sample_stats:
+        return None
+    stats = idata.sample_stats
+    gradients = int(np.asarray(stats["n_steps"].values, dtype=np.int64).sum())
+    ess = next((v.value for v in assessment.verdicts if v.check == "ess_bulk" and v.value), None)
+    cost = {"gradient_evaluations": gradients, "draws": int(stats.sizes["chain"] * stats.sizes["draw"]),
+            "smallest_bulk_ess": None if ess is None else float(ess),
+            "gradients_per_effective_draw": None if ess is None else gradients / float(ess)}
+    if "tree_depth" in stats:
+        cost["mean_tree_depth"] = float(np.mean(stats["tree_depth"].values))
+    if "step_size" in stats:
+        cost["step_size_per_chain"] = [float(np.mean(chain)) for chain in np.asarray(stats["step_size"].values)]
+    return cost

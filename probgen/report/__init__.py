@@ -271,6 +271,18 @@ def build_report(
             metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
     discrete = step("discrete sites", lambda: checks.discrete_summary(idata))
     discrete_sections = []
+    cost = step("sampling cost", lambda: diagnostics.sampling_cost(idata, assessment))
+    if cost is not None:
+        metrics["sampling"] = cost
+        per = cost["gradients_per_effective_draw"]
+        discrete_sections.append(Section(
+            "Sampling cost",
+            f"{cost['gradient_evaluations']:,} gradient evaluations (leapfrog steps) for {cost['draws']:,} kept draws"
+            + (f", {per:.1f} per effective draw (the smallest bulk ESS, {cost['smallest_bulk_ess']:.0f}): the figure to "
+               "compare samplers by, as fewer evaluations buy the same precision" if per is not None else "")
+            + (f"; mean tree depth {cost['mean_tree_depth']:.2f}" if "mean_tree_depth" in cost else "")
+            + (", step size per chain " + ", ".join(f"{s:.3g}" for s in cost["step_size_per_chain"])
+               if cost.get("step_size_per_chain") else "") + "."))
     if discrete is not None:
         table, discrete_metrics = discrete
         metrics["discrete_sites"] = discrete_metrics
