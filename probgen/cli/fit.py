@@ -126,10 +126,10 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
         print(f"probgen: the report failed ({type(exc).__name__}: {exc}); the draws are saved in "
               f"{folder / 'posterior.nc'}", file=sys.stderr)
         return EXIT_STEP_FAILED
-    import shlex
+    from probgen.report.runfolder import naming_the_folder
 
-    # a hint names this run's folder, so that it runs as printed
-    print(f"{built.assessment.overall.upper()}: {built.assessment.summary.replace('RUN_DIR', shlex.quote(str(folder)))}")
+    built = naming_the_folder(built, folder)  # a hint names this run's folder, so that it runs as printed
+    print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
     rerun = divergence_rerun(built.assessment, args)
     if rerun:
         print(rerun)

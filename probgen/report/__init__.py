@@ -270,12 +270,12 @@ def build_report(
         if prior_check is not None:
             metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
     discrete = step("discrete sites", lambda: checks.discrete_summary(idata))
-    discrete_sections = []
+    standard_sections = []
     cost = step("sampling cost", lambda: diagnostics.sampling_cost(idata, assessment))
     if cost is not None:
         metrics["sampling"] = cost
         per = cost["gradients_per_effective_draw"]
-        discrete_sections.append(Section(
+        standard_sections.append(Section(
             "Sampling cost",
             f"{cost['gradient_evaluations']:,} gradient evaluations (leapfrog steps) for {cost['draws']:,} kept draws"
             + (f", {per:.1f} per effective draw (the smallest bulk ESS, {cost['smallest_bulk_ess']:.0f}): the figure to "
@@ -289,7 +289,7 @@ def build_report(
         text = " ".join(f"{name}: {m['elements']} element(s), {m['confident']} with a posterior mode of probability "
                         f">= 0.9 (mean mode probability {m['mode_probability_mean']:.3f})."
                         for name, m in discrete_metrics.items())
-        discrete_sections.append(Section("Discrete sites (summed out by NUTS, recovered by infer_discrete)",
+        standard_sections.append(Section("Discrete sites (summed out by NUTS, recovered by infer_discrete)",
                                          text + " The table shows the first elements; every draw is in posterior.nc "
                                          "(group discrete_posterior).", table))
     scores = step("held-out scores", lambda: checks.held_out_scores(idata))
@@ -323,7 +323,7 @@ def build_report(
     if failures:
         metrics["failed_steps"] = failures
     return Report(config, assessment, summary, units, metrics, figures,
-                  tuple(discrete_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
+                  tuple(standard_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
 
 
 def _model_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:

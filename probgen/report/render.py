@@ -46,20 +46,20 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     as it is, to 4 significant digits."""
     if "mcse_mean" not in summary.columns or summary.empty:
         return summary
+    def finite(value) -> bool:
+        return isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+
     shown = summary.astype(object).copy()
     for label, row in summary.iterrows():
         decimals = supported_decimals(row["mcse_mean"])
-        for column in ("mean", "sd", "hdi_3%", "hdi_97%"):
+        by_mcse = {column: (lambda v: rounded(v, decimals)) if decimals is not None else None
+                   for column in ("mean", "sd", "hdi_3%", "hdi_97%")}
+        fixed = {"mcse_mean": "{:.2g}".format, "mcse_sd": "{:.2g}".format, "ess_bulk": "{:.0f}".format,
+                 "ess_tail": "{:.0f}".format, "r_hat": "{:.3f}".format}
+        for column, form in {**by_mcse, **fixed}.items():
             if column in summary.columns:
                 value = row[column]
-                finite = isinstance(value, (int, float, np.floating)) and math.isfinite(value)
-                shown.loc[label, column] = rounded(value, decimals) if finite and decimals is not None else _format(value)
-        for column, form in (("mcse_mean", "{:.2g}"), ("mcse_sd", "{:.2g}"), ("ess_bulk", "{:.0f}"),
-                             ("ess_tail", "{:.0f}"), ("r_hat", "{:.3f}")):
-            if column in summary.columns:
-                value = row[column]
-                finite = isinstance(value, (int, float, np.floating)) and math.isfinite(value)
-                shown.loc[label, column] = form.format(value) if finite else _format(value)
+                shown.loc[label, column] = form(value) if form is not None and finite(value) else _format(value)
     return shown
 
 

@@ -8,8 +8,10 @@ errors that name what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import warnings
@@ -57,9 +59,6 @@ def naming_the_folder(report, run_dir):
     """`report` with the RUN_DIR of its verdicts' hints (`probgen fit --resume RUN_DIR --steps
     N`) replaced by the folder it is written to, so that the hint in report.md, report.html and
     diagnostics.json runs as printed, as the terminal's does."""
-    import dataclasses
-    import shlex
-
     if run_dir is None:
         return report
     folder = shlex.quote(str(run_dir))
