@@ -19,13 +19,14 @@ def report(idata, config) -> ReportPart:
     x = idata.observed_data["x"].values
     table = retained_dimensions(posterior, len(x))
     kept = int(table["retained"].sum())
-    metrics = {"retained_dimensions": kept, "latent_dim_allowed": int(posterior.sizes["factor"]),
-               "train_log_predictive_per_row": float(predictive_log_density(posterior, x).mean())}
     allowed = int(posterior.sizes["factor"])
+    noise = "isotropic" if "sigma" in posterior else "diagonal"
+    metrics = {"retained_dimensions": kept, "latent_dim_allowed": allowed,
+               "train_log_predictive_per_row": float(predictive_log_density(posterior, x).mean())}
     judged = ("its factor variance above sigma^2 sqrt(D / N)" if "sigma" in posterior else
               "its signal-to-noise eigenvalue (W^T Psi^-1 W) above sqrt(D / N)")
     num_dims = x.shape[1]
-    bound = num_dims - 1 if "sigma" in posterior else ledermann_bound(num_dims)
+    bound = num_dims - 1 if noise == "isotropic" else ledermann_bound(num_dims)
     text = (f"{kept} of the {allowed} loading columns allowed carry signal (the 5% quantile of {judged}, the weakest "
             "direction a sample of N rows can separate from noise; judged_q05 and threshold in the table)"
             + ("; the automatic relevance determination prior shrank the other "
@@ -33,8 +34,7 @@ def report(idata, config) -> ReportPart:
                f": every column allowed is used, and {allowed} is the most this model identifies for {num_dims} "
                "columns." if allowed >= bound else
                ": every column allowed is used, so the data may hold more; refit with a larger --latent-dim to see."))
-    noise_kind = "isotropic" if "sigma" in posterior else "diagonal"
-    if noise_kind == "isotropic" and 1 <= kept < x.shape[1]:
+    if noise == "isotropic" and 1 <= kept < x.shape[1]:
         ml = maximum_likelihood(x, kept)
         ml_ll = float(log_density(x, ml["mu"], ml["W"], ml["sigma2"]).mean())
         metrics["train_log_likelihood_per_row_ml"] = ml_ll
@@ -52,7 +52,6 @@ def report(idata, config) -> ReportPart:
     metrics["retained"] = table.reset_index().to_dict("records")
     sections = [Section("Retained dimensions", text, table.round(5))]
     held = idata.held_out_data["x"].values if "held_out_data" in idata.groups() else None
-    noise = "isotropic" if "sigma" in posterior else "diagonal"
     by_dimension = held_out_by_dimension(x, held, noise, allowed, seed=int(config.get("seed", 0)))
     verdict = dimension_verdict(kept, by_dimension)
     chosen = int(by_dimension.index[by_dimension["chosen"]][0])
