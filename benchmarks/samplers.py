@@ -58,6 +58,8 @@ import numpy as np  # noqa: E402
 CHAINS, WARMUP, DRAWS = 4, 1000, 1000
 SECOND_CALL_LIMIT = 60.0
 SAMPLERS = ("probgen", "numpyro-sequential", "numpyro-parallel", "numpyro-vectorized", "nutpie", "pymc")
+# probgen with a named warm-up adaptation (--adapt), run when asked for by --samplers
+ADAPTED = tuple(f"probgen-{name}" for name in ("fisher", "stan", "low-rank"))
 PORTS = {  # posteriordb port -> its PyMC builder in pymc_ports
     "arma-arma11": "arma11", "bball_drive_event_1-hmm_drive_1": "bball_hmm", "diamonds-diamonds": "diamonds",
     "earnings-logearn_interaction_z": "earnings", "gp_pois_regr-gp_pois_regr": "gp_pois_regr",
@@ -165,11 +167,13 @@ def _twice(call):
     return first, time.perf_counter() - start, result, True
 
 
-def run_probgen(p: Posterior) -> dict:
+def run_probgen(p: Posterior, adapt: str | None = None) -> dict:
     from probgen.infer import mcmc
     from probgen.infer.methods import get
 
     settings = {**get("nuts").defaults(), "chains": CHAINS, "warmup": WARMUP, "draws": DRAWS, **p.settings}
+    if adapt is not None:
+        settings["adapt"] = adapt
     program = mcmc.make_program(p.spec, p.inputs, "nuts", settings)
 
     def call(seed):
@@ -312,7 +316,7 @@ def main(argv=None) -> int:
         return 0
     chosen = args.only.split(",") if args.only else list(POSTERIORS)
     samplers = args.samplers.split(",") if args.samplers else list(SAMPLERS)
-    unknown = [n for n in chosen if n not in POSTERIORS] + [s for s in samplers if s not in SAMPLERS]
+    unknown = [n for n in chosen if n not in POSTERIORS] + [s for s in samplers if s not in SAMPLERS + ADAPTED]
     if unknown:
         print(f"unknown posterior or sampler: {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -333,7 +337,8 @@ def main(argv=None) -> int:
         for sampler in samplers:
             if sampler in ("nutpie", "pymc") and p.pymc is None:
                 continue
-            runner = {"probgen": run_probgen, "nutpie": run_nutpie, "pymc": run_pymc}.get(sampler)
+            runner = {"probgen": run_probgen, "nutpie": run_nutpie, "pymc": run_pymc,
+                      **{name: (lambda p, a=name.split("-", 1)[1]: run_probgen(p, a)) for name in ADAPTED}}.get(sampler)
             try:
                 out = runner(p) if runner else run_numpyro(p, sampler.split("-", 1)[1])
             except Exception as exc:  # a sampler that fails on a posterior is a finding, not a stop

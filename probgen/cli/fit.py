@@ -144,35 +144,50 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
 
 
 def divergence_rerun(assessment, args) -> str | None:
-    """When the verdict failed on divergent transitions: the command that reruns the fit with a
-    higher --target-accept (smaller steps), or None."""
+    """When the verdict failed on divergent transitions: the commands that rerun the fit with the
+    funnel's sites non-centred (when the divergences sit at a scale's small values and the run
+    was not already non-centred) and with a higher --target-accept (smaller steps), or None."""
     import shlex
 
-    failed = any(v.check == "divergences" and v.status == "fail" for v in assessment.verdicts)
-    if not failed:
+    from probgen.checks.diagnostics import FUNNEL_ADVICE
+
+    verdict = next((v for v in assessment.verdicts if v.check == "divergences" and v.status == "fail"), None)
+    if verdict is None:
         return None
+    reparam = getattr(args, "setting_reparam", None) or "none"
+    funnel = FUNNEL_ADVICE in verdict.reason and reparam == "none"
     current = args.setting_target_accept or 0.8
     higher = 0.99 if current >= 0.95 else 0.95
-    if current >= 0.99:
+    if current >= 0.99 and not funnel:
         return ("The divergences persist at --target-accept 0.99: reparameterise the model (a non-centred "
-                "parameterisation for hierarchical scales is the usual fix).")
-    argv, skip = [], False
-    for token in args.argv:
-        if skip:
-            skip = False
-            continue
-        if token == "--target-accept":
-            skip = True
-            continue
-        if token.startswith("--target-accept="):
-            continue
-        argv.append("--out" if token == "--resume" else token)  # a resumed run: rerun it afresh
-    if getattr(args, "resume", None) and "--data" not in argv:  # `fit --resume RUN` alone: name what it resumed
-        argv = [argv[0], str(args.model), "--data", str(args.data), *argv[1:]]
-    if "--overwrite" not in argv:
-        argv.append("--overwrite")
-    command = " ".join(shlex.quote(token) for token in ["probgen", *argv, "--target-accept", str(higher)])
-    return f"Divergences: rerun with smaller steps (a higher target acceptance):\n    {command}"
+                "parameterisation for hierarchical scales is the usual fix"
+                + (")." if reparam != "none" else "; --reparam noncentred applies it)."))
+
+    def command(drop: str, option: str, value: str) -> str:
+        argv, skip = [], False
+        for token in args.argv:
+            if skip:
+                skip = False
+                continue
+            if token == drop:
+                skip = True
+                continue
+            if token.startswith(drop + "="):
+                continue
+            argv.append("--out" if token == "--resume" else token)  # a resumed run: rerun it afresh
+        if getattr(args, "resume", None) and "--data" not in argv:  # `fit --resume RUN` alone: name what it resumed
+            argv = [argv[0], str(args.model), "--data", str(args.data), *argv[1:]]
+        if "--overwrite" not in argv:
+            argv.append("--overwrite")
+        return " ".join(shlex.quote(token) for token in ["probgen", *argv, option, value])
+
+    smaller = f"rerun with smaller steps (a higher target acceptance):\n    {command('--target-accept', '--target-accept', str(higher))}"
+    if funnel:
+        where = verdict.reason.split("; ", 1)[1].split(": the neck of a funnel", 1)[0]
+        return (f"Divergences: {where}, the neck of a funnel. Rerun with the hierarchical sites non-centred:\n    "
+                f"{command('--reparam', '--reparam', 'noncentred')}\n"
+                + ("or " + smaller if current < 0.99 else ""))
+    return f"Divergences: {smaller}"
 
 
 def _take_sources_from_run(args) -> None:

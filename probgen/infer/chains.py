@@ -3,8 +3,8 @@
 NumPyro's `MCMC.run` compiles its loop afresh on every call and, with a progress bar, returns to
 Python after every iteration: on eight schools (4 chains x 2,000 iterations, 2-core CPU) it
 spent 4 to 10 s in a run whose iterations take 0.2 s once compiled. Here NumPyro's own kernels
-(`numpyro.infer.hmc.hmc`: the same NUTS/HMC, the same windowed step-size and mass-matrix
-adaptation) advance all chains together inside one jitted `lax.scan` of a fixed number of
+(`numpyro.infer.hmc.hmc`: the same NUTS/HMC; the warm-up's step-size and mass-matrix adaptation
+is `probgen.infer.adaptation`'s) advance all chains together inside one jitted `lax.scan` of a fixed number of
 iterations (a chunk); Python only loops over chunks, to show progress. The observed data are an
 argument of the compiled program, so simulation-based calibration refits new data sets with the
 program compiled once.
@@ -30,6 +30,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from probgen.infer import adaptation
+from probgen.infer.adaptation import DEFAULT as DEFAULT_ADAPT
 
 FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "step_size", "potential_energy")
 CHUNKS = 20  # progress updates per run; each is one call of the compiled chunk
@@ -82,10 +85,12 @@ class ChainProgram:
     """
 
     def __init__(self, model, template_observed: dict, algorithm: str, kernel_options: dict, *, chains: int,
-                 warmup: int, draws: int, init_strategy, chain_method: str = "auto"):
+                 warmup: int, draws: int, init_strategy, chain_method: str = "auto", adapt: str = DEFAULT_ADAPT):
         from numpyro.infer.hmc import hmc
         self.model, self.chains, self.warmup, self.draws = model, chains, warmup, draws
-        self.init_strategy, self.kernel_options = init_strategy, dict(kernel_options)
+        self.adapt = adapt
+        self.init_strategy = init_strategy
+        self.kernel_options = {**adaptation.kernel_options(adapt), **kernel_options}
         self.chain_method = choose_chain_method(chains, chain_method)
         self.devices = jax.local_device_count() if self.chain_method == "parallel" else 1
         if self.chain_method == "parallel" and chains % self.devices:
@@ -134,8 +139,9 @@ class ChainProgram:
                                          model_kwargs=observed, dynamic_args=True).param_info.z
         tuned = {} if warm is None else {"step_size": warm["step_size"],
                                          "inverse_mass_matrix": warm["inverse_mass_matrix"]}
-        return self._init_kernel(start, self.warmup, rng_key=key_init, model_kwargs=observed, **tuned,
-                                 **self.kernel_options)
+        with adaptation.adapting(self.adapt):  # the warm-up adapter NumPyro's kernel keeps
+            return self._init_kernel(start, self.warmup, rng_key=key_init, model_kwargs=observed, **tuned,
+                                     **self.kernel_options)
 
     def _advance_one(self, state, observed):
         postprocess = self._functions(observed)[1]

@@ -10,6 +10,7 @@ import time
 from typing import Any, Mapping
 
 import arviz as az
+import numpy as np
 
 from probgen.data import binding
 from probgen import data as data_module
@@ -155,15 +156,84 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
         checkpoint = durable.open_checkpoint(resume if resume is not None else checkpoint_dir, request,
                                              resume=resume is not None, method=method)
     start = time.perf_counter()
-    structure = None
+    structure, noncentred = None, None
     if method.traces_model:
         inputs = parts["training"]
+        if settings.get("reparam") == "noncentred":
+            from probgen.infer import reparam
+
+            spec, noncentred = user_code(spec, lambda: reparam.noncentre_spec(spec, inputs))
         structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
         check_discrete_sites(structure, method)
     problem = methods.Problem(spec, options, parts, dataset, int(seed), keys, structure, progress, checkpoint,
                               init_from)
     result = user_code(spec, lambda: method.run(problem, settings))
+    if noncentred is not None:
+        result.facts["reparam"] = {"requested": "noncentred", "sites": noncentred}
+    if settings.get("reparam") == "auto" and structure is not None and result.sample_stats is not None:
+        problem, result = user_code(spec, lambda: rerun_noncentred(method, problem, settings, result))
     return results(method, problem, settings, result, reference, {"inference": time.perf_counter() - start})
+
+
+def rerun_noncentred(method, problem, settings: dict, result):
+    """`--reparam auto`: when the run diverged and its divergent draws sit at the small values
+    of a scale (`diagnostics.funnel_sites`), rerun once with the hierarchical sites that depend on
+    that scale non-centred, and keep the run with fewer divergences. Returns (problem, result)
+    of the chosen run; its facts["reparam"] says what was found, tried and chosen, and the other
+    run's draws travel as the groups unchosen_posterior and unchosen_sample_stats (nothing
+    computed is lost). With a checkpoint folder the first run's files wait in first_run/ while
+    the rerun streams into the folder, and the chosen run's final sampler state ends in place."""
+    import dataclasses
+
+    from probgen.checks import diagnostics
+    from probgen.infer import durable, reparam
+
+    diverging = np.asarray(result.sample_stats.get("diverging", np.zeros(1, bool)), bool)
+    record = {"requested": "auto", "divergences": int(diverging.sum())}
+    if not diverging.any():
+        result.facts["reparam"] = {**record, "rerun": False, "reason": "no divergent transitions"}
+        return problem, result
+    inputs = problem.inputs
+    hierarchical = reparam.hierarchical_sites(inputs.bound_model(problem.spec.model), inputs.observed)
+    funnel = diagnostics.funnel_sites(result.posterior, diverging, names=problem.structure.latent)
+    sites = reparam.sites_for_funnel(hierarchical, funnel)
+    record.update(funnel=funnel, sites=sites)
+    if not sites:
+        reason = ("the divergent draws do not concentrate at small values of any positive parameter" if not funnel
+                  else "no hierarchical location-scale site depends on "
+                  + ", ".join(sorted({f['site'] for f in funnel})))
+        result.facts["reparam"] = {**record, "rerun": False, "reason": reason}
+        return problem, result
+    spec, _ = reparam.noncentre_spec(problem.spec, inputs, sites)
+    structure = model_structure(inputs.bound_model(spec.model), inputs.observed)
+    checkpoint = problem.checkpoint
+    if checkpoint is not None:  # the first run's chunks and final state wait in first_run/
+        request = durable.read_checkpoint(checkpoint.folder)["request"]
+        durable.set_aside(checkpoint.folder, "first_run")
+        checkpoint = durable.open_checkpoint(checkpoint.folder, request, resume=False, method=method)
+    rerun_problem = dataclasses.replace(problem, spec=spec, structure=structure, checkpoint=checkpoint)
+    if problem.progress:
+        import sys
+
+        print(f"probgen: {record['divergences']} divergent transitions; {diagnostics.describe_funnel(funnel)}: "
+              f"rerunning with {', '.join(sites)} non-centred", file=sys.stderr)
+    rerun = method.run(rerun_problem, settings)
+    rerun_divergences = int(np.asarray(rerun.sample_stats["diverging"]).sum())
+    chosen = rerun_divergences < record["divergences"]
+    record.update(rerun=True, rerun_divergences=rerun_divergences, chosen="noncentred" if chosen else "centred")
+    keep, other = ((rerun_problem, rerun), result) if chosen else ((problem, result), rerun)
+    if checkpoint is not None and not chosen:  # the first run's final state back in place
+        durable.set_aside(checkpoint.folder, "rerun")
+        durable.bring_back(checkpoint.folder, "first_run")
+    kept = dataclasses.replace(keep[1], facts={**keep[1].facts, "reparam": record},
+                               groups={**keep[1].groups, **unchosen_groups(other)})
+    return keep[0], kept
+
+
+def unchosen_groups(other) -> dict:
+    """The unchosen run's draws and sampler statistics as InferenceData groups."""
+    converted = az.from_dict(posterior=dict(other.posterior), sample_stats=dict(other.sample_stats))
+    return {"unchosen_posterior": converted.posterior, "unchosen_sample_stats": converted.sample_stats}
 
 
 def results(method, problem, settings: dict, result, reference: str | None, timings: dict) -> Fit:

@@ -181,6 +181,27 @@ def open_checkpoint(folder, request: dict, *, resume: bool, method) -> Checkpoin
     return Checkpoint(folder, store, resume, base_draws)
 
 
+def set_aside(folder, name: str) -> Path:
+    """Move a run's chunks and final sampler state into folder/name/ (a run that another run of
+    the same request replaces in the folder, its files kept until the run folder is written)."""
+    folder, aside = Path(folder), Path(folder) / name
+    aside.mkdir(exist_ok=True)
+    for item in (CHAINS, STATE):
+        if (folder / item).exists():
+            os.replace(folder / item, aside / item)
+    return aside
+
+
+def bring_back(folder, name: str) -> None:
+    """Undo `set_aside`: folder/name/'s chunks and final state back in the folder."""
+    folder, aside = Path(folder), Path(folder) / name
+    for item in (CHAINS, STATE):
+        if (aside / item).exists():
+            if (folder / item).exists():
+                raise InferenceError(f"cannot bring back {aside / item}: {folder / item} is in the way")
+            os.replace(aside / item, folder / item)
+
+
 def mark_finished(checkpoint: Checkpoint) -> None:
     """The run in `checkpoint` drew everything it was asked for (its chunks hold the draws)."""
     saved = read_checkpoint(checkpoint.folder)

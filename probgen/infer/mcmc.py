@@ -12,7 +12,9 @@ from numpyro.infer import init_to_median, init_to_sample, init_to_uniform
 
 from probgen.checks import diagnostics
 from probgen.errors import InferenceError
+from probgen.infer.adaptation import ADAPTATIONS, DEFAULT as DEFAULT_ADAPT
 from probgen.infer.durable import STATE
+from probgen.infer.reparam import CHOICES as REPARAM_CHOICES
 from probgen.infer.chains import ChainProgram, Resumed
 from probgen.infer.methods import Method, Result, Setting, get, register
 from probgen.tracing import ModelStructure, unconstrained_starts
@@ -40,6 +42,13 @@ SETTINGS = (
             "(checked every 100 iterations)", minimum=0),
     Setting("checkpoint_overhead", float, 0.02, "the most of the run's time that saves may take; they come less "
             "often when they would take more (0: every --checkpoint-iterations regardless)", minimum=0),
+    Setting("adapt", str, DEFAULT_ADAPT, "how warm-up learns the metric: fisher (nutpie's diagonal, from draws and "
+            "gradients), stan (Stan's windows, regularised to each coordinate's scale) or low-rank (fisher with "
+            "nutpie's low-rank correction, a dense metric: correlated posteriors)", choices=ADAPTATIONS),
+    Setting("reparam", str, "none", "non-centre hierarchical location-scale sites: none, noncentred (every latent "
+            "Normal/Student-t/Cauchy/Laplace/logistic/Gumbel site whose location or scale depends on another latent "
+            "site) or auto (after divergences whose draws sit at a scale's small values, rerun once with the sites "
+            "that depend on it non-centred, and keep the run with fewer divergences)", choices=REPARAM_CHOICES),
     Setting("init", str, "uniform", "where chains start: uniform (uniform(-2, 2) on the unconstrained scale, as "
             "Stan), median (the prior median), sample (a prior draw) or pathfinder (draws of a Pathfinder fit)",
             choices=("uniform", "median", "sample", "pathfinder")),
@@ -69,7 +78,8 @@ def make_program(spec: ModelSpec, inputs: ModelInputs, method, settings: dict) -
         warnings.filterwarnings("ignore", message="Some algorithms will automatically enumerate", category=FutureWarning)
         program = ChainProgram(inputs.bound_model(spec.model), inputs.observed, method.algorithm, kernel_options,
                                chains=settings["chains"], warmup=settings["warmup"], draws=settings["draws"],
-                               init_strategy=init_strategy, chain_method=settings["chain_method"])
+                               init_strategy=init_strategy, chain_method=settings["chain_method"],
+                               adapt=settings.get("adapt", DEFAULT_ADAPT))
     return program
 
 

@@ -283,6 +283,9 @@ def build_report(
             + (f"; mean tree depth {cost['mean_tree_depth']:.2f}" if "mean_tree_depth" in cost else "")
             + (", step size per chain " + ", ".join(f"{s:.3g}" for s in cost["step_size_per_chain"])
                if cost.get("step_size_per_chain") else "") + "."))
+    reparameterised = methods.facts_of(config).get("reparam")
+    if reparameterised:
+        standard_sections.append(Section("Reparameterisation", reparam_text(reparameterised)))
     if discrete is not None:
         table, discrete_metrics = discrete
         metrics["discrete_sites"] = discrete_metrics
@@ -324,6 +327,29 @@ def build_report(
         metrics["failed_steps"] = failures
     return Report(config, assessment, summary, units, metrics, figures,
                   tuple(standard_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
+
+
+def reparam_text(record: Mapping) -> str:
+    """What --reparam did (config.json facts "reparam"), in words."""
+    from probgen.checks.diagnostics import describe_funnel
+
+    sites = ", ".join(record.get("sites", ()))
+    how = ("each is drawn as <site>_decentered from its family's standard form, and the site itself, a "
+           "deterministic function of that, keeps its name in the summary and in posterior.nc")
+    if record.get("requested") == "noncentred":
+        if not sites:
+            return ("--reparam noncentred found no hierarchical location-scale site (none whose location or scale "
+                    "depends on another latent site): the model ran as written.")
+        return f"Non-centred (--reparam noncentred): {sites}; {how}."
+    first = f"--reparam auto: the run as written had {record['divergences']} divergent transition(s)"
+    if not record.get("rerun"):
+        return f"{first}; no rerun: {record.get('reason', '')}."
+    plural = "s" if record["rerun_divergences"] != 1 else ""
+    kept = ("the non-centred run (fewer divergences)" if record["chosen"] == "noncentred"
+            else "the run as written (the non-centred rerun did not diverge less)")
+    return (f"{first}; {describe_funnel(record['funnel'])}. Rerun once with {sites} non-centred ({how}): "
+            f"{record['rerun_divergences']} divergent transition{plural}. Kept: {kept}; the other run's draws are in "
+            "posterior.nc (groups unchosen_posterior and unchosen_sample_stats).")
 
 
 def _model_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:
