@@ -10,19 +10,21 @@ Three adaptations, each a drop-in for NumPyro's `warmup_adapter` (same arguments
   foreground that sets the metric after every draw and a background that replaces it every 10
   draws in the first 30% of warm-up and every 80 after, so that early, far-off draws are
   forgotten. The last 15% of warm-up adapts the step size alone.
-- "stan" (the default, see DEFAULT): Stan's (and NumPyro's) windowed adaptation, with the variance regularised towards
+- "stan": Stan's (and NumPyro's) windowed adaptation, with the variance regularised towards
   each coordinate's own scale. Stan shrinks each window's variance as n/(n+5) var + 5/(n+5)
   1e-3: a fixed 1e-3 that swamps variances far below it (sblri's coefficients, sd ~1e-3, got
   an inverse mass ~10x too large, a smaller step and deeper trees). Here the 1e-3 is relative
   to the coordinate's previous estimate, which keeps the guard against a window that did not
   move while leaving small scales alone.
-- "low-rank": nutpie's low-rank correction on top of the Fisher diagonal, for correlated
-  posteriors (regressions on uncentred predictors). At each switch the draws and gradients
+- "low-rank" (the default): nutpie's low-rank correction on top of the Fisher diagonal, for correlated
+  posteriors (regressions on uncentred predictors). The early window adapts the Fisher
+  diagonal alone, as "fisher" does; after it, at each switch the draws and gradients
   since the foreground began, rescaled by the diagonal, are projected onto the span of both;
   there the metric is the geometric mean of the draws' covariance and the inverse of the
   gradients' covariance (each regularised with gamma = 1e-5), and its eigenvectors with
   eigenvalues beyond [1/2, 2] correct the diagonal. The metric is a dense matrix for
-  NumPyro's kernel (at most LOW_RANK_MAX_DIM coordinates).
+  NumPyro's kernel; a model with more than LOW_RANK_MAX_DIM coordinates gets the Fisher
+  diagonal instead.
 
 Both Fisher adaptations skip a draw or gradient that is not finite.
 """
@@ -36,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 ADAPTATIONS = ("fisher", "stan", "low-rank")
-DEFAULT = "stan"
+DEFAULT = "low-rank"  # the fewest gradients per effective draw on the Speed table (README, Speed)
 
 # nutpie's schedule (nuts-rs AdaptOptions defaults)
 EARLY_WINDOW = 0.3  # share of warm-up with frequent switches
@@ -47,7 +49,7 @@ CLAMP = (1e-20, 1e20)  # bounds of a variance estimate (nutpie's)
 # the low-rank correction (nuts-rs LowRankSettings defaults)
 LOW_RANK_GAMMA = 1e-5
 LOW_RANK_CUTOFF = 2.0  # nuts-rs raised it from 100 to 2: more directions corrected
-LOW_RANK_MAX_DIM = 2000  # a dense metric costs dim^2 per leapfrog step
+LOW_RANK_MAX_DIM = 500  # a dense metric costs dim^2 per leapfrog step; larger models get the diagonal
 LOW_RANK_BUFFER = 256  # the most recent draws kept (a foreground holds at most ~2 x 80)
 STAN_SHRINK = 1e-3  # Stan's regularisation weight, here relative to the previous estimate
 
@@ -326,8 +328,12 @@ def _low_rank_on_host(draws, grads, weights, current):
 
 def low_rank_adapter(num_adapt_steps, find_reasonable_step_size=None, adapt_step_size=True, adapt_mass_matrix=True,
                      dense_mass=True, target_accept_prob=0.8, regularize_mass_matrix=True):
-    """nutpie's low-rank adaptation as a NumPyro warm-up adapter (a dense metric)."""
+    """nutpie's low-rank adaptation as a NumPyro warm-up adapter (a dense metric); a model with
+    more than LOW_RANK_MAX_DIM coordinates gets the fisher adapter instead (a diagonal)."""
     from numpyro.infer.hmc_util import HMCAdaptState
+
+    diagonal_init, diagonal_update = fisher_adapter(num_adapt_steps, find_reasonable_step_size, adapt_step_size,
+                                                    adapt_mass_matrix, False, target_accept_prob)
 
     find_reasonable_step_size = find_reasonable_step_size or (lambda step_size, *_: step_size)
     ss_init, ss_update = _step_size_pieces(num_adapt_steps, target_accept_prob)
@@ -337,9 +343,8 @@ def low_rank_adapter(num_adapt_steps, find_reasonable_step_size=None, adapt_step
 
     def init_fn(z_info, rng_key, step_size=1.0, inverse_mass_matrix=None, mass_matrix_size=None):
         z = _ravel(z_info.z)
-        if z.shape[0] > LOW_RANK_MAX_DIM:
-            raise ValueError(f"the low-rank adaptation keeps a dense {z.shape[0]} x {z.shape[0]} metric; it is "
-                             f"offered up to {LOW_RANK_MAX_DIM} coordinates (use --adapt fisher)")
+        if z.shape[0] > LOW_RANK_MAX_DIM:  # a dense metric would cost more per step than it saves
+            return diagonal_init(z_info, rng_key, step_size, inverse_mass_matrix, mass_matrix_size)
         if inverse_mass_matrix is not None and jnp.ndim(inverse_mass_matrix) == 1:
             inverse_mass_matrix = jnp.diag(inverse_mass_matrix)
         factors = _factors(z_info.z, inverse_mass_matrix, True)
@@ -356,6 +361,8 @@ def low_rank_adapter(num_adapt_steps, find_reasonable_step_size=None, adapt_step
                                          jnp.int32), rng_key)
 
     def update_fn(t, accept_prob, z_info, state):
+        if jnp.ndim(state.inverse_mass_matrix) == 1:  # the model was too large for a dense metric
+            return diagonal_update(t, accept_prob, z_info, state)
         step_size, inverse_mass_matrix, mm_sqrt, mm_sqrt_inv, ss_state, buffer, stage, rng_key = state
         rng_key, key_ss = jax.random.split(rng_key)
         if adapt_step_size:
@@ -371,27 +378,35 @@ def low_rank_adapter(num_adapt_steps, find_reasonable_step_size=None, adapt_step
             switch = (t + 1 - back_start >= switch_every) & (switch_every + t <= final_start)
             fore_start = jnp.where(switch, back_start, fore_start).astype(jnp.int32)
             back_start = jnp.where(switch, t + 1, back_start).astype(jnp.int32)
-            from_draws = switch | (t == final_start - 1)
+            weights = ((iteration >= fore_start) & (iteration >= 0) & finite).astype(draws.dtype)
+            safe_x = jnp.where(finite[:, None], draws, 0.0)
+            safe_g = jnp.where(finite[:, None], grads, 0.0)
+            # early: the Fisher diagonal after every draw (a low-rank estimate from 10-20 early,
+            # far-off draws corrects noise: on bball's HMM it made warm-up's trees ten times
+            # deeper); later: the low-rank metric at each switch and when the step-size window starts
+            early = t < early_end
+            low_rank_now = (switch | (t == final_start - 1)) & ~early
+            diagonal_now = early & (jnp.sum(weights) >= 3)
+            from_draws = low_rank_now | diagonal_now
             from_gradient = ~from_draws & (stage == STAGE_INITIAL)
-
             current = (inverse_mass_matrix, mm_sqrt, mm_sqrt_inv)
-
-            def estimate(_):
-                weights = ((iteration >= fore_start) & (iteration >= 0) & finite).astype(draws.dtype)
-                safe_x = jnp.where(finite[:, None], draws, 0.0)
-                safe_g = jnp.where(finite[:, None], grads, 0.0)
-                return _low_rank_on_host(safe_x, safe_g, weights, current)
 
             def like_current(factors):  # the same dtypes (and no weak types) from every branch
                 return tuple(jnp.asarray(f).astype(c.dtype) for f, c in zip(factors, current))
 
-            def keep_or_from_gradient(_):
-                return jax.lax.cond(from_gradient,
-                                    lambda _: like_current(_factors(z_info.z, jnp.diag(_gradient_variance(g)), True)),
-                                    lambda _: like_current(current), None)
+            def diagonal(_):
+                n = jnp.sum(weights)
+                cx = (safe_x - jnp.sum(weights[:, None] * safe_x, 0) / n) * weights[:, None]
+                cg = (safe_g - jnp.sum(weights[:, None] * safe_g, 0) / n) * weights[:, None]
+                variance = fisher_variance(jnp.sum(cx ** 2, 0), jnp.sum(cg ** 2, 0), jnp.diag(inverse_mass_matrix))
+                return like_current(_factors(z_info.z, jnp.diag(variance), True))
 
-            inverse_mass_matrix, mm_sqrt, mm_sqrt_inv = jax.lax.cond(
-                from_draws, lambda _: like_current(estimate(None)), keep_or_from_gradient, None)
+            branches = (lambda _: like_current(current),
+                        lambda _: like_current(_factors(z_info.z, jnp.diag(_gradient_variance(g)), True)),
+                        diagonal,
+                        lambda _: like_current(_low_rank_on_host(safe_x, safe_g, weights, current)))
+            which = jnp.where(low_rank_now, 3, jnp.where(diagonal_now, 2, jnp.where(from_gradient, 1, 0)))
+            inverse_mass_matrix, mm_sqrt, mm_sqrt_inv = jax.lax.switch(which, branches, None)
             new_stage = jnp.where(from_draws, STAGE_FROM_DRAWS, jnp.where(from_gradient, STAGE_FROM_GRADIENT, stage))
             step_size, ss_state = _on_new_stage(new_stage != stage, t == final_start - 1, step_size, ss_state,
                                                 inverse_mass_matrix, z_info, key_ss)

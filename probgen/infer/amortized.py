@@ -31,7 +31,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from numpyro import optim
 from numpyro.infer import SVI, Trace_ELBO
 from tqdm.auto import tqdm
@@ -200,6 +199,8 @@ class Stream:
 def learning_rate_schedule(settings: dict):
     """Adam's step size: a constant, or cosine decay to 10% over `steps` (with a linear warm-up
     over the first 5% for warmup_cosine)."""
+    import optax  # imported when a trainer runs: 0.2 s that a NUTS fit need not pay
+
     rate, steps, name = float(settings["learning_rate"]), int(settings["steps"]), settings["schedule"]
     if rate <= 0:
         raise InferenceError(f"learning_rate must be > 0, got {rate}")
@@ -304,6 +305,8 @@ def train(model: Callable, guide: Callable, model_kwargs: Callable[..., dict], x
     chunk, max_steps, warmup = int(settings["eval_every"]), int(settings["steps"]), int(settings["kl_warmup"])
     piece = progress_piece(chunk)
     checkpoint_chunks = max(1, math.ceil(int(settings["checkpoint_every"]) / chunk))
+    import optax
+
     svi = SVI(model, guide, optim.optax_to_numpyro(optax.adam(learning_rate_schedule(settings))), Trace_ELBO())
     init_key, eval_key = jax.random.split(rng_key)
     if streaming:

@@ -282,7 +282,9 @@ def build_report(
                "compare samplers by, as fewer evaluations buy the same precision" if per is not None else "")
             + (f"; mean tree depth {cost['mean_tree_depth']:.2f}" if "mean_tree_depth" in cost else "")
             + (", step size per chain " + ", ".join(f"{s:.3g}" for s in cost["step_size_per_chain"])
-               if cost.get("step_size_per_chain") else "") + "."))
+               if cost.get("step_size_per_chain") else "") + "."
+            + (f" Warm-up adaptation: {(config.get('settings') or {})['adapt']} (--adapt)."
+               if (config.get("settings") or {}).get("adapt") else "")))
     reparameterised = methods.facts_of(config).get("reparam")
     if reparameterised:
         standard_sections.append(Section("Reparameterisation", reparam_text(reparameterised)))
