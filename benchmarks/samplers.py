@@ -67,7 +67,9 @@ PORTS = {  # posteriordb port -> its PyMC builder in pymc_ports
     "kilpisjarvi_mod-kilpisjarvi": "kilpisjarvi", "mesquite-logmesquite_logvash": "mesquite",
     "nes1980-nes": "nes", "sblri-blr": "sblri",
 }
-POSTERIORS = ("eight_schools", *PORTS, "gmm-faithful", "hmm-nile")
+# gp_pois_regr last: its model file turns on JAX's float64 for the rest of the process
+POSTERIORS = ("eight_schools", *(p for p in PORTS if p != "gp_pois_regr-gp_pois_regr"), "gmm-faithful", "hmm-nile",
+              "gp_pois_regr-gp_pois_regr")
 
 
 class Posterior:
@@ -292,6 +294,13 @@ def summary(rows: list[dict]):
                "nutpie ESS/s": _whole(get("nutpie", "ess_per_s")), "PyMC ESS/s": _whole(get("pymc", "ess_per_s"))}
         ours, theirs = get("probgen", "ess_per_s"), get("nutpie", "ess_per_s")
         row["nutpie / probgen"] = "" if ours is None or theirs is None or theirs != theirs else f"{theirs / ours:.2f}"
+        # gradient evaluations per effective draw: the sampler's efficiency apart from the cost
+        # of one gradient (issue 31's goal: probgen's at most 1.2 x nutpie's)
+        grads, nutpie_grads = get("probgen", "gradients_per_ess"), get("nutpie", "gradients_per_ess")
+        row["probgen gradients / ESS"] = "" if grads is None else f"{grads:g}"
+        row["nutpie gradients / ESS"] = "" if nutpie_grads is None else f"{nutpie_grads:g}"
+        row["gradients probgen / nutpie"] = ("" if grads is None or nutpie_grads is None
+                                             else f"{grads / nutpie_grads:.2f}")
         row["agree with reference"] = " ".join(f"{s.split('-')[-1]}:{by.at[s, 'matching']}" for s in by.index
                                                if not by.at[s, "agrees"]) or "all"
         cold, cached = get("probgen", "probgen_fit_command_s"), get("probgen", "probgen_fit_command_cached_s")
