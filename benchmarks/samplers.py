@@ -262,9 +262,9 @@ def whole_command(p: Posterior) -> tuple[float, float]:
         times = []
         for _ in range(2):
             start = time.perf_counter()
-            # exit 1 is a fit whose checks did not all pass: still a whole command's time
+            # exit 1 (a step failed) and 3 (the verdict failed) are still a whole command's time
             done = subprocess.run(command, capture_output=True, cwd=ROOT, env=env)
-            if done.returncode not in (0, 1):
+            if done.returncode not in (0, 1, 3):
                 raise RuntimeError(f"probgen fit exited {done.returncode}: {done.stderr.decode()[-300:]}")
             times.append(time.perf_counter() - start)
         return times[0], times[1]
