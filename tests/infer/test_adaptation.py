@@ -102,3 +102,12 @@ def test_an_unknown_adaptation_is_named():
     with pytest.raises(ValueError, match="adaptation must be one of fisher, stan, low-rank, got 'dense'"):
         with adaptation.adapting("dense"):
             pass
+
+
+def test_a_short_warmup_gets_the_diagonal_under_low_rank():
+    # below LOW_RANK_MIN_WARMUP there are too few draws for a low-rank estimate and too few
+    # iterations after it to tune a step size for it: the metric is the Fisher diagonal
+    short, _ = final_metric(scaled_normal, "low-rank", seeded(70), warmup=adaptation.LOW_RANK_MIN_WARMUP - 1)
+    assert short.shape == (2, SCALES.size)
+    full, _ = final_metric(scaled_normal, "low-rank", seeded(70), warmup=adaptation.LOW_RANK_MIN_WARMUP)
+    assert full.shape == (2, SCALES.size, SCALES.size)
