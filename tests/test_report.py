@@ -26,6 +26,14 @@ def test_run_folder_holds_every_file(run_folder):
     assert {"rank", "posterior", "posterior_predictive", "components", "predictive_statistics"} <= plots
 
 
+def test_metrics_time_each_step_of_the_report(run_folder):
+    # issue 31 (point 5): where the report's time goes, step by step (the plots are most of it)
+    seconds = json.loads((run_folder / "metrics.json").read_text())["report_seconds"]
+    assert {"convergence diagnostics", "posterior summary", "LOO and WAIC", "plots"} <= set(seconds)
+    assert all(isinstance(v, float) and v >= 0 for v in seconds.values())
+    assert "report_seconds" not in (run_folder / "report.md").read_text()
+
+
 def test_config_records_seed_versions_data_and_settings(run_folder):
     config = json.loads((run_folder / "config.json").read_text())
     assert config["seed"] == seeded(0) and config["method"] == "nuts"

@@ -224,13 +224,19 @@ def build_report(
 
     method = methods.for_config(config)
     failures: list[dict] = [dict(failure) for failure in config.get("failed_steps", ())]
+    seconds: dict[str, float] = {}  # each step's wall time: metrics.json "report_seconds"
 
     def step(name: str, compute, default=None):
+        import time
+
+        start = time.perf_counter()
         try:
             return compute()
         except Exception as exc:  # one check must not take the report (or the draws) down
             failures.append({"step": name, "error": f"{type(exc).__name__}: {exc}"})
             return default
+        finally:
+            seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - start, 3)
 
     assessment = step("convergence diagnostics", lambda: diagnostics.assess(
         idata, method, config.get("settings"), _convergence_quantities(idata, spec), methods.facts_of(config)))
@@ -327,6 +333,7 @@ def build_report(
         metrics["skipped"] = skipped
     if failures:
         metrics["failed_steps"] = failures
+    metrics["report_seconds"] = seconds
     return Report(config, assessment, summary, units, metrics, figures,
                   tuple(standard_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
 
