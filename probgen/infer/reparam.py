@@ -30,10 +30,11 @@ def relations(model, observed) -> dict:
     return get_model_relations(model, model_kwargs=dict(observed))
 
 
-def hierarchical_sites(model, observed) -> dict[str, list[str]]:
+def hierarchical_sites(model, observed, found: dict | None = None) -> dict[str, list[str]]:
     """{latent location-scale site: the latent sites its location or scale depends on}, for
-    every such site with at least one (the sites non-centring can help)."""
-    found = relations(model, observed)
+    every such site with at least one (the sites non-centring can help). found: the model's
+    `relations`, when already read (each read traces the model)."""
+    found = relations(model, observed) if found is None else found
     observed_sites = set(found["observed"])
     latent = set(found["sample_sample"]) - observed_sites
     return {site: sorted(set(parents) & latent) for site, parents in found["sample_sample"].items()
@@ -57,22 +58,19 @@ def noncentred(model, sites: dict[str, str]):
     return reparameterised
 
 
-def families(model, observed, sites) -> dict[str, str]:
-    dist_names = relations(model, observed)["sample_dist"]
-    return {site: dist_names[site] for site in sites}
-
-
 def noncentre_spec(spec, inputs, sites=None):
     """(spec with `sites` non-centred, the sites): every hierarchical location-scale site when
     `sites` is None. A spec without such a site comes back unchanged, with no sites."""
     import dataclasses
 
     bound = inputs.bound_model(spec.model)
+    found = relations(bound, inputs.observed)  # read once: each read traces the model
     if sites is None:
-        sites = sorted(hierarchical_sites(bound, inputs.observed))
+        sites = sorted(hierarchical_sites(bound, inputs.observed, found))
     if not sites:
         return spec, []
-    return dataclasses.replace(spec, model=noncentred(spec.model, families(bound, inputs.observed, sites))), list(sites)
+    families = {site: found["sample_dist"][site] for site in sites}
+    return dataclasses.replace(spec, model=noncentred(spec.model, families)), list(sites)
 
 
 def sites_for_funnel(hierarchical: dict[str, list[str]], funnel: list[dict]) -> list[str]:
