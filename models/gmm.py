@@ -2,14 +2,20 @@
 
     weights              ~ Dirichlet(weight_concentration * 1_K)
     means[k, d]          ~ Normal(prior_loc[d], prior_scale[d])   (first column ordered, below)
-    scales[k, d]         ~ HalfNormal(prior_scale[d] / 2)
+    scales[k, d]**2      ~ InverseGamma(2, scale_rate[d])
+    scale_rate[d]        ~ Gamma(0.2, 10 / prior_scale[d]**2)
     corr_cholesky[k]     ~ LKJCholesky(D, lkj_concentration)       (covariance="full" only)
     x[n] | params        ~ sum_k weights[k] * Normal(means[k], diag(scales[k]) corr[k] diag(scales[k]))
 
 The assignment z[n] is summed out in the likelihood, so NUTS never samples it; per-point
 posterior assignment probabilities are recovered afterwards (`assignment_probabilities`).
 The hyperparameters default to the data's midpoint and range per column (Richardson & Green,
-1997), which makes the prior weakly informative in the data's own units.
+1997), which makes the prior weakly informative in the data's own units. The variances' prior
+is theirs too: an inverse gamma, whose density vanishes faster than any power as a variance
+goes to zero, so that a component cannot collapse onto a few points (the mixture likelihood
+is unbounded there). A half-normal prior on the scales left that neck open: on the galaxies
+data (82 points, small outer clusters) NUTS met 40-80 divergences in it, and none under this
+prior (six seeds, both adaptations). The shared rate adapts the scales' prior to the data.
 
 Label switching. The likelihood is invariant to permuting components, so an unconstrained
 posterior has K! symmetric modes and chains started apart land in different ones: R-hat across
@@ -125,7 +131,10 @@ def gmm(
         means = numpyro.deterministic("means", jnp.concatenate(columns, axis=1))
     else:
         means = numpyro.sample("means", dist.Normal(prior_loc, prior_scale).expand([K, num_dims]).to_event(2))
-    scales = numpyro.sample("scales", dist.HalfNormal(prior_scale / 2).expand([K, num_dims]).to_event(2))
+    # Richardson & Green (1997): each variance ~ InverseGamma(2, rate), rate ~ Gamma(0.2, 10 / R^2)
+    rate = numpyro.sample("scale_rate", dist.Gamma(0.2, 10.0 / prior_scale**2).to_event(1))
+    scales = numpyro.sample("scales", dist.TransformedDistribution(
+        dist.InverseGamma(2.0, rate).expand([K, num_dims]), dist.transforms.PowerTransform(0.5)).to_event(2))
     if covariance == "full" and num_dims > 1:
         corr_cholesky = numpyro.sample(
             "corr_cholesky", dist.LKJCholesky(num_dims, lkj_concentration).expand([K]).to_event(1)
@@ -175,6 +184,7 @@ def prepare(frame, options) -> ModelInputs:
             "other_means": ["component", "other_feature"],
             "means": ["component", "feature"],
             "scales": ["component", "feature"],
+            "scale_rate": ["feature"],
             "corr_cholesky": ["component", "feature", "feature_"],
             "scale_tril": ["component", "feature", "feature_"],
             "x": ["obs_id", "feature"],
@@ -236,6 +246,9 @@ def init(inputs: ModelInputs, rng_key, num_chains: int) -> dict:
         starts["means"].append(means)
         starts["scales"].append(np.maximum(scales, floor))
     out = {name: np.array(values, dtype=np.float32) for name, values in starts.items()}
+    # the rate's conditional posterior mean given the starting scales (Gamma-InverseGamma conjugacy)
+    out["scale_rate"] = ((0.2 + 2.0 * K) / (10.0 / np.asarray(kwargs["prior_scale"], np.float64) ** 2
+                                           + (1.0 / out["scales"].astype(np.float64) ** 2).sum(1))).astype(np.float32)
     if kwargs["identify"] == "ordered":
         means = out.pop("means")
         out["ordered_means"] = means[:, :, 0]

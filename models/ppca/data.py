@@ -16,6 +16,17 @@ def ledermann_bound(num_dims: int) -> int:
     return int(math.floor((2 * num_dims + 1 - math.sqrt(8 * num_dims + 1)) / 2))
 
 
+def unexplained_variance(x, spread) -> np.ndarray:
+    """1 / (S^-1)_dd per column: the variance of column d that a linear regression on the other
+    columns leaves, an upper bound on its unique variance in a factor analysis. Computed on the
+    standardised columns (a ridge of 1e-6 keeps it finite for collinear columns) and returned in
+    the data's units, at most the column's own variance."""
+    standardised = (x - x.mean(0)) / spread
+    correlation = np.atleast_2d(np.cov(standardised, rowvar=False, ddof=0)) + 1e-6 * np.eye(x.shape[1])
+    left = 1.0 / np.diag(np.linalg.inv(correlation))
+    return np.clip(left, 1e-6, 1.0) * spread**2
+
+
 def _value_columns(frame, options) -> list:
     return [c for c in frame.columns if c != options["label_column"]]
 
@@ -42,11 +53,14 @@ def prepare(frame, options) -> ModelInputs:
     if constant and options["noise"] == "diagonal":
         raise ModelError(f"column {constant[0]} has a single value; factor analysis needs spread in every column")
     spread = np.where(spread > 0, spread, max(float(spread.max()), 1e-6))
+    kwargs = {"num_points": num_points, "latent_dim": latent_dim, "centre": x.mean(axis=0).astype(np.float64),
+              "spread": spread, "noise": options["noise"], "ard": options["column_prior"] == "ard"}
+    if options["noise"] == "diagonal":
+        kwargs["unique_variance"] = unexplained_variance(x.astype(np.float64), spread)
     features = [str(c) for c in columns]
     labels = {"label": frame[label_column].to_numpy()} if label_column else {}
     return ModelInputs(
-        kwargs={"num_points": num_points, "latent_dim": latent_dim, "centre": x.mean(axis=0).astype(np.float64),
-                "spread": spread, "noise": options["noise"], "ard": options["column_prior"] == "ard"},
+        kwargs=kwargs,
         observed={"x": x},
         coords={"obs_id": np.arange(num_points), "feature": features, "factor": np.arange(latent_dim)},
         dims={"x": ["obs_id", "feature"], "mu": ["feature"], "psi": ["feature"], "W": ["feature", "factor"],

@@ -18,29 +18,47 @@ NOISE = ("isotropic", "diagonal")
 PRIORS = ("ard", "normal")
 
 
-def ppca(x=None, *, num_points: int, latent_dim: int, centre, spread, noise: str = "isotropic", ard: bool = True):
-    """The marginal linear-Gaussian model. x: (num_points, D) or None (to generate)."""
+# the unique variances' prior shape (Fruehwirth-Schnatter & Lopes 2018): large enough that the
+# prior density vanishes at psi_d = 0, where factor analysis has its Heywood boundary
+UNIQUE_SHAPE = 2.5
+
+
+def ppca(x=None, *, num_points: int, latent_dim: int, centre, spread, noise: str = "isotropic", ard: bool = True,
+         unique_variance=None):
+    """The marginal linear-Gaussian model. x: (num_points, D) or None (to generate).
+    unique_variance (D,): factor analysis's prior mean for each psi_d^2 (default spread^2 / 2)."""
     centre, spread = jnp.asarray(centre), jnp.asarray(spread)
     num_dims = centre.shape[0]
     overall = jnp.sqrt(jnp.mean(spread**2))
     mu = numpyro.sample("mu", dist.Normal(centre, 10.0 * spread).to_event(1))
+    # each row of W is in its own column's units (W_dj = spread_d tau_j w_dj): the prior is the
+    # same on standardised columns, so a table whose columns' sds differ 200-fold (mtcars) gives
+    # the sampler coordinates of one scale; tau_j is then unitless
     if ard:
-        tau = numpyro.sample("column_scale", dist.HalfCauchy(overall).expand([latent_dim]).to_event(1))
+        tau = numpyro.sample("column_scale", dist.HalfNormal(1.0).expand([latent_dim]).to_event(1))
     else:
-        tau = jnp.full(latent_dim, overall)
+        tau = jnp.ones(latent_dim)
     # lower-triangular W with a positive diagonal (Geweke & Zhou 1996): one representative of
     # each rotation class, so that the sampler does not wander along the rotations
     rows, columns = np.tril_indices(num_dims, -1, latent_dim)
     # non-centred: the columns ARD prunes would otherwise form a funnel with their scale
-    below = tau[columns] * numpyro.sample("W_below", dist.Normal(0.0, 1.0).expand([len(rows)]).to_event(1))
-    diagonal = tau * numpyro.sample("W_diagonal", dist.HalfNormal(1.0).expand([latent_dim]).to_event(1))
+    below = spread[rows] * tau[columns] * numpyro.sample(
+        "W_below", dist.Normal(0.0, 1.0).expand([len(rows)]).to_event(1))
+    diagonal = spread[:latent_dim] * tau * numpyro.sample(
+        "W_diagonal", dist.HalfNormal(1.0).expand([latent_dim]).to_event(1))
     loadings = jnp.zeros((num_dims, latent_dim)).at[rows, columns].set(below)
     loadings = numpyro.deterministic("W", loadings.at[jnp.arange(latent_dim), jnp.arange(latent_dim)].set(diagonal))
     if noise == "isotropic":
         sigma = numpyro.sample("sigma", dist.HalfNormal(overall))
         noise_variance = jnp.full(num_dims, sigma**2)
     else:
-        psi = numpyro.sample("psi", dist.HalfNormal(spread).to_event(1))
+        # psi_d^2 ~ InverseGamma(c0, (c0 - 1) unique_variance_d): its mean is unique_variance_d
+        # (prepare: 1 / (S^-1)_dd, the variance of column d left unexplained by the others, which
+        # bounds psi_d^2), and its density vanishes faster than any power at 0 (no Heywood case)
+        prior_mean = 0.5 * spread**2 if unique_variance is None else jnp.asarray(unique_variance)
+        psi = numpyro.sample("psi", dist.TransformedDistribution(
+            dist.InverseGamma(UNIQUE_SHAPE, (UNIQUE_SHAPE - 1.0) * prior_mean),
+            dist.transforms.PowerTransform(0.5)).to_event(1))
         noise_variance = psi**2
     numpyro.deterministic("factor_variance", jnp.sort(jnp.linalg.eigvalsh(loadings.T @ loadings))[::-1])
     with numpyro.plate("data", num_points):

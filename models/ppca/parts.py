@@ -12,15 +12,13 @@ from probgen.models.ppca.model import assemble_loadings, canonical_loadings, low
 def postprocess(samples: dict, inputs) -> dict:
     """Adds W in canonical form (`canonical_loadings`) to the draws; the likelihood is the same."""
     below, diagonal = np.asarray(samples["W_below"]), np.asarray(samples["W_diagonal"])
-    if "column_scale" in samples:  # the non-centred draws times their column's scale
-        scale = np.asarray(samples["column_scale"])
-        latent_dim = scale.shape[-1]
-        below = below * scale[..., np.tril_indices(len(inputs.kwargs["centre"]), -1, latent_dim)[1]]
-        diagonal = diagonal * scale
-    else:
-        overall = float(np.sqrt(np.mean(np.asarray(inputs.kwargs["spread"]) ** 2)))  # the model's fixed scale
-        below, diagonal = below * overall, diagonal * overall
-    loadings = assemble_loadings(below, diagonal, len(inputs.kwargs["centre"]))
+    spread = np.asarray(inputs.kwargs["spread"])  # W_dj = spread_d tau_j w_dj (the model's rows)
+    latent_dim = diagonal.shape[-1]
+    rows, columns = np.tril_indices(len(spread), -1, latent_dim)
+    scale = np.asarray(samples["column_scale"]) if "column_scale" in samples else np.ones(latent_dim)
+    below = below * spread[rows] * scale[..., columns]
+    diagonal = diagonal * spread[:latent_dim] * scale
+    loadings = assemble_loadings(below, diagonal, len(spread))
     return {**samples, "W": canonical_loadings(loadings).astype(np.asarray(samples["W_diagonal"]).dtype)}
 
 
@@ -33,16 +31,16 @@ def init(inputs, rng_key, num_chains: int) -> dict:
     kwargs = inputs.kwargs
     num_dims, latent_dim = x.shape[1], kwargs["latent_dim"]
     rows, columns = np.tril_indices(num_dims, -1, latent_dim)
-    overall = float(np.sqrt(np.mean(np.asarray(kwargs["spread"]) ** 2)))
+    spread = np.asarray(kwargs["spread"], np.float64)
     rng = np.random.default_rng(int(jax.random.randint(rng_key, (), 0, 2**31 - 1)))
     starts: dict = {}
     for _ in range(num_chains):
         sample = x[rng.integers(len(x), size=len(x))]
         ml = maximum_likelihood(sample, latent_dim)
-        lower = lower_trapezoidal(ml["W"])
-        scale = np.sqrt((lower**2).mean(0)) + 1e-3 * overall if kwargs["ard"] else np.full(latent_dim, overall)
+        lower = lower_trapezoidal(ml["W"]) / spread[:, None]  # the model's standardised rows
+        scale = np.sqrt((lower**2).mean(0)) + 1e-3 if kwargs["ard"] else np.ones(latent_dim)
         start = {"mu": ml["mu"], "W_below": lower[rows, columns] / scale[columns],
-                 "W_diagonal": np.maximum(np.diag(lower), 1e-6 * overall) / scale}
+                 "W_diagonal": np.maximum(np.diag(lower), 1e-6) / scale}
         if kwargs["ard"]:
             start["column_scale"] = scale
         if kwargs["noise"] == "isotropic":

@@ -203,3 +203,19 @@ def test_the_dimension_check_scores_held_out_rows_when_there_are_some():
     assert int(table.index[table["chosen"]][0]) == Q, table
     diagonal = held_out_by_dimension(x[:300], x[300:], "diagonal", 3)
     assert int(diagonal.index[diagonal["chosen"]][0]) == Q, diagonal
+
+
+def test_unique_variance_prior_mean_is_the_variance_the_other_columns_leave():
+    """Factor analysis's psi_d^2 prior mean, 1 / (S^-1)_dd (Fruehwirth-Schnatter & Lopes), is the
+    residual variance of column d regressed by least squares on the other columns, in the
+    data's units: checked against numpy's lstsq on columns whose sds differ 1000-fold."""
+    from probgen.models.ppca.data import unexplained_variance
+
+    x, _ = simulated(seeded(7), noise_sd=0.5)
+    x = x * np.array([1000.0, 1.0, 0.01, 3.0, 1.0, 50.0])
+    got = unexplained_variance(x, x.std(0))
+    for d in range(x.shape[1]):
+        others = np.column_stack([np.ones(len(x)), np.delete(x, d, axis=1)])
+        residual = x[:, d] - others @ np.linalg.lstsq(others, x[:, d], rcond=None)[0]
+        # exact up to the 1e-6 ridge on the correlation matrix (relative error ~1e-6 / R^2)
+        np.testing.assert_allclose(got[d], residual.var(), rtol=1e-4)
