@@ -34,6 +34,25 @@ def test_metrics_time_each_step_of_the_report(run_folder):
     assert "report_seconds" not in (run_folder / "report.md").read_text()
 
 
+def test_no_plots_leaves_the_figures_out_and_report_draws_them_later(faithful_fit, tmp_path):
+    # issue 31 (point 5): `probgen fit --no-plots` skips the plots (most of the report's time);
+    # the report says so, and `probgen report` (rebuild_report) draws them from the saved run
+    from probgen.cli.parser import build_parser
+
+    assert build_parser().parse_args(["fit", "gmm", "--data", "faithful", "--no-plots"]).no_plots
+    config = {**report.run_config(faithful_fit), "plots": False}
+    out = report.save_run(faithful_fit, report.build_report(faithful_fit.idata, config, faithful_fit.spec), tmp_path / "run")
+    assert not list((out / "plots").glob("*.png")) if (out / "plots").is_dir() else True
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "plots" not in metrics["report_seconds"] and "--no-plots" in metrics["skipped"]["plots"]
+    assert "plots: not drawn (--no-plots)" in (out / "report.md").read_text()
+    assert json.loads((out / "config.json").read_text())["plots"] is False
+    report.rebuild_report(out, faithful_fit.spec)
+    assert {"rank", "posterior", "components"} <= {p.stem for p in (out / "plots").glob("*.png")}
+    assert "skipped" not in json.loads((out / "metrics.json").read_text()) or \
+        "plots" not in json.loads((out / "metrics.json").read_text())["skipped"]
+
+
 def test_config_records_seed_versions_data_and_settings(run_folder):
     config = json.loads((run_folder / "config.json").read_text())
     assert config["seed"] == seeded(0) and config["method"] == "nuts"

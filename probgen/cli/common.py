@@ -19,7 +19,7 @@ def raise_usage(message: str):
     raise ProbgenError(message)
 
 
-SWITCHES = {"--quiet", "--overwrite", "--standardize", "--help", "-h"}
+SWITCHES = {"--quiet", "--no-plots", "--overwrite", "--standardize", "--help", "-h"}
 
 
 def _model_argument(argv: list[str]) -> str | None:

@@ -117,7 +117,10 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
         print(f"note: {args.data}: the model takes no argument named {', '.join(result.inputs.unused)}; ignored",
               file=sys.stderr)
     try:
-        built = report.build_report(result.idata, report.run_config(result), result.spec)
+        config = report.run_config(result)
+        if getattr(args, "no_plots", False):
+            config["plots"] = False
+        built = report.build_report(result.idata, config, result.spec)
         folder = report.save_run(result, built, out, overwrite=overwrite, keep_files=keep_files, extra_json=extra_json,
                                  extra_config=extra_config)
     except Exception as exc:  # never lose the draws: save them, name the step, exit non-zero

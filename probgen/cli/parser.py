@@ -73,6 +73,9 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     fit.add_argument("--out", metavar="RUN_DIR", help="run folder to write (default runs/<model>_<data>_<method>)")
     fit.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.add_argument("--no-plots", action="store_true",
+                     help="write the report without its plots, most of the report's time (`probgen report RUN_DIR` "
+                          "draws them later)")
     fit.add_argument("--resume", metavar="RUN_DIR",
                      help="carry on the run in RUN_DIR from its last save (NUTS, HMC, SVI, MAP, the minibatch trainer) "
                           "with its model, data, options and settings: `probgen fit --resume RUN_DIR` alone; flags given "

@@ -315,17 +315,21 @@ def build_report(
         metrics.update(part.metrics)
         assessment = diagnostics.with_verdicts(assessment, part.verdicts)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
-    figures = step("plots", lambda: figures_for(idata, spec, method, var_names), {})
-    if predictive_check is not None:
+    draw = config.get("plots", True)  # `probgen fit --no-plots`: the report without its figures
+    figures = step("plots", lambda: figures_for(idata, spec, method, var_names), {}) if draw else {}
+    if predictive_check is not None and draw:
         figures["predictive_statistics"] = predictive_statistics_figure(predictive_check)
-    if prior_check is not None:
+    if prior_check is not None and draw:
         figures["prior_predictive_statistics"] = predictive_statistics_figure(
             prior_check, "Test statistics of data drawn from the prior predictive (histogram) and of the observed data (line)")
     if model_figures:
         import matplotlib.pyplot as plt
 
-        figures.update({name: figure_png(figure) for name, figure in model_figures.items()})
+        if draw:
+            figures.update({name: figure_png(figure) for name, figure in model_figures.items()})
         plt.close("all")
+    if not draw:
+        skipped["plots"] = "not drawn (--no-plots); `probgen report RUN_DIR` draws them"
     unused = (config.get("data") or {}).get("unused")
     if unused:
         skipped["unused"] = f"the model takes no argument named {', '.join(unused)}; those data entries were ignored"
@@ -543,8 +547,12 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     idata, config = load_run(run_dir)
+    config.pop("plots", None)  # `probgen report` draws the plots a `fit --no-plots` left out
     previous = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
-    extra = {k: v for k, v in previous.items() if k not in ("predictive", "sections")}
+    # what the report computes again is not carried (a stale "skipped" or "failed_steps" entry
+    # would outlive its cause: the plots a `fit --no-plots` left out, a step that now succeeds)
+    extra = {k: v for k, v in previous.items()
+             if k not in ("predictive", "sections", "skipped", "failed_steps", "report_seconds")}
     sections = [_section_from_record(record) for record in previous.get("sections", [])]
     report = build_report(idata, config, spec, sections, extra_metrics=extra)
 

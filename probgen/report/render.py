@@ -234,7 +234,7 @@ def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
 
 
 SKIPPED_NAMES = {"loo": "LOO and WAIC", "prior_predictive": "prior predictive check", "two_sample": "generated against "
-                 "observed data (two-sample tests, KL)", "factors": "factor terms", "unused": "data not used"}
+                 "observed data (two-sample tests, KL)", "factors": "factor terms", "unused": "data not used", "plots": "plots"}
 
 
 def skipped_lines(metrics: dict) -> list[str]:
