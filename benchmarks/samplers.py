@@ -2,6 +2,7 @@
 it, nutpie and PyMC's NUTS, on the same posteriors in one run.
 
     python benchmarks/samplers.py [--only NAME,...] [--samplers NAME,...] [--no-command]
+    python benchmarks/samplers.py --command-only [--only NAME,...]    (whole command against a cold nutpie)
 
 Posteriors: eight schools (non-centred), the posteriordb ports (analyses/posteriordb/; the
 Lotka-Volterra ODE is left out, see benchmarks/pymc_ports.py), the Gaussian mixture on Old
@@ -82,12 +83,13 @@ class Posterior:
 
         from probgen.infer import driver
 
-        self.name, self.settings, self.reference = name, {}, None
+        self.name, self.settings, self.reference, self.pymc_call = name, {}, None, None
         if name == "eight_schools":
             folder = ROOT / "benchmarks" / "eight_schools"
             self.model, self.data, self.options, self.cli = str(folder / "model.py"), str(folder / "data.json"), {}, []
             raw = json.loads((folder / "data.json").read_text())
             self.pymc = lambda: pymc_ports.eight_schools(raw)
+            self.pymc_call = ("eight_schools", (raw,))
             self.keys = ["mu", "tau"] + [f"theta_tilde[{j + 1}]" for j in range(raw["J"])]
         elif name in PORTS:
             folder = posteriordb.HERE / name
@@ -95,6 +97,7 @@ class Posterior:
             raw = {k: np.asarray(v) for k, v in json.loads(gzip.decompress((folder / "data.json.gz").read_bytes())).items()}
             builder = getattr(pymc_ports, PORTS[name], None)
             self.pymc = None if builder is None else (lambda: builder(raw))
+            self.pymc_call = None if builder is None else (PORTS[name], (raw,))
             self.reference = posteriordb.reference_draws(name)
             self.keys = list(self.reference)
             self.settings = dict(posteriordb.SETTINGS.get(name, {}))
@@ -109,12 +112,14 @@ class Posterior:
         if name == "gmm-faithful":
             K, D = self.inputs.kwargs["num_components"], self.inputs.observed["x"].shape[1]
             self.pymc = lambda: pymc_ports.gmm(self.inputs.kwargs, self.inputs.observed)
+            self.pymc_call = ("gmm", (_plain(self.inputs.kwargs), _plain(self.inputs.observed)))
             self.keys = ([f"weights[{k + 1}]" for k in range(K)] + [f"ordered_means[{k + 1}]" for k in range(K)]
                          + [f"other_means[{k + 1},{d + 1}]" for k in range(K) for d in range(D - 1)]
                          + [f"scales[{k + 1},{d + 1}]" for k in range(K) for d in range(D)])
         elif name == "hmm-nile":
             K = self.inputs.kwargs["num_states"]
             self.pymc = lambda: pymc_ports.hmm(self.inputs.kwargs, self.inputs.observed)
+            self.pymc_call = ("hmm", (_plain(self.inputs.kwargs), _plain(self.inputs.observed)))
             self.keys = ([f"init_probs[{k + 1}]" for k in range(K)] + [f"ordered_means[{k + 1}]" for k in range(K)]
                          + [f"transition[{i + 1},{j + 1}]" for i in range(K) for j in range(K)]
                          + [f"scales[{k + 1},1]" for k in range(K)])
@@ -251,23 +256,49 @@ def run_pymc(p: Posterior) -> dict:
             "gradients": int(trace.sample_stats["n_steps"].values.sum())}
 
 
-def whole_command(p: Posterior) -> tuple[float, float]:
+def whole_command(p: Posterior, variants=((), ())) -> tuple[float, ...]:
     """Wall seconds of `probgen fit` on this posterior, start to report, in a fresh process: with
-    an empty compilation cache (a first fit), then again with the cache that run left."""
+    an empty compilation cache (a first fit), then again with the cache that run left; one run
+    per variant (extra flags), in order."""
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "probgen.cli", "fit", p.model, "--data", p.data, *p.cli,
                    "--out", str(Path(folder) / "run"), "--quiet", "--overwrite"]
         command += [f"--{k.replace('_', '-')}={v}" for k, v in p.settings.items()]
         env = {**os.environ, "PROBGEN_CACHE_DIR": str(Path(folder) / "cache")}
         times = []
-        for _ in range(2):
+        for extra in variants:
             start = time.perf_counter()
             # exit 1 (a step failed) and 3 (the verdict failed) are still a whole command's time
-            done = subprocess.run(command, capture_output=True, cwd=ROOT, env=env)
+            done = subprocess.run(command + list(extra), capture_output=True, cwd=ROOT, env=env)
             if done.returncode not in (0, 1, 3):
                 raise RuntimeError(f"probgen fit exited {done.returncode}: {done.stderr.decode()[-300:]}")
             times.append(time.perf_counter() - start)
-        return times[0], times[1]
+        return tuple(times)
+
+
+def _plain(mapping) -> dict:
+    """A dict with JAX arrays as NumPy arrays: unpickling it needs neither JAX nor probgen."""
+    return {k: np.asarray(v) if hasattr(v, "shape") else v for k, v in mapping.items()}
+
+
+def cold_nutpie(p: Posterior) -> float | None:
+    """Wall seconds of nutpie as a user starts it (benchmarks/cold_nutpie.py): a fresh process
+    that imports PyMC and nutpie, builds and compiles the model and samples; None without a port."""
+    import pickle
+
+    if p.pymc_call is None:
+        return None
+    builder, arguments = p.pymc_call
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "arguments.pickle"
+        path.write_bytes(pickle.dumps(arguments))
+        command = [sys.executable, str(ROOT / "benchmarks" / "cold_nutpie.py"), builder, str(path),
+                   str(p.settings.get("target_accept", 0.8))]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, cwd=folder)
+        if done.returncode != 0:
+            raise RuntimeError(f"cold nutpie exited {done.returncode}: {done.stderr.decode()[-300:]}")
+        return time.perf_counter() - start
 
 
 def _whole(value):
@@ -315,6 +346,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help=f"comma-separated posteriors (default: all): {', '.join(POSTERIORS)}")
     parser.add_argument("--samplers", help=f"comma-separated samplers (default: all): {', '.join(SAMPLERS)}")
     parser.add_argument("--no-command", action="store_true", help="skip timing the whole `probgen fit` command")
+    parser.add_argument("--command-only", action="store_true",
+                        help="only time the whole `probgen fit` command (cold and cached) against a cold nutpie process")
     parser.add_argument("--json", type=Path, help="also append the rows here, one JSON line each")
     parser.add_argument("--summary", type=Path, help="only print the per-posterior summary of rows written by --json")
     args = parser.parse_args(argv)
@@ -335,6 +368,22 @@ def main(argv=None) -> int:
     from probgen.report.render import markdown_table
 
     rows = []
+    if args.command_only:
+        for name in chosen:
+            p = Posterior(name)
+            cold, cached, bare = whole_command(p, ((), (), ("--no-plots",)))
+            nutpie_s = cold_nutpie(p)
+            row = {"posterior": name, "probgen_fit_command_s": round(cold, 2), "probgen_fit_command_cached_s":
+                   round(cached, 2), "probgen_fit_cached_no_plots_s": round(bare, 2),
+                   "nutpie_cold_s": None if nutpie_s is None else round(nutpie_s, 2), "device": device()}
+            row["probgen_over_nutpie"] = None if nutpie_s is None else round(cold / nutpie_s, 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(row) + "\n")
+        print(markdown_table(pd.DataFrame(rows), index=False))
+        return 0
     for name in chosen:
         p = Posterior(name)
         reference, reference_source = p.reference, "posteriordb"

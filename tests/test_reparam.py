@@ -178,3 +178,34 @@ def test_the_varying_intercepts_model_non_centred_by_request_and_by_diagnosis(tm
         assert record["rerun"] and record["sites"] == ["alpha"] and record["chosen"] == "noncentred", record
     else:
         assert not record["rerun"]
+
+
+def test_the_divergence_hint_offers_reparam_only_where_there_is_a_site_to_non_centre(tmp_path):
+    # a mixture's funnel (a component's scale) has no hierarchical location-scale site under it:
+    # printing `--reparam noncentred` there offered a command that changes nothing
+    import argparse
+
+    from probgen.cli.fit import can_noncentre, divergence_rerun
+    from probgen.infer import driver
+
+    reason = ("12 divergent transitions (per chain: 12, 0, 0, 0): the sampler missed part of the posterior, estimates "
+              "may be biased; divergences concentrate where scales[2, 0] < 0.5 (95% of divergent draws in its lowest "
+              f"20%): the neck of a funnel; non-centre the sites that depend on it ({diagnostics.FUNNEL_ADVICE})")
+    assessment = diagnostics.Assessment("failed", "", (diagnostics.Verdict("divergences", "fail", 12, "0", reason),))
+    args = argparse.Namespace(argv=["fit", "gmm", "--data", "galaxies"], setting_reparam=None,
+                              setting_target_accept=None, resume=None)
+    offered = divergence_rerun(assessment, args, lambda: True)
+    assert "--reparam noncentred" in offered and "--target-accept 0.95" in offered
+    refused = divergence_rerun(assessment, args, lambda: False)
+    assert "--reparam" not in refused.replace("for --reparam to non-centre", "")
+    assert "scales[2, 0] < 0.5" in refused and "--target-accept 0.95" in refused
+
+    class Result:  # what `probgen fit` hands the hint: the spec and the bound inputs
+        def __init__(self, model, data):
+            self.spec = driver.as_spec(model)
+            _, self.inputs, _ = driver.prepare(self.spec, data, self.spec.resolve_options({}))
+
+    data = write(tmp_path, "eight.json", json.dumps(EIGHT_DATA))
+    assert can_noncentre(Result(str(write(tmp_path, "centred.py", CENTRED)), str(data)))
+    mixture = Result("gmm", "galaxies")
+    assert not can_noncentre(mixture)

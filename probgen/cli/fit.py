@@ -133,7 +133,7 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
 
     built = naming_the_folder(built, folder)  # a hint names this run's folder, so that it runs as printed
     print(f"{built.assessment.overall.upper()}: {built.assessment.summary}")
-    rerun = divergence_rerun(built.assessment, args)
+    rerun = divergence_rerun(built.assessment, args, lambda: can_noncentre(result))
     if rerun:
         print(rerun)
     print(f"run folder: {folder}  (open {folder / 'report.html'})")
@@ -146,10 +146,23 @@ def _write_fit(args, result, out: Path, overwrite: bool, keep_files=(), extra_js
     return verdict_status(built.assessment.overall)
 
 
-def divergence_rerun(assessment, args) -> str | None:
+def can_noncentre(result) -> bool:
+    """Whether the fitted model has a hierarchical location-scale site for --reparam to
+    non-centre (a mixture's or a factor model's scales have none: the command would change
+    nothing)."""
+    from probgen.infer.reparam import hierarchical_sites
+
+    try:
+        return bool(hierarchical_sites(result.inputs.bound_model(result.spec.model), result.inputs.observed))
+    except Exception:  # a model NumPyro's inspection cannot trace: offer the command anyway
+        return True
+
+
+def divergence_rerun(assessment, args, noncentrable=lambda: True) -> str | None:
     """When the verdict failed on divergent transitions: the commands that rerun the fit with the
-    funnel's sites non-centred (when the divergences sit at a scale's small values and the run
-    was not already non-centred) and with a higher --target-accept (smaller steps), or None."""
+    funnel's sites non-centred (when the divergences sit at a scale's small values, the run was
+    not already non-centred and `noncentrable()` says the model has a site to non-centre) and
+    with a higher --target-accept (smaller steps), or None."""
     import shlex
 
     from probgen.checks.diagnostics import FUNNEL_ADVICE
@@ -187,6 +200,10 @@ def divergence_rerun(assessment, args) -> str | None:
     smaller = f"rerun with smaller steps (a higher target acceptance):\n    {command('--target-accept', '--target-accept', str(higher))}"
     if funnel:
         where = verdict.reason.split("; ", 1)[1].split(": the neck of a funnel", 1)[0]
+        if not noncentrable():
+            return (f"Divergences: {where}. The model has no hierarchical location-scale site for --reparam to "
+                    "non-centre: a prior that keeps that scale away from 0 (an inverse gamma on its square) removes "
+                    "the neck. Or " + (smaller if current < 0.99 else "reparameterise the model."))
         return (f"Divergences: {where}, the neck of a funnel. Rerun with the hierarchical sites non-centred:\n    "
                 f"{command('--reparam', '--reparam', 'noncentred')}\n"
                 + ("or " + smaller if current < 0.99 else ""))
