@@ -372,11 +372,16 @@ def main(argv=None) -> int:
         for name in chosen:
             p = Posterior(name)
             cold, cached, bare = whole_command(p, ((), (), ("--no-plots",)))
-            nutpie_s = cold_nutpie(p)
+            try:
+                nutpie_s, failed = cold_nutpie(p), None
+            except RuntimeError as exc:  # nutpie failing on a posterior is a finding, not a stop
+                nutpie_s, failed = None, str(exc).splitlines()[0][:200]
             row = {"posterior": name, "probgen_fit_command_s": round(cold, 2), "probgen_fit_command_cached_s":
                    round(cached, 2), "probgen_fit_cached_no_plots_s": round(bare, 2),
                    "nutpie_cold_s": None if nutpie_s is None else round(nutpie_s, 2), "device": device()}
             row["probgen_over_nutpie"] = None if nutpie_s is None else round(cold / nutpie_s, 2)
+            if failed:
+                row["nutpie_error"] = failed
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -219,3 +219,14 @@ def test_unique_variance_prior_mean_is_the_variance_the_other_columns_leave():
         residual = x[:, d] - others @ np.linalg.lstsq(others, x[:, d], rcond=None)[0]
         # exact up to the 1e-6 ridge on the correlation matrix (relative error ~1e-6 / R^2)
         np.testing.assert_allclose(got[d], residual.var(), rtol=1e-4)
+
+
+def test_report_points_isotropic_noise_on_unequal_columns_to_standardize():
+    from probgen.models.ppca.report import unequal_scales_note
+
+    x, _ = simulated(seeded(8), noise_sd=0.5)
+    assert unequal_scales_note(x, "isotropic")[0] == ""  # sds within a few-fold of each other
+    scaled = x * np.array([100.0, 1, 1, 1, 1, 1])
+    note, ratio = unequal_scales_note(scaled, "isotropic")
+    assert ratio > 10 and "--standardize" in note and "--noise diagonal" in note
+    assert unequal_scales_note(scaled, "diagonal")[0] == ""  # factor analysis has a noise scale per column
