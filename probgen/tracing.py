@@ -44,6 +44,9 @@ class ModelStructure:
     improper: tuple[str, ...] = ()
     not_enumerable: tuple[str, ...] = ()
     plates: dict = dataclasses.field(default_factory=dict)  # sample site -> names of its plates
+    # observed sites whose value the model computes from its parameters (obs=f(y, theta), as an
+    # ARMA model's one-step errors): no fixed data, so no predictive check compares with them
+    computed: tuple[str, ...] = ()
 
 
 def _is_factor(site) -> bool:
@@ -68,8 +71,8 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
     """
     found = {}
 
-    def run(observed):
-        traced = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+    def run(observed, key):
+        traced = handlers.substitute(handlers.seed(model, key), substitute_fn=init_to_uniform)
         trace = handlers.trace(traced).get_trace(**observed)
         samples = [site for site in trace.values() if site["type"] == "sample"]
         latent = [site for site in samples if not site["is_observed"]]
@@ -84,10 +87,16 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
         found["plates"] = {site["name"]: tuple(frame.name for frame in site["cond_indep_stack"]) for site in samples}
         return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
 
-    values = jax.jit(run)(dict(observed))
+    traced = jax.jit(run)
+    values = traced(dict(observed), jax.random.PRNGKey(0))
+    # a second trace at other initial values of the latent sites (the same compiled program):
+    # an observation that changes with them is computed from the parameters, not data
+    other = traced(dict(observed), jax.random.PRNGKey(1)) if found["latent"] else values
+    computed = tuple(name for name in values if not np.array_equal(np.asarray(values[name]), np.asarray(other[name]),
+                                                                     equal_nan=True))
     return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
                           found["factors"], found["deterministic"], found["discrete"], found["improper"],
-                          found["not_enumerable"], found["plates"])
+                          found["not_enumerable"], found["plates"], computed)
 
 
 class uncondition(Messenger):

@@ -269,6 +269,64 @@ def test_observations_computed_in_the_model_and_several_observed_sites(tmp_path,
     assert abs(beta.mean() - 0.6) < 4 * beta.std() + 0.05
 
 
+def test_an_observation_computed_from_the_parameters_skips_the_predictive_checks(tmp_path, capsys):
+    """posteriordb's ARMA(1, 1) observes its one-step errors, obs = f(y, mu, phi, theta): the
+    'observed' value changes with the parameters, so there are no fixed data for the predictive
+    checks (they compared draws with the errors at the trace's initial values, which grow
+    without bound when |theta| > 1, and the two-sample step failed on their infinities). LOO
+    stays: the errors' density is y's (a unit-triangular Jacobian)."""
+    import jax.numpy as jnp
+
+    from probgen.infer.results import structure_notes
+    from probgen.tracing import model_structure
+
+    source = '''
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+
+        def model(T, y):
+            mu = numpyro.sample("mu", dist.Normal(0, 10))
+            theta = numpyro.sample("theta", dist.Normal(0, 2))
+            sigma = numpyro.sample("sigma", dist.HalfNormal(2.5))
+
+            def step(previous, t):
+                error = y[t] - (mu + theta * previous)
+                return error, error
+
+            _, rest = jax.lax.scan(step, y[0] - mu, jnp.arange(1, T))
+            numpyro.sample("err", dist.Normal(0, sigma), obs=jnp.concatenate([(y[0] - mu)[None], rest]))
+        '''
+    namespace = {}
+    exec(textwrap.dedent(source), namespace)
+    rng = np.random.default_rng(seeded(9))
+    e = rng.normal(size=61)
+    y = 1.0 + e[1:] + 0.4 * e[:-1]  # an MA(1) series around 1
+    structure = model_structure(lambda: namespace["model"](60, jnp.asarray(y)), {})
+    assert structure.computed == ("err",) and "predictive" in structure_notes(structure)
+    plain = model_structure(lambda: numpyro_plain(y), {})
+    assert plain.computed == () and "predictive" not in structure_notes(plain)
+
+    model = write(tmp_path, "ma.py", source)
+    data = write(tmp_path, "ma.json", json.dumps({"T": 60, "y": y.tolist()}))
+    status, _, err = fit_cli(capsys, model, "--data", data, "--out", tmp_path / "run", *QUICK)
+    assert status in (0, 3) and "step failed" not in err, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "computed from the parameters" in metrics["skipped"]["predictive"]
+    assert "predictive_check" not in metrics.get("fit_quality", {}) and "loo" in metrics["predictive"]
+    assert "predictive checks: the observed value of 'err'" in (tmp_path / "run" / "report.md").read_text()
+
+
+def numpyro_plain(y):
+    import numpyro
+    import numpyro.distributions as dist
+
+    mu = numpyro.sample("mu", dist.Normal(0, 10))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
 def test_a_failure_after_sampling_keeps_the_draws_and_names_the_step(tmp_path, capsys, monkeypatch):
     from probgen import checks
 

@@ -379,6 +379,11 @@ def structure_notes(structure: ModelStructure) -> dict[str, str]:
                         "pointwise log-likelihoods of observed sample sites")
     elif not structure.observed:
         notes["loo"] = "the model has no observed sites: nothing to predict, so no LOO, WAIC or predictive checks"
+    if structure.computed:
+        names = ", ".join(f"'{name}'" for name in structure.computed)
+        notes["predictive"] = (f"the observed value of {names} is computed from the parameters (obs = f(data, "
+                               "parameters)), not fixed data: there is nothing fixed for the predictive checks and "
+                               "the generated-against-observed tests to compare with")
     if structure.factors and structure.observed:
         notes["factors"] = (f"factor terms ({', '.join(structure.factors)}) are part of the posterior but not "
                             "observations: LOO, WAIC and the predictive checks use the observed sites only")

@@ -116,7 +116,8 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str])
         makers["rank"] = lambda: az.plot_rank(idata, var_names=var_names)
     if draws > 1 and var_names:
         makers["posterior"] = lambda: az.plot_posterior(idata, var_names=var_names, hdi_prob=0.94)
-    if "posterior_predictive" in idata.groups():
+    # a model that computes its observations from the parameters has no fixed data to plot against
+    if "posterior_predictive" in idata.groups() and "predictive" not in checks.run_notes(idata):
         def ppc():
             table = table_predictive_figure(idata, min(100, draws))
             if table is not None:
@@ -258,7 +259,7 @@ def build_report(
                **(extra_metrics or {})}
     predictive_check = None
     draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
-    if "posterior_predictive" in idata.groups() and draws >= 100:
+    if "posterior_predictive" in idata.groups() and draws >= 100 and "predictive" not in skipped:
         predictive_check = step("posterior predictive check", lambda: checks.predictive_check(idata, seed=seed))
         held_out = "held_out_data" in idata.groups()
         quality = metrics["fit_quality"] = {}
@@ -271,7 +272,7 @@ def build_report(
         elif compared is not None:
             quality["generated_vs_observed"] = compared
     prior_check = None
-    if "prior_predictive" in idata.groups() and "observed_data" in idata.groups():
+    if "prior_predictive" in idata.groups() and "observed_data" in idata.groups() and "predictive" not in skipped:
         prior_check = step("prior predictive check", lambda: checks.predictive_check(idata, "prior_predictive", seed=seed))
         if prior_check is not None:
             metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
