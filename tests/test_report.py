@@ -263,3 +263,7 @@ def test_a_nuts_report_states_gradients_per_effective_draw(faithful_fit):
     assert abs(cost["gradients_per_effective_draw"] - steps / ess) < 1e-9 * steps
     section = next(s for s in built.sections if s.title == "Sampling cost")
     assert f"{steps:,} gradient evaluations" in section.text and f"{steps / ess:.1f} per effective draw" in section.text
+    # the realised acceptance beside its target: a step size that undershoots shows here
+    accepted = float(faithful_fit.idata.sample_stats["acceptance_rate"].values.mean())
+    assert cost["mean_acceptance"] == accepted
+    assert f"mean acceptance {accepted:.3f} (target {faithful_fit.config()['settings']['target_accept']})" in section.text

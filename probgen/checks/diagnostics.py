@@ -451,4 +451,6 @@ def sampling_cost(idata, assessment: Assessment) -> dict | None:
         cost["mean_tree_depth"] = float(np.mean(stats["tree_depth"].values))
     if "step_size" in stats:
         cost["step_size_per_chain"] = [float(np.mean(chain)) for chain in np.asarray(stats["step_size"].values)]
+    if "acceptance_rate" in stats:  # the realised mean acceptance statistic, against the target
+        cost["mean_acceptance"] = float(np.mean(stats["acceptance_rate"].values))
     return cost

@@ -289,7 +289,10 @@ def build_report(
                "compare samplers by, as fewer evaluations buy the same precision" if per is not None else "")
             + (f"; mean tree depth {cost['mean_tree_depth']:.2f}" if "mean_tree_depth" in cost else "")
             + (", step size per chain " + ", ".join(f"{s:.3g}" for s in cost["step_size_per_chain"])
-               if cost.get("step_size_per_chain") else "") + "."
+               if cost.get("step_size_per_chain") else "")
+            + (f", mean acceptance {cost['mean_acceptance']:.3f}"
+               + (f" (target {target})" if (target := (config.get("settings") or {}).get("target_accept")) else "")
+               if "mean_acceptance" in cost else "") + "."
             + (f" Warm-up adaptation: {(config.get('settings') or {})['adapt']} (--adapt)."
                if (config.get("settings") or {}).get("adapt") else "")))
     reparameterised = methods.facts_of(config).get("reparam")
