@@ -116,6 +116,8 @@ class ModelInputs:
               step), for derived groups, plots and readings.
     unused:   data entries the model takes no argument for (binding by name ignores them, as
               cmdstan does; the run records them).
+    missing:  argument -> {"count", "first"}: NaN entries (JSON null, empty CSV cells) bound for
+              the model to mask or impute (`obs_mask`); the run records them.
     """
 
     kwargs: Mapping[str, Any]
@@ -125,6 +127,7 @@ class ModelInputs:
     masks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unused: tuple[str, ...] = ()
+    missing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def bound_model(self, model: Callable) -> Callable:
         """The model with `kwargs` bound; call it with `**observed` (or observed=None).
@@ -135,6 +138,10 @@ class ModelInputs:
         bound = self.__dict__.setdefault("_bound_models", {})
         if model not in bound:
             bound[model] = functools.partial(model, **self.kwargs)
+            if self.missing:  # obs_mask's imputation sites get a proper density (`tracing.unmask_imputed`)
+                from probgen.tracing import unmask_imputed
+
+                bound[model] = unmask_imputed(bound[model])
         return bound[model]
 
     @property

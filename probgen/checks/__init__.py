@@ -66,8 +66,9 @@ def _observations_by_column(values: np.ndarray, leading: int, layout: tuple = (F
         return values.reshape(shape + (1, 1))
     if feature_last:
         values = values.reshape(shape[:leading] + (-1, shape[-1]))
-        return values if mask is None else values[(slice(None),) * leading + (mask,)]
-    return values.reshape(shape[: leading + 1] + (-1,))
+    else:
+        values = values.reshape(shape[: leading + 1] + (-1,))
+    return values if mask is None else values[(slice(None),) * leading + (mask,)]
 
 
 def _layout(idata, name: str, group: str = "observed_data") -> tuple:
@@ -76,8 +77,11 @@ def _layout(idata, name: str, group: str = "observed_data") -> tuple:
     variable = idata[group][name]
     feature_last = variable.ndim > 2 and variable.dims[-1] == "feature"
     mask = None
-    if feature_last and f"{name}_mask" in idata[group]:
+    if f"{name}_mask" in idata[group]:
         mask = np.asarray(idata[group][f"{name}_mask"].values, bool).ravel()
+        rows = int(np.prod(variable.shape[:-1])) if feature_last else (variable.shape[0] if variable.ndim else 0)
+        if mask.size != rows:  # a mask over other dims than the rows: leave the rows whole
+            mask = None
     return feature_last, mask
 
 

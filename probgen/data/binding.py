@@ -51,7 +51,9 @@ def as_model_value(name: str, value: Any, label: str):
         return float(value)
     try:
         array = np.asarray(value)
-    except ValueError:
+        if array.dtype == object:  # JSON null is a missing value: NaN in a float array
+            array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
         array = None
     if array is None or array.dtype == object:
         raise DataError(f"'{name}' in {label} is not a rectangular array of numbers (ragged nested lists or mixed "
@@ -65,11 +67,13 @@ def as_model_value(name: str, value: Any, label: str):
         return int(array) if array.ndim == 0 else jnp.asarray(array, jnp.int32)
     if array.dtype.kind != "f":
         raise DataError(f"'{name}' in {label} has unsupported type {array.dtype}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        where = np.argwhere(bad)[0].tolist()
-        raise DataError(f"'{name}' in {label} has {int(bad.sum())} missing or infinite value(s) (first at index "
-                        f"{where}); remove or impute them first, probgen never drops data")
+    infinite = np.isinf(array)
+    if infinite.any():
+        where = np.argwhere(infinite)[0].tolist()
+        raise DataError(f"'{name}' in {label} has {int(infinite.sum())} infinite value(s) (first at index {where}); "
+                        "probgen needs finite numbers (a missing value is NaN, an empty cell or JSON null)")
+    # NaN (JSON null, an empty CSV cell) is a missing value: bound as NaN for the model to mask or
+    # impute (obs_mask); `bind` checks that the model's log density stays finite with them
     if array.ndim == 0:
         return float(array)
     # JAX arrays, not NumPy's: a model may index them with traced values (y[t] inside a scan)
@@ -89,7 +93,43 @@ def bind(model: Callable, data: NamedData) -> ModelInputs:
     kwargs = {name: as_model_value(name, data.values[name], data.label) for name in (*required, *optional)
               if name in data.values}
     unused = tuple(sorted(name for name in data.values if name not in taken))
-    return ModelInputs(kwargs=kwargs, observed={}, unused=unused)
+    inputs = ModelInputs(kwargs=kwargs, observed={}, unused=unused, missing=missing_values(kwargs))
+    if inputs.missing:
+        check_missing_values_are_handled(model, inputs, data.label)
+    return inputs
+
+
+def missing_values(kwargs) -> dict[str, dict]:
+    """{argument: {"count": NaN entries, "first": the first one's index}} over the bound arrays."""
+    found = {}
+    for name, value in kwargs.items():
+        if hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.floating):
+            missing = np.isnan(np.asarray(value))
+            if missing.any():
+                found[name] = {"count": int(missing.sum()), "first": np.argwhere(missing)[0].tolist()}
+    return found
+
+
+def check_missing_values_are_handled(model: Callable, inputs: ModelInputs, label: str) -> None:
+    """The model's log density and its gradient must be finite with the missing values bound
+    as NaN (the model masks them, `obs_mask`, or imputes them); otherwise a `DataError` names
+    the argument, the count and the first index, and shows the two lines that mask them."""
+    import jax
+    from numpyro.infer.util import initialize_model
+
+    try:
+        initialize_model(jax.random.PRNGKey(0), inputs.bound_model(model))
+        return
+    except RuntimeError:  # NumPyro found no point with a finite log density and gradient
+        pass
+    except Exception:  # the model fails on these data for another reason: the fit names it, file and line
+        return
+    name, where = next(iter(inputs.missing.items()))
+    raise DataError(
+        f"'{name}' in {label} has {where['count']} missing value(s) (first at index {where['first']}) and "
+        f"{describe_function(model)} does not mask them: its log density is not finite. Observe '{name}' with "
+        f"NumPyro's obs_mask, for example:\n    mask = ~jnp.isnan({name})\n"
+        f"    numpyro.sample(\"{name}\", dist.Normal(mu, sigma), obs={name}, obs_mask=mask)")
 
 
 def conditioned_spec(spec, data: NamedData):

@@ -63,7 +63,8 @@ class Fit:
         """Everything needed to reproduce this fit, as JSON-ready values."""
         return {
             "model": {"name": self.spec.name, "reference": self.model_reference, "options": self.options},
-            "data": ({**self.dataset.config(), **({"unused": list(self.inputs.unused)} if self.inputs.unused else {})}
+            "data": ({**self.dataset.config(), **({"unused": list(self.inputs.unused)} if self.inputs.unused else {}),
+                      **({"missing": dict(self.inputs.missing)} if getattr(self.inputs, "missing", None) else {})}
                      if self.dataset is not None else None),
             "method": self.method,
             "settings": self.settings,
@@ -200,10 +201,22 @@ def _leading_dims(dims: Mapping[str, list[str]], name: str, ndim: int) -> list[s
     return None if names is None else list(names)[:ndim]
 
 
-def _with_masks(group: xr.Dataset, inputs: ModelInputs) -> xr.Dataset:
-    """`group` with `<name>_mask` beside each observed variable that `inputs.masks` covers,
-    over the variable's leading (row) dims."""
-    for name, mask in inputs.masks.items():
+def missing_entries(observed: Mapping[str, Any], latent: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """{observed site: its NaN entries (bool, the site's shape)} for each site NumPyro's
+    `obs_mask` split into `<x>_observed` (NaN where the data are missing) and `<x>_unobserved`."""
+    found = {}
+    for name, value in observed.items():
+        base = name[: -len("_observed")] if name.endswith("_observed") else None
+        value = np.asarray(value)
+        if base and f"{base}_unobserved" in latent and value.dtype.kind == "f" and np.isnan(value).any():
+            found[name] = np.isnan(value)
+    return found
+
+
+def _with_masks(group: xr.Dataset, inputs: ModelInputs, extra: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """`group` with `<name>_mask` beside each observed variable that `inputs.masks` (or
+    `extra`) covers, over the variable's leading (row) dims."""
+    for name, mask in {**inputs.masks, **(extra or {})}.items():
         if name in group:
             mask = np.asarray(mask, bool)
             group[f"{name}_mask"] = (group[name].dims[: mask.ndim], mask)
@@ -263,6 +276,19 @@ def build_inference_data(
         return array.reshape((chains, draws) + array.shape[1:])
 
     posterior = dict(samples)
+    # obs_mask: `<x>_unobserved` spans every entry, but only the missing ones are parameters
+    # (the rest have a masked, flat density and wander); the posterior keeps those, over a
+    # `<x>_missing` dim of their flat indices, and the checks skip the missing rows of `<x>_observed`
+    missing = missing_entries(observed, posterior)
+    coords, dims, row_masks = dict(inputs.coords), dict(inputs.dims), {}
+    for name, where in missing.items():
+        base = name[: -len("_observed")]
+        flat_where = where.reshape(-1)
+        values = np.asarray(posterior[f"{base}_unobserved"])
+        posterior[f"{base}_unobserved"] = values.reshape(values.shape[:2] + (-1,))[..., flat_where]
+        coords[f"{base}_missing"] = np.flatnonzero(flat_where)
+        dims[f"{base}_unobserved"] = [f"{base}_missing"]
+        row_masks[name] = ~where.reshape(where.shape[0], -1).any(axis=1)
     posterior_predictive = {}
     for name, value in predicted.items():
         if name in observed:
@@ -280,8 +306,8 @@ def build_inference_data(
             sample_stats=dict(sample_stats) if sample_stats else None,
             posterior_predictive=posterior_predictive or None,
             observed_data=observed,
-            coords=dict(inputs.coords),
-            dims=dict(inputs.dims),
+            coords=coords,
+            dims=dims,
         )
         if log_lik:
             ll_dims = {name: _leading_dims(inputs.dims, name, value.ndim - 2) for name, value in log_lik.items()}
@@ -332,8 +358,8 @@ def build_inference_data(
             labels = _label_group(held_out)
             if labels is not None:  # what describes the held-out rows (a recommender's user and item codes)
                 idata.add_groups(held_out_labels=labels)
-        if inputs.masks:
-            idata.observed_data = _with_masks(idata.observed_data, inputs)
+        if inputs.masks or row_masks:
+            idata.observed_data = _with_masks(idata.observed_data, inputs, row_masks)
         if spec.derived is not None:
             every_site = {k: np.asarray(v).reshape((chains * draws,) + np.shape(v)[2:]) for k, v in posterior.items()}
             for group, dataset in spec.derived(every_site, inputs, jax.random.fold_in(rng_key, 3)).items():

@@ -334,6 +334,12 @@ def build_report(
         plt.close("all")
     if not draw:
         skipped["plots"] = "not drawn (--no-plots); `probgen report RUN_DIR` draws them"
+    missing = (config.get("data") or {}).get("missing")
+    if missing:
+        skipped["missing"] = "; ".join(
+            f"'{name}' has {where['count']} missing value(s) (first at index {where['first']}): the model imputes them "
+            f"(their posterior is {name}_unobserved, over {name}_missing) and the predictive checks and LOO skip them"
+            for name, where in missing.items())
     unused = (config.get("data") or {}).get("unused")
     if unused:
         skipped["unused"] = f"the model takes no argument named {', '.join(unused)}; those data entries were ignored"

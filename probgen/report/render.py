@@ -235,7 +235,7 @@ def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
 
 SKIPPED_NAMES = {"loo": "LOO and WAIC", "prior_predictive": "prior predictive check", "two_sample": "generated against "
                  "observed data (two-sample tests, KL)", "factors": "factor terms", "unused": "data not used", "plots": "plots",
-                 "predictive": "predictive checks"}
+                 "predictive": "predictive checks", "missing": "missing values"}
 
 
 def skipped_lines(metrics: dict) -> list[str]:

@@ -48,7 +48,9 @@ def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
     if not sites:
         raise ModelError(f"{spec.name} had no observed sites in its fit: nothing to predict")
     posterior = idata.posterior
-    latent = [name for name in structure.latent if name not in sites]
+    # an obs_mask imputation (`<x>_unobserved`) belongs to the fitted rows: drawn afresh here
+    latent = [name for name in structure.latent if name not in sites
+              and not (name.endswith("_unobserved") and f"{name[:-len('_unobserved')]}_observed" in sites)]
     absent = [name for name in latent if name not in posterior]
     if absent:
         raise ModelError(f"the run's posterior has no draws of {', '.join(absent)}: was it fitted with this model?")

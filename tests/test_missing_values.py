@@ -1,0 +1,141 @@
+"""Missing values the NumPyro way (issue 32, point 1): JSON null and empty CSV cells bind as NaN,
+a model that masks them (`obs_mask`) fits with its imputations as a posterior, one that does not
+is refused with one message naming the argument, and the checks skip the missing entries."""
+
+import json
+import textwrap
+
+import arviz as az
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from numpyro.infer import MCMC, NUTS
+
+from _seeds import seeded
+from probgen.cli import main
+
+MASKED = '''
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+
+def model(x, y):
+    a = numpyro.sample("a", dist.Normal(0, 5))
+    b = numpyro.sample("b", dist.Normal(0, 5))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(2))
+    mask = ~jnp.isnan(y)
+    with numpyro.plate("rows", x.shape[0]):
+        numpyro.sample("y", dist.Normal(a + b * x, sigma), obs=y, obs_mask=mask)
+'''
+UNMASKED = MASKED.replace(", obs_mask=mask", "")
+MISSING = [3, 7, 20, 33]
+
+
+def regression_data(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=40)
+    y = 1.0 + 2.0 * x + 0.5 * rng.normal(size=40)
+    return x, y
+
+
+def complete_case_reference(x, y, seed):
+    """Plain NumPyro NUTS on the rows whose y is present: with y missing at random given x, the
+    parameters' posterior is exactly the complete-case one."""
+    def model(x, y):
+        a = numpyro.sample("a", dist.Normal(0, 5))
+        b = numpyro.sample("b", dist.Normal(0, 5))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(2))
+        with numpyro.plate("rows", x.shape[0]):
+            numpyro.sample("y", dist.Normal(a + b * x, sigma), obs=y)
+
+    keep = np.isfinite(y)
+    mcmc = MCMC(NUTS(model), num_warmup=1000, num_samples=1000, num_chains=4, chain_method="sequential",
+                progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(seed), x[keep], y[keep])
+    return {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
+
+
+def agree(ours, theirs, name):
+    # posteriordb's criterion, |mean difference| <= 0.15 reference sd: with >= 800 effective draws
+    # on each side the difference's SE is under sd * sqrt(2 / 800) = 0.05 sd, so 0.15 sd is 3 SE
+    a, b = np.asarray(ours).ravel(), np.asarray(theirs).ravel()
+    assert abs(a.mean() - b.mean()) <= 0.15 * b.std(), (name, a.mean(), b.mean(), b.std())
+    assert 0.85 <= a.std() / b.std() <= 1.15, (name, a.std(), b.std())
+
+
+def fit(capsys, *argv):
+    status = main(["fit", *map(str, argv)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def write(folder, name, text):
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_json_null_is_imputed_by_a_masking_model_and_matches_the_complete_case_posterior(tmp_path, capsys):
+    x, y = regression_data(seeded(20))
+    values = [None if i in MISSING else float(v) for i, v in enumerate(y)]
+    data = write(tmp_path, "data.json", json.dumps({"x": x.tolist(), "y": values}))
+    model = write(tmp_path, "model.py", MASKED)
+    status, out, err = fit(capsys, model, "--data", data, "--out", tmp_path / "run", "--seed", seeded(21), "--quiet")
+    assert status in (0, 3) and "step failed" not in err, err
+    assert "TRUSTED" in out or "SUSPECT" in out, out
+    idata = az.from_netcdf(tmp_path / "run" / "posterior.nc")
+    y_missing = np.array(y, dtype=float)
+    y_missing[MISSING] = np.nan
+    reference = complete_case_reference(x, y_missing, seeded(22))
+    for name in ("a", "b", "sigma"):
+        agree(idata.posterior[name].values, reference[name], name)
+    # the posterior keeps the imputations alone (the other entries of y_unobserved are not parameters)
+    imputed = idata.posterior["y_unobserved"]
+    assert imputed.dims == ("chain", "draw", "y_missing") and list(imputed["y_missing"].values) == MISSING
+    # each imputation is the posterior predictive at its x: a + b x + sigma * noise
+    rng = np.random.default_rng(seeded(23))
+    for j, i in enumerate(MISSING):
+        predictive = reference["a"] + reference["b"] * x[i] + reference["sigma"] * rng.normal(size=len(reference["a"]))
+        agree(imputed.values[..., j], predictive, f"y[{i}]")
+    # LOO and the predictive checks skip the missing entries; the run and the report say so
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["predictive"]["num_points"] == 40 - len(MISSING)
+    assert "predictive_check" in metrics["fit_quality"] and "generated_vs_observed" in metrics["fit_quality"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["missing"] == {"y": {"count": 4, "first": [3]}}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "'y' has 4 missing value(s) (first at index [3]): the model imputes them" in report
+
+
+def test_empty_csv_cells_reach_the_model_as_nan(tmp_path, capsys):
+    x, y = regression_data(seeded(24))
+    frame = pd.DataFrame({"x": x, "y": y})
+    frame.loc[MISSING, "y"] = np.nan
+    data = tmp_path / "data.csv"
+    frame.to_csv(data, index=False)  # NaN is written as an empty cell
+    assert ",\n" in data.read_text()
+    model = write(tmp_path, "model.py", MASKED)
+    status, _, err = fit(capsys, model, "--data", data, "--out", tmp_path / "run", "--quiet",
+                         "--chains", "2", "--warmup", "300", "--draws", "300")
+    assert status in (0, 3) and "step failed" not in err, err
+    idata = az.from_netcdf(tmp_path / "run" / "posterior.nc")
+    assert list(idata.posterior["y_unobserved"]["y_missing"].values) == MISSING
+
+
+def test_a_model_that_does_not_mask_missing_values_is_refused_in_one_message(tmp_path, capsys):
+    x, y = regression_data(seeded(25))
+    values = [None if i in MISSING else float(v) for i, v in enumerate(y)]
+    data = write(tmp_path, "data.json", json.dumps({"x": x.tolist(), "y": values}))
+    model = write(tmp_path, "model.py", UNMASKED)
+    status, _, err = fit(capsys, model, "--data", data, "--out", tmp_path / "run", "--quiet")
+    assert status == 2 and not (tmp_path / "run").exists()
+    assert "data.json' has 4 missing value(s) (first at index [3])" in err and "'y' in data file" in err
+    assert "obs_mask" in err and "mask = ~jnp.isnan(y)" in err
+    # an infinite value is not a missing one
+    write(tmp_path, "inf.json", json.dumps({"x": x.tolist(), "y": [1e400] + values[1:]}))
+    status, _, err = fit(capsys, write(tmp_path, "masked.py", MASKED), "--data", tmp_path / "inf.json", "--out",
+                         tmp_path / "run2", "--quiet")
+    assert status == 2 and "infinite value" in err, err
