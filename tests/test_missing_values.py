@@ -95,6 +95,7 @@ def test_json_null_is_imputed_by_a_masking_model_and_matches_the_complete_case_p
     # the posterior keeps the imputations alone (the other entries of y_unobserved are not parameters)
     imputed = idata.posterior["y_unobserved"]
     assert imputed.dims == ("chain", "draw", "y_missing") and list(imputed["y_missing"].values) == MISSING
+    assert "y" not in idata.posterior  # obs_mask's deterministic: data (redrawn by the predictive) and imputations
     # each imputation is the posterior predictive at its x: a + b x + sigma * noise
     rng = np.random.default_rng(seeded(23))
     for j, i in enumerate(MISSING):

@@ -295,6 +295,8 @@ def build_inference_data(
             posterior_predictive[name] = by_chain(value)
         elif name in structure.deterministic and name not in posterior:
             posterior[name] = by_chain(value)
+    for name in missing:  # obs_mask's deterministic <x> interleaves data (here redrawn) and imputations,
+        posterior.pop(name[: -len("_observed")], None)  # which <x>_unobserved holds: not kept
 
     log_lik = {name: by_chain(value) for name, value in pointwise.items()}
 
