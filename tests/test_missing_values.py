@@ -140,3 +140,23 @@ def test_a_model_that_does_not_mask_missing_values_is_refused_in_one_message(tmp
     status, _, err = fit(capsys, write(tmp_path, "masked.py", MASKED), "--data", tmp_path / "inf.json", "--out",
                          tmp_path / "run2", "--quiet")
     assert status == 2 and "infinite value" in err, err
+
+
+def test_holdout_never_holds_out_a_row_with_a_missing_value(tmp_path, capsys):
+    from probgen.data import load_named
+
+    x, y = regression_data(seeded(26))
+    frame = pd.DataFrame({"x": x, "y": y})
+    frame.loc[MISSING, "y"] = np.nan
+    data = tmp_path / "data.csv"  # --holdout splits a table's rows
+    frame.to_csv(data, index=False)
+    for seed in range(20):
+        training, held_out = load_named(str(data), None).split(0.25, seed)
+        assert not np.isnan(held_out.values["y"]).any() and np.isnan(training.values["y"]).sum() == len(MISSING)
+        assert held_out.rows == 10 and training.rows == 30
+    status, _, err = fit(capsys, write(tmp_path, "model.py", MASKED), "--data", data, "--holdout", "0.25",
+                         "--out", tmp_path / "run", "--quiet", "--chains", "2", "--warmup", "300", "--draws", "300")
+    assert status in (0, 3) and "step failed" not in err, err
+    idata = az.from_netcdf(tmp_path / "run" / "posterior.nc")
+    assert not np.isnan(idata.held_out_data["y_observed"].values).any()
+    assert idata.posterior["y_unobserved"].sizes["y_missing"] == len(MISSING)

@@ -133,14 +133,16 @@ class Dataset:
             **({"holdout": self.holdout} if self.holdout else {}),
         }
 
-    def split(self, fraction: float, seed: int, sequence_column: str | None = None) -> tuple["Dataset", "Dataset"]:
+    def split(self, fraction: float, seed: int, sequence_column: str | None = None,
+              eligible=None) -> tuple["Dataset", "Dataset"]:
         """(training part, held-out part), `fraction` of the rows held out.
 
         sequence_column None: the rows are exchangeable and a random `fraction` of them is held
         out, drawn with `seed` (the same fraction and seed give the same split).
         sequence_column given (time series): the last `fraction` of the rows of each sequence
         is held out, a forecast split ("" = all rows are one sequence, in order); the seed
-        plays no part. Each sequence keeps at least 2 training rows.
+        plays no part. Each sequence keeps at least 2 training rows. eligible (bool per row, random
+        splits only): the rows that may be held out (rows with a missing value stay in training).
         If the data were standardised, both parts are standardised again with the training
         part's mean and sd, so nothing about the held-out rows leaks into the fit."""
         rows = len(self.frame)
@@ -151,8 +153,13 @@ class Dataset:
             if held < 1 or rows - held < 2:
                 raise DataError(f"holding out {fraction:g} of {self.source}'s {rows} rows leaves {held} held-out and "
                                 f"{rows - held} training rows; need at least 1 and 2")
-            order = np.random.default_rng(seed).permutation(rows)
-            held_index, train_index = np.sort(order[:held]), np.sort(order[held:])
+            candidates = np.arange(rows) if eligible is None else np.flatnonzero(np.asarray(eligible, bool))
+            if held > len(candidates):
+                raise DataError(f"holding out {fraction:g} of {self.source}'s {rows} rows takes {held} rows without "
+                                f"missing values; it has {len(candidates)}")
+            order = candidates[np.random.default_rng(seed).permutation(len(candidates))]
+            held_index = np.sort(order[:held])
+            train_index = np.setdiff1d(np.arange(rows), held_index)
         else:
             if sequence_column and sequence_column not in self.frame.columns:
                 raise DataError(f"sequence column '{sequence_column}' is not among {self.source}'s columns "
@@ -392,7 +399,9 @@ class NamedData:
                             "data as its own file to `probgen predict` instead)")
         frame = pd.DataFrame({name: np.asarray(value) for name, value in self.values.items() if np.ndim(value) == 1})
         extra = {name: value for name, value in self.values.items() if np.ndim(value) != 1}  # --set scalars
-        parts = Dataset(frame, self.source, self.sha256).split(fraction, seed)
+        # a row with a missing value (NaN) is never held out: its score would be of an imputation
+        complete = ~frame.select_dtypes("number").isna().any(axis=1).to_numpy()
+        parts = Dataset(frame, self.source, self.sha256).split(fraction, seed, eligible=complete)
         return tuple(dataclasses.replace(self, values={**{c: part.frame[c].to_numpy() for c in frame.columns}, **extra},
                                          rows=len(part.frame), holdout=part.holdout)
                      for part in parts)

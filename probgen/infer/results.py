@@ -341,7 +341,11 @@ def build_inference_data(
         if held_out is not None:
             key = jax.random.fold_in(rng_key, 1)
             held_model = held_out.bound_model(spec.model)
-            held_predicted, held_pointwise = predictions_and_scores(held_model, flat, held_out.observed, key, structure)
+            # obs_mask's imputations belong to the training rows: drawn afresh for the held-out ones
+            held_flat = {k: v for k, v in flat.items()
+                         if not (k.endswith("_unobserved") and f"{k[:-len('_unobserved')]}_observed" in observed)}
+            held_predicted, held_pointwise = predictions_and_scores(held_model, held_flat, held_out.observed, key,
+                                                                    structure)
             # the held-out rows' values as the model observes them (a model bound by name
             # computes its observations from its arguments)
             held_values = model_structure(held_model, held_out.observed).observed
