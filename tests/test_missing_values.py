@@ -160,3 +160,20 @@ def test_holdout_never_holds_out_a_row_with_a_missing_value(tmp_path, capsys):
     idata = az.from_netcdf(tmp_path / "run" / "posterior.nc")
     assert not np.isnan(idata.held_out_data["y_observed"].values).any()
     assert idata.posterior["y_unobserved"].sizes["y_missing"] == len(MISSING)
+
+
+def test_nan_in_npz_and_parquet_binds_as_missing(tmp_path):
+    # the binding alone (the fit is the JSON and CSV tests' path): NaN reaches the model and is counted
+    from probgen.data import load_named
+    from probgen.data.binding import bind
+
+    x, y = regression_data(seeded(27))
+    y[MISSING] = np.nan
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    pd.DataFrame({"x": x, "y": y}).to_parquet(tmp_path / "data.parquet")
+    namespace = {}
+    exec(textwrap.dedent(MASKED), namespace)
+    for name in ("data.npz", "data.parquet"):
+        inputs = bind(namespace["model"], load_named(str(tmp_path / name), None))
+        assert inputs.missing == {"y": {"count": 4, "first": [3]}}, name
+        assert np.isnan(np.asarray(inputs.kwargs["y"])[MISSING]).all()
