@@ -139,6 +139,12 @@ class _unmask_imputed(Messenger):
             msg["mask"] = None
 
 
+def is_imputation(name: str, observed) -> bool:
+    """Whether latent site `name` is NumPyro's obs_mask imputation (`<x>_unobserved`) of an
+    observed site `<x>_observed` among `observed`: it belongs to the rows it was fitted on."""
+    return name.endswith("_unobserved") and f"{name[:-len('_unobserved')]}_observed" in observed
+
+
 def unmask_imputed(model):
     """`model` with each `<x>_unobserved` site of NumPyro's `obs_mask` unmasked.
 

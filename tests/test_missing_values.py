@@ -177,3 +177,15 @@ def test_nan_in_npz_and_parquet_binds_as_missing(tmp_path):
         inputs = bind(namespace["model"], load_named(str(tmp_path / name), None))
         assert inputs.missing == {"y": {"count": 4, "first": [3]}}, name
         assert np.isnan(np.asarray(inputs.kwargs["y"])[MISSING]).all()
+
+
+def test_a_holdout_larger_than_the_complete_rows_is_refused_in_one_line(tmp_path, capsys):
+    x, y = regression_data(seeded(28))
+    frame = pd.DataFrame({"x": x, "y": y})
+    frame.loc[: 29, "y"] = np.nan  # 10 complete rows of 40
+    data = tmp_path / "data.csv"
+    frame.to_csv(data, index=False)
+    status, _, err = fit(capsys, write(tmp_path, "model.py", MASKED), "--data", data, "--holdout", "0.5",
+                         "--out", tmp_path / "run", "--quiet")
+    assert status == 2 and err.count("\n") == 1 and not (tmp_path / "run").exists(), err
+    assert "takes 20 rows without missing values; it has 10" in err

@@ -30,7 +30,7 @@ from numpyro.infer import Predictive
 
 from probgen.checks import NOTES_ATTRIBUTE
 from probgen.spec import ModelInputs, ModelSpec
-from probgen.tracing import ModelStructure, model_structure, uncondition  # noqa: F401  (read from here too)
+from probgen.tracing import ModelStructure, is_imputation, model_structure, uncondition  # noqa: F401  (read from here too)
 
 
 @dataclasses.dataclass
@@ -64,7 +64,7 @@ class Fit:
         return {
             "model": {"name": self.spec.name, "reference": self.model_reference, "options": self.options},
             "data": ({**self.dataset.config(), **({"unused": list(self.inputs.unused)} if self.inputs.unused else {}),
-                      **({"missing": dict(self.inputs.missing)} if getattr(self.inputs, "missing", None) else {})}
+                      **({"missing": dict(self.inputs.missing)} if self.inputs.missing else {})}
                      if self.dataset is not None else None),
             "method": self.method,
             "settings": self.settings,
@@ -342,8 +342,7 @@ def build_inference_data(
             key = jax.random.fold_in(rng_key, 1)
             held_model = held_out.bound_model(spec.model)
             # obs_mask's imputations belong to the training rows: drawn afresh for the held-out ones
-            held_flat = {k: v for k, v in flat.items()
-                         if not (k.endswith("_unobserved") and f"{k[:-len('_unobserved')]}_observed" in observed)}
+            held_flat = {k: v for k, v in flat.items() if not is_imputation(k, observed)}
             held_predicted, held_pointwise = predictions_and_scores(held_model, held_flat, held_out.observed, key,
                                                                     structure)
             # the held-out rows' values as the model observes them (a model bound by name

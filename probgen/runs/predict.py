@@ -26,6 +26,7 @@ def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
     from probgen import data as data_module
     from probgen.infer import user_code
     from probgen.infer.results import model_structure, predictions_and_log_likelihood
+    from probgen.tracing import is_imputation
 
     named = data_module.load_named(data, sets)
     required, _ = binding.model_arguments(spec.model)
@@ -49,8 +50,7 @@ def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
         raise ModelError(f"{spec.name} had no observed sites in its fit: nothing to predict")
     posterior = idata.posterior
     # an obs_mask imputation (`<x>_unobserved`) belongs to the fitted rows: drawn afresh here
-    latent = [name for name in structure.latent if name not in sites
-              and not (name.endswith("_unobserved") and f"{name[:-len('_unobserved')]}_observed" in sites)]
+    latent = [name for name in structure.latent if name not in sites and not is_imputation(name, sites)]
     absent = [name for name in latent if name not in posterior]
     if absent:
         raise ModelError(f"the run's posterior has no draws of {', '.join(absent)}: was it fitted with this model?")
