@@ -129,20 +129,25 @@ class ModelInputs:
     unused: tuple[str, ...] = ()
     missing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def bound_model(self, model: Callable) -> Callable:
+    def bound_model(self, model: Callable, subsample: bool = False) -> Callable:
         """The model with `kwargs` bound; call it with `**observed` (or observed=None).
+
+        A subsampling plate (`plate(..., subsample_size=m)`) runs over all its entries
+        (`tracing.full_plates`): the exact log density, predictive and log-likelihood of the whole
+        data. subsample=True keeps the model's minibatches: the SVI loss (NumPyro's scaled ELBO).
 
         Returns the same object for the same model, so that compiled programs keyed on it
         (NumPyro's kernels, probgen's results builder) are compiled once per fit, not per call.
         """
         bound = self.__dict__.setdefault("_bound_models", {})
-        if model not in bound:
-            bound[model] = functools.partial(model, **self.kwargs)
-            if self.missing:  # obs_mask's imputation sites get a proper density (`tracing.unmask_imputed`)
-                from probgen.tracing import unmask_imputed
+        if (model, subsample) not in bound:
+            from probgen.tracing import full_plates, unmask_imputed
 
-                bound[model] = unmask_imputed(bound[model])
-        return bound[model]
+            made = functools.partial(model, **self.kwargs)
+            if self.missing:  # obs_mask's imputation sites get a proper density (`tracing.unmask_imputed`)
+                made = unmask_imputed(made)
+            bound[model, subsample] = made if subsample else full_plates(made)
+        return bound[model, subsample]
 
     @property
     def num_points(self) -> int:

@@ -47,6 +47,10 @@ class ModelStructure:
     # observed sites whose value the model computes from its parameters (obs=f(y, theta), as an
     # ARMA model's one-step errors): no fixed data, so no predictive check compares with them
     computed: tuple[str, ...] = ()
+    # plates that draw a minibatch of their entries (`plate(name, size, subsample_size=...)`):
+    # name -> (size, subsample_size). The trace, as every trace of probgen's but the SVI loss's,
+    # ran them over all their entries (`full_plates`)
+    subsampled: dict = dataclasses.field(default_factory=dict)
 
 
 def _is_factor(site) -> bool:
@@ -85,6 +89,8 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
         found["factors"] = tuple(site["name"] for site in samples if site["is_observed"] and _is_factor(site))
         found["deterministic"] = tuple(name for name, site in trace.items() if site["type"] == "deterministic")
         found["plates"] = {site["name"]: tuple(frame.name for frame in site["cond_indep_stack"]) for site in samples}
+        found["subsampled"] = {name: (int(site["args"][0]), int(site[SUBSAMPLED]))
+                               for name, site in trace.items() if site["type"] == "plate" and SUBSAMPLED in site}
         return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
 
     traced = jax.jit(run)
@@ -96,7 +102,7 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
                                                                      equal_nan=True))
     return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
                           found["factors"], found["deterministic"], found["discrete"], found["improper"],
-                          found["not_enumerable"], found["plates"], computed)
+                          found["not_enumerable"], found["plates"], computed, found["subsampled"])
 
 
 class uncondition(Messenger):
@@ -163,3 +169,35 @@ def unmask_imputed(model):
 
     return unmasked
 
+
+
+SUBSAMPLED = "probgen_subsample_size"  # the subsample size a plate asked for, kept in its trace site
+
+
+class _full_plates(Messenger):
+    def process_message(self, msg):
+        if msg["type"] == "plate" and msg["value"] is None:  # a plate asking for a random subsample
+            size, subsample_size = msg["args"]
+            msg["value"] = jnp.arange(size)
+            msg["args"] = (size, None)  # no "subsample_size does not match" warning
+            msg[SUBSAMPLED] = subsample_size
+
+
+def full_plates(model):
+    """`model` with every subsampling plate (`plate(name, size, subsample_size=m)`) run over all
+    its `size` entries, at scale 1: the model's exact log density on the whole data.
+
+    NumPyro draws a subsample's indices with a random key that only SVI's seeded trace has; every
+    other evaluation (NUTS refusing it, the importance weights of an SVI fit, the predictive
+    draws, the pointwise log-likelihood, the model's structure) raised "Missing random key to
+    generate subsample indices", and would otherwise see a random minibatch. The SVI loss alone
+    runs the model as written (`ModelInputs.bound_model(model, subsample=True)`). The site of each
+    such plate in a trace records the subsample size asked for (`SUBSAMPLED`)."""
+    import functools
+
+    @functools.wraps(model)
+    def whole(*args, **kwargs):
+        with _full_plates():
+            return model(*args, **kwargs)
+
+    return whole

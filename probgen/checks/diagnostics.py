@@ -333,9 +333,16 @@ def check_tree_depth(idata, max_tree_depth: int | None) -> Verdict:
 
 def check_optimization(idata, facts: Mapping, what: str) -> Verdict:
     threshold = "no detectable improvement over the last window"
+    minibatches = facts.get("whole_data_elbo") is not None  # minibatch SVI: stopped on the whole data's ELBO
+    if minibatches:
+        threshold = f"the whole data's ELBO no better by {facts.get('settled_nats')} nats over the last window"
     if "optimization" not in idata.groups():
         return Verdict("converged", "skip", None, threshold, "no optimisation record")
     steps = int(idata.optimization.sizes["step"])
+    if facts.get("converged") and minibatches:
+        return Verdict("converged", "pass", steps, threshold,
+                       f"{what} of the whole data settled at {facts['whole_data_elbo']:.6g} after {steps} minibatch "
+                       "steps (the guide's parameters averaged over the last window)")
     if facts.get("converged"):
         return Verdict("converged", "pass", steps, threshold, f"{what} converged after {steps} steps")
     return Verdict("converged", "fail", steps, threshold,

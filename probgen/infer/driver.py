@@ -119,6 +119,21 @@ def check_discrete_sites(structure, method) -> None:
                              f"{method.describe()} cannot")
 
 
+def check_subsampling(structure, method) -> None:
+    """A plate that draws minibatches (`subsample_size`) is fitted by the methods that
+    `subsamples` (SVI, on NumPyro's scaled ELBO); the others need the exact log density of the
+    whole data at every step, so they refuse in one line naming the plate."""
+    if not structure.subsampled or method.subsamples:
+        return
+    from probgen.infer import methods
+
+    name, (size, subsample_size) = next(iter(structure.subsampled.items()))
+    able = " or ".join(f"--method {m.command_name}" for m in methods.registered() if m.subsamples)
+    raise InferenceError(f"plate '{name}' draws minibatches of {subsample_size} of its {size} entries "
+                         f"(subsample_size), which {able} fits; {method.describe()} needs the whole data at every "
+                         f"step: use {able}, or remove subsample_size to fit all {size} entries")
+
+
 def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: int = 0, progress: bool = True,
         columns=None, standardize: bool = False, holdout: float = 0.0, sets: Mapping[str, Any] | None = None,
         reference: str | None = None, checkpoint_dir=None, resume=None, init_from=None) -> Fit:
@@ -165,6 +180,7 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
             spec, noncentred = user_code(spec, lambda: reparam.noncentre_spec(spec, inputs))
         structure = user_code(spec, lambda: model_structure(inputs.bound_model(spec.model), inputs.observed))
         check_discrete_sites(structure, method)
+        check_subsampling(structure, method)
     problem = methods.Problem(spec, options, parts, dataset, int(seed), keys, structure, progress, checkpoint,
                               init_from)
     result = user_code(spec, lambda: method.run(problem, settings))

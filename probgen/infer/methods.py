@@ -137,6 +137,7 @@ class Method:
     title: str = ""  # how errors and the report name it ("--method nuts")
     settings: tuple[Setting, ...] = ()
     sums_discrete_sites: bool = False  # enumerates discrete latent sites (NumPyro's funsor enumeration)
+    subsamples: bool = False  # fits a model whose plates draw minibatches (`plate(..., subsample_size=m)`): SVI
     markov_chains: bool = False  # draws are chains: rank plots and R-hat across them mean something
     loss_label: str = "loss"  # the y axis of the optimisation trace
     gives_posterior_sample: bool = True  # MAP does not: no SBC

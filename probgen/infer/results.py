@@ -151,7 +151,9 @@ def predictions_and_scores(model, flat_samples: dict, observed: dict, rng_key, s
     log-likelihood sums them out (`enumerated_log_likelihood`) or, when they are not local to
     the rows, is left out (no pointwise log-likelihood exists)."""
     sites = tuple(structure.observed)
-    predicted, pointwise = predictions_and_log_likelihood(model, flat_samples, observed, rng_key, sites)
+    predicted, pointwise = predictions_and_log_likelihood(
+        model, flat_samples, observed, rng_key, sites,
+        values_per_draw=sum(int(np.size(value)) for value in structure.observed.values()))
     if structure.discrete:  # log p(y | theta) needs the discrete sites summed out, not drawn
         pointwise = (enumerated_log_likelihood(model, flat_samples, observed, structure)
                      if local_discrete_sites(structure) else {})
@@ -181,19 +183,41 @@ def prior_and_prior_predictive(model, observed: dict, rng_key, num_draws: int = 
     return {k: np.asarray(v) for k, v in drawn.items()}
 
 
-def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key, sites=None):
+# values of the observed sites per compiled batch of draws: 2**25 float32s, 128 MB per array
+PREDICTION_ELEMENTS = 2**25
+
+
+def predictions_and_log_likelihood(model, flat_samples: dict, observed: dict, rng_key, sites=None,
+                                   values_per_draw: int | None = None):
     """Posterior predictive draws (and deterministic sites) and pointwise log-likelihoods of
     the observed sites `sites` (default: the keys of `observed`).
 
     One compiled program for both, compiled once per model object: an eager `Predictive`
-    would compile each primitive on its own, which costs seconds on a cold start.
+    would compile each primitive on its own, which costs seconds on a cold start. On large data
+    (draws x observed values above `PREDICTION_ELEMENTS`) the draws go through it in batches,
+    so the device holds one batch's intermediates, not every draw's; batch i draws with
+    fold_in(rng_key, i), one batch is the unbatched program. values_per_draw: the observed
+    sites' size (default: that of `observed`'s entries; a model bound by name holds its data in
+    its keyword arguments).
     """
     sites = tuple(sorted(observed if sites is None else sites))
-    predicted, pointwise = _predict_and_score(model, rng_key, flat_samples, dict(observed), sites)
-    return (
-        {k: np.asarray(v) for k, v in predicted.items()},
-        {k: np.asarray(v) for k, v in pointwise.items()},
-    )
+    num_draws = int(np.shape(next(iter(flat_samples.values())))[0]) if flat_samples else 1
+    if values_per_draw is None:
+        values_per_draw = sum(int(np.size(observed[name])) for name in sites if observed.get(name) is not None)
+    per_draw = max(1, int(values_per_draw))
+    batch = max(1, min(num_draws, PREDICTION_ELEMENTS // per_draw))
+    if batch >= num_draws:
+        predicted, pointwise = _predict_and_score(model, rng_key, flat_samples, dict(observed), sites)
+        return ({k: np.asarray(v) for k, v in predicted.items()}, {k: np.asarray(v) for k, v in pointwise.items()})
+    pieces = []
+    for index, start in enumerate(range(0, num_draws, batch)):
+        part = {k: v[start:start + batch] for k, v in flat_samples.items()}
+        predicted, pointwise = _predict_and_score(model, jax.random.fold_in(rng_key, index), part, dict(observed),
+                                                  sites)
+        pieces.append((jax.device_get(predicted), jax.device_get(pointwise)))
+    join = lambda index: {k: np.concatenate([np.asarray(piece[index][k]) for piece in pieces])  # noqa: E731
+                          for k in pieces[0][index]}
+    return join(0), join(1)
 
 
 def _leading_dims(dims: Mapping[str, list[str]], name: str, ndim: int) -> list[str] | None:
