@@ -481,6 +481,8 @@ def test_a_categorical_assignment_is_enumerated_and_recovered_afterwards(tmp_pat
     assert np.mean((z.mean(0) > 0.5) == truth) >= 0.97  # overlapping tails may fool a point or two
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["discrete_sites"]["z"]["elements"] == 100
+    assert metrics["discrete_sites"]["z"]["shown"] == "assignments"  # a heat-map of 100 rows' probabilities
+    assert (tmp_path / "run" / "plots" / "discrete.png").stat().st_size > 0
     # LOO's pointwise log p(y_i | theta), z summed out by enumeration, is the mixture density
     from scipy import stats
 

@@ -318,25 +318,70 @@ def held_out_scores(idata) -> dict | None:
     return scores
 
 
+SET_LEVEL = 0.9  # the highest-probability set of a discrete site's values holds this much posterior
+SMALL_DISCRETE_SITE = 6  # elements: up to this many, each element's distribution is shown (bars); more are
+# local assignments, shown together (a heat-map)
+
+
+def discrete_probabilities(variable) -> tuple[np.ndarray, np.ndarray]:
+    """(values, probabilities): the integer values a discrete site's draws take, from its
+    smallest to its largest, and each element's posterior probability of each (elements x
+    values), the share of the draws at that value."""
+    draws = np.asarray(variable).reshape(variable.shape[0] * variable.shape[1], -1).astype(int)
+    low, high = int(draws.min()), int(draws.max())
+    counts = np.stack([np.bincount(column - low, minlength=high - low + 1) for column in draws.T])
+    return np.arange(low, high + 1), counts / draws.shape[0]
+
+
+def highest_probability_set(values: np.ndarray, probabilities: np.ndarray, level: float = SET_LEVEL):
+    """(the fewest values whose probabilities sum to at least `level`, in increasing order, and
+    their total probability): most probable first, ties by value."""
+    order = np.lexsort((values, -probabilities))
+    total = np.cumsum(probabilities[order])
+    count = int(np.searchsorted(total, level - 1e-12) + 1)
+    chosen = order[:min(count, len(order))]
+    return sorted(int(v) for v in values[chosen]), float(probabilities[chosen].sum())
+
+
+def value_ranges(values: list[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
 def discrete_summary(idata, max_rows: int = 20) -> tuple[pd.DataFrame, dict] | None:
     """The recovered discrete sites (`discrete_posterior` group): per element, the posterior
-    mode and its probability over the draws. Returns (table of the first `max_rows` elements
-    of each site, {site: {"elements", "mode_probability_mean", "confident": elements whose
-    mode has probability >= 0.9}}), or None without such sites."""
+    mode and its probability, and the 90% highest-probability set of its values. Returns
+    (table of the first `max_rows` elements of each site, {site: {"elements",
+    "mode_probability_mean", "confident": elements whose mode has probability >= 0.9, "shown":
+    "distribution" (at most `SMALL_DISCRETE_SITE` elements, each shown as bars) or
+    "assignments" (a heat-map), and for a small site "distribution": per element its mode,
+    probability, set and set_probability}}), or None without such sites."""
     if "discrete_posterior" not in idata.groups():
         return None
     rows, summary = [], {}
     for name, variable in idata.discrete_posterior.data_vars.items():
-        values = variable.values.reshape(variable.shape[0] * variable.shape[1], -1).astype(int)
-        modes, probabilities = [], []
-        for column in values.T:
-            counts = np.bincount(column - column.min())
-            modes.append(int(counts.argmax() + column.min()))
-            probabilities.append(float(counts.max() / len(column)))
-        probabilities = np.asarray(probabilities)
-        summary[name] = {"elements": int(values.shape[1]), "mode_probability_mean": float(probabilities.mean()),
-                         "confident": int(np.sum(probabilities >= 0.9))}
-        for index in range(min(max_rows, values.shape[1])):
-            rows.append({"element": f"{name}[{index}]", "posterior_mode": modes[index],
-                         "probability": probabilities[index]})
+        values, probabilities = discrete_probabilities(variable.values)
+        modes = values[probabilities.argmax(axis=1)]
+        mode_probability = probabilities.max(axis=1)
+        sets = [highest_probability_set(values, row) for row in probabilities]
+        small = len(probabilities) <= SMALL_DISCRETE_SITE
+        summary[name] = {"elements": int(len(probabilities)), "mode_probability_mean": float(mode_probability.mean()),
+                         "confident": int(np.sum(mode_probability >= 0.9)),
+                         "shown": "distribution" if small else "assignments"}
+        if small:
+            summary[name]["distribution"] = [
+                {"mode": int(modes[i]), "probability": float(mode_probability[i]), "set": sets[i][0],
+                 "set_probability": sets[i][1]} for i in range(len(probabilities))]
+        for index in range(min(max_rows, len(probabilities))):
+            element = name if variable.ndim == 2 else f"{name}[{index}]"
+            rows.append({"element": element, "posterior_mode": int(modes[index]),
+                         "probability": float(mode_probability[index]),
+                         f"{SET_LEVEL:.0%} set": value_ranges(sets[index][0]),
+                         "set_probability": sets[index][1]})
     return pd.DataFrame(rows).set_index("element"), summary

@@ -101,6 +101,66 @@ def table_predictive_figure(idata, num_draws: int):
     return axes[0].figure
 
 
+def discrete_text(discrete_metrics: dict) -> str:
+    """The discrete sites in words: a small site's highest-probability set of values per
+    element, a vector of local assignments by how many are confident."""
+    parts = []
+    for name, m in discrete_metrics.items():
+        if m.get("shown") == "distribution":
+            for index, element in enumerate(m["distribution"]):
+                label = name if m["elements"] == 1 else f"{name}[{index}]"
+                chosen = element["set"]
+                parts.append(f"{label}: the {checks.SET_LEVEL:.0%} highest-probability set is "
+                             f"{{{checks.value_ranges(chosen)}}} ({len(chosen)} value{'s' if len(chosen) > 1 else ''}, "
+                             f"probability {element['set_probability']:.3f}); the most probable value, "
+                             f"{element['mode']}, has probability {element['probability']:.3f}.")
+        else:
+            parts.append(f"{name}: {m['elements']} elements (local assignments), {m['confident']} with a posterior "
+                         f"mode of probability >= 0.9 (mean mode probability {m['mode_probability_mean']:.3f}).")
+    return (" ".join(parts) + " The plot 'discrete' shows each distribution (bars: the set in colour) or the "
+            "assignments' probabilities (a heat-map); the table shows the first elements; every draw is in "
+            "posterior.nc (group discrete_posterior).")
+
+
+def discrete_figure(idata):
+    """The discrete sites' posteriors: for a site of at most `checks.SMALL_DISCRETE_SITE`
+    elements, one bar chart per element (probability of each value, the 90% highest-probability
+    set in colour); for a longer vector of local assignments, a heat-map of each element's
+    probabilities (the first 500 elements)."""
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for name, variable in idata.discrete_posterior.data_vars.items():
+        values, probabilities = checks.discrete_probabilities(variable.values)
+        if len(probabilities) <= checks.SMALL_DISCRETE_SITE:
+            for index, row in enumerate(probabilities):
+                panels.append(("bars", name if variable.ndim == 2 else f"{name}[{index}]", values, row))
+        else:
+            panels.append(("heat", name, values, probabilities[:500]))
+    heights = [2.6 if kind == "bars" else min(8.0, 2.0 + len(probabilities) / 25) for kind, _, _, probabilities in panels]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, sum(heights)), squeeze=False,
+                                gridspec_kw={"height_ratios": heights})
+    for axis, (kind, label, values, probabilities) in zip(axes[:, 0], panels):
+        if kind == "bars":
+            chosen, total = checks.highest_probability_set(values, probabilities)
+            inside = np.isin(values, chosen)
+            axis.bar(values, probabilities, width=0.85, color=np.where(inside, "C0", "0.75"))
+            axis.set_title(f"{label}: {checks.SET_LEVEL:.0%} highest-probability set in colour "
+                           f"(probability {total:.3f})", fontsize=10)
+            axis.set_xlabel("value")
+            axis.set_ylabel("posterior probability")
+        else:
+            image = axis.imshow(probabilities, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1,
+                                extent=(values[0] - 0.5, values[-1] + 0.5, len(probabilities) - 0.5, -0.5))
+            axis.set_xticks(values)
+            axis.set_title(f"{label}: posterior probability of each value, per element", fontsize=10)
+            axis.set_xlabel("value")
+            axis.set_ylabel("element")
+            figure.colorbar(image, ax=axis, label="probability")
+    figure.tight_layout()
+    return figure
+
+
 def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str]) -> dict[str, bytes]:
     """The report's plots as PNG bytes. A plot that fails is left out, with a note, rather
     than losing the whole report."""
@@ -148,6 +208,8 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str])
             axis.legend()
             return figure
         makers["loss"] = loss_curve
+    if "discrete_posterior" in idata.groups() and idata.discrete_posterior.data_vars:
+        makers["discrete"] = lambda: discrete_figure(idata)
     if spec is not None and spec.plots is not None:
         makers["model"] = lambda: spec.plots(idata)
 
@@ -301,12 +363,8 @@ def build_report(
     if discrete is not None:
         table, discrete_metrics = discrete
         metrics["discrete_sites"] = discrete_metrics
-        text = " ".join(f"{name}: {m['elements']} element(s), {m['confident']} with a posterior mode of probability "
-                        f">= 0.9 (mean mode probability {m['mode_probability_mean']:.3f})."
-                        for name, m in discrete_metrics.items())
         standard_sections.append(Section("Discrete sites (summed out by NUTS, recovered by infer_discrete)",
-                                         text + " The table shows the first elements; every draw is in posterior.nc "
-                                         "(group discrete_posterior).", table))
+                                         discrete_text(discrete_metrics), table))
     scores = step("held-out scores", lambda: checks.held_out_scores(idata))
     if scores is not None:
         metrics["held_out"] = scores
