@@ -43,19 +43,26 @@ def posterior_predictive_at(spec, idata, data, rng_key, sets=None):
             raise ModelError(f"prediction at the new inputs failed{lacking}: {exc}") from exc
 
     structure = explain(lambda: model_structure(model, {}))
-    # the sites observed in the fit; at new inputs without their values they are latent here
-    sites = tuple(name for name in (idata.observed_data.data_vars if "observed_data" in idata.groups() else ())
-                  if not name.endswith("_mask"))
-    if not sites:
+    # the sites observed in the fit that the new data do not give: drawn here (the new data may
+    # give them, as a Gaussian process's training data beside its new inputs: then they condition)
+    fitted = tuple(name for name in (idata.observed_data.data_vars if "observed_data" in idata.groups() else ())
+                   if not name.endswith("_mask"))
+    if not fitted:
         raise ModelError(f"{spec.name} had no observed sites in its fit: nothing to predict")
     posterior = idata.posterior
-    # an obs_mask imputation (`<x>_unobserved`) belongs to the fitted rows: drawn afresh here
-    latent = [name for name in structure.latent if name not in sites and not is_imputation(name, sites)]
-    absent = [name for name in latent if name not in posterior]
-    if absent:
-        raise ModelError(f"the run's posterior has no draws of {', '.join(absent)}: was it fitted with this model?")
+    # latent sites at the new inputs that the fit never had (a GP's values at new inputs, drawn
+    # from their conditional given the training data) are predictions too, as is an obs_mask
+    # imputation (`<x>_unobserved`), which belongs to the fitted rows and is drawn afresh
+    new_quantities = tuple(name for name in structure.latent if name not in posterior and name not in fitted)
+    sites = tuple(name for name in fitted if name not in structure.observed) + new_quantities
+    if not sites:
+        raise ModelError(f"the new data give every observed site of {spec.name} ({', '.join(fitted)}) and the model "
+                         "draws nothing new: nothing to predict")
+    latent = [name for name in structure.latent if name not in sites and not is_imputation(name, fitted)]
     flat = {name: posterior[name].values.reshape((-1,) + posterior[name].shape[2:]) for name in latent}
-    predicted, _ = explain(lambda: predictions_and_log_likelihood(model, flat, {}, rng_key, sites))
+    predicted, _ = explain(lambda: predictions_and_log_likelihood(model, flat, {}, rng_key,
+                                                                  tuple(n for n in sites if n in fitted)))
+    sites = tuple(name for name in sites if not is_imputation(name, fitted))
     rows, draws = [], {}
     for site in sites:
         values = np.asarray(predicted[site])
