@@ -400,6 +400,9 @@ def build_inference_data(
             idata.add_groups(
                 optimization=xr.Dataset({k: ("step", np.asarray(v)) for k, v in optimization.items()})
             )
+        log_prior = _log_prior_group(model, flat, inputs.observed, structure, by_chain)
+        if log_prior is not None:
+            idata.add_groups(log_prior=log_prior)
         if structure.discrete:
             drawn = discrete_posterior(model, flat, jax.random.fold_in(rng_key, 4), structure.discrete)
             discrete = az.from_dict(posterior={k: by_chain(v) for k, v in drawn.items()}).posterior
@@ -407,6 +410,26 @@ def build_inference_data(
     if notes:
         idata.posterior.attrs[NOTES_ATTRIBUTE] = json.dumps(notes)
     return idata
+
+
+def _log_prior_group(model, flat: dict, observed: dict, structure: ModelStructure, by_chain):
+    """The `log_prior` group: each latent site's log prior density under each draw
+    (`tracing.log_prior_terms`), with the improper ones named in its attrs; None when the model
+    cannot be traced that way (the report then says why there is no sensitivity check)."""
+    from probgen.tracing import log_prior_terms
+
+    sites = [name for name in structure.latent if name in flat]
+    if not sites:
+        return None
+    try:
+        terms = log_prior_terms(model, {k: v for k, v in flat.items() if k in sites}, observed, sites)
+    except Exception:  # noqa: BLE001 (a model that will not trace with its draws substituted)
+        return None
+    group = xr.Dataset({name: (("chain", "draw"), by_chain(value)) for name, value in terms.items()},
+                       coords={"chain": np.arange(by_chain(terms[sites[0]]).shape[0]),
+                               "draw": np.arange(by_chain(terms[sites[0]]).shape[1])})
+    group.attrs["improper"] = json.dumps(list(structure.improper))
+    return group
 
 
 def draws_only(samples: Mapping[str, Any], sample_stats=None, optimization=None,

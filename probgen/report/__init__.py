@@ -24,6 +24,7 @@ import pandas as pd
 from probgen import checks
 from probgen.checks import diagnostics
 from probgen.checks import loo
+from probgen.checks import sensitivity
 from probgen.data import standardization_arrays
 from probgen.report.runfolder import (  # noqa: F401  (the run-folder API, re-exported: report.load_run, ...)
     RUN_FILES, TRAINING_NOTE, _write_report_files, atomic_folder, check_destination, load_config, load_run,
@@ -161,7 +162,8 @@ def discrete_figure(idata):
     return figure
 
 
-def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str]) -> dict[str, bytes]:
+def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str],
+                metrics: Mapping | None = None) -> dict[str, bytes]:
     """The report's plots as PNG bytes. A plot that fails is left out, with a note, rather
     than losing the whole report."""
     import matplotlib
@@ -210,6 +212,8 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str])
         makers["loss"] = loss_curve
     if "discrete_posterior" in idata.groups() and idata.discrete_posterior.data_vars:
         makers["discrete"] = lambda: discrete_figure(idata)
+    if metrics is not None and (metrics.get("sensitivity") or {}).get("flagged"):
+        makers["sensitivity"] = lambda: sensitivity.sensitivity_figure(metrics["sensitivity"])
     if spec is not None and spec.plots is not None:
         makers["model"] = lambda: spec.plots(idata)
 
@@ -340,6 +344,14 @@ def build_report(
             metrics.setdefault("fit_quality", {})["prior_predictive_check"] = prior_check.table.to_dict("records")
     discrete = step("discrete sites", lambda: checks.discrete_summary(idata))
     standard_sections = []
+    sensitive = step("prior sensitivity", lambda: sensitivity.power_scaling(idata))
+    if sensitive is not None:
+        metrics["sensitivity"] = sensitive
+        standard_sections.append(Section("Prior sensitivity (power-scaling)", sensitivity.sensitivity_text(sensitive),
+                                         sensitivity.sensitivity_table(sensitive)))
+    elif "log_prior" not in idata.groups() and draws > 1:
+        skipped["prior_sensitivity"] = ("the model's log prior could not be computed from its trace at the draws, so "
+                                        "there is no power-scaling sensitivity check")
     cost = step("sampling cost", lambda: diagnostics.sampling_cost(idata, assessment))
     if cost is not None:
         metrics["sampling"] = cost
@@ -378,7 +390,7 @@ def build_report(
         assessment = diagnostics.with_verdicts(assessment, part.verdicts)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
     draw = config.get("plots", True)  # `probgen fit --no-plots`: the report without its figures
-    figures = step("plots", lambda: figures_for(idata, spec, method, var_names), {}) if draw else {}
+    figures = step("plots", lambda: figures_for(idata, spec, method, var_names, metrics), {}) if draw else {}
     if predictive_check is not None and draw:
         figures["predictive_statistics"] = predictive_statistics_figure(predictive_check)
     if prior_check is not None and draw:
