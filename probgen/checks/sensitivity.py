@@ -119,9 +119,17 @@ def power_scaling(idata) -> dict | None:
     if posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 1) < 100:
         return None
     improper = json.loads(idata.log_prior.attrs.get("improper", "[]"))
+    hierarchical = json.loads(idata.log_prior.attrs.get("hierarchical", "[]"))
     proper = [name for name in idata.log_prior.data_vars if name not in improper]
+    # as priorsense advises, the top-level priors are scaled: a site whose prior depends on other
+    # latent sites (a group effect's N(mu, tau)) is part of the model's structure
+    top = [name for name in proper if name not in hierarchical]
+    proper = top or proper
     names = [name for name in idata.log_prior.data_vars if name in posterior]
-    record: dict = {"left_out": improper, "rows": [], "flagged": [], "scaled": {}, "pareto_k": {}}
+    record: dict = {"left_out": improper, "rows": [], "flagged": [], "scaled": {}, "pareto_k": {},
+                    "scaled_priors": [name for name in idata.log_prior.data_vars
+                                      if name not in improper and (name not in hierarchical or not any(
+                                          n not in hierarchical and n not in improper for n in idata.log_prior.data_vars))]}
     if not proper:
         record["note"] = (f"every prior is improper ({', '.join(improper)}): there is no prior density to power-scale")
         return record
@@ -143,13 +151,15 @@ def power_scaling(idata) -> dict | None:
 
     prior = measured("prior", component_var_names=proper)
     likelihood = measured("likelihood") if has_likelihood else None
+    draws = _flat_draws(posterior, names)
     for element, value in prior.items():
+        if element in draws and float(np.ptp(draws[element])) == 0.0:  # a fixed element (a Cholesky factor's 1)
+            continue
         lik = None if likelihood is None else likelihood.get(element)
         row = {"parameter": element, "prior": value, "likelihood": lik, "diagnosis": diagnosis(value, lik)}
         record["rows"].append(row)
         if row["diagnosis"] in FLAGS:
             record["flagged"].append(element)
-    draws = _flat_draws(posterior, names)
     shown = {name: draws[name] for name in record["flagged"] if name in draws}
     for component, values in components.items():
         record["pareto_k"][component] = {}
@@ -194,6 +204,10 @@ def sensitivity_text(record: dict) -> str:
     if unreliable:
         parts.append("The importance weights are unreliable for " + ", ".join(unreliable) + f" (Pareto k > {PARETO_K}): "
                      "the power-scaled summaries may be off; refit with the prior changed to confirm.")
+    if record.get("scaled_priors"):
+        parts.append(f"Scaled: the prior{'s' if len(record['scaled_priors']) > 1 else ''} of "
+                     f"{_names(record['scaled_priors'])} (the top-level priors; a site whose prior depends on other "
+                     "parameters is part of the model's structure).")
     if record.get("left_out"):
         parts.append(f"Improper priors ({', '.join(record['left_out'])}) have no density to scale and are left out.")
     if record.get("note"):

@@ -321,9 +321,15 @@ def _low_rank_on_host(draws, grads, weights, current):
     float32); `current` (the metric and its factors) where either fails."""
 
     def host(draws, grads, weights, *current):
+        from threadpoolctl import threadpool_limits
+
         chosen = np.asarray(weights) > 0
-        metric = low_rank_metric(np.asarray(draws)[chosen], np.asarray(grads)[chosen], None)
-        factors = None if metric is None else dense_factors(metric)
+        # one BLAS thread: OpenBLAS's own thread pool, entered from XLA's callback threads (one
+        # per chain or device), hung inside LAPACK's QR with every thread waiting (a 102-dim
+        # stochastic-volatility model, both chain layouts); these matrices are small anyway
+        with threadpool_limits(limits=1):
+            metric = low_rank_metric(np.asarray(draws)[chosen], np.asarray(grads)[chosen], None)
+            factors = None if metric is None else dense_factors(metric)
         dtype = np.asarray(current[0]).dtype
         return tuple(np.asarray(f, dtype) for f in (current if factors is None else factors))
 

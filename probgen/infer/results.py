@@ -429,6 +429,15 @@ def _log_prior_group(model, flat: dict, observed: dict, structure: ModelStructur
                        coords={"chain": np.arange(by_chain(terms[sites[0]]).shape[0]),
                                "draw": np.arange(by_chain(terms[sites[0]]).shape[1])})
     group.attrs["improper"] = json.dumps(list(structure.improper))
+    try:  # sites whose prior depends on other latent sites: the model's structure, not a prior choice
+        from probgen.infer.reparam import relations
+
+        found = relations(model, observed)
+        latent = set(sites)
+        group.attrs["hierarchical"] = json.dumps(sorted(site for site in sites
+                                                        if set(found["sample_sample"].get(site, ())) & latent))
+    except Exception:  # noqa: BLE001 (NumPyro could not read the relations: every prior is scaled)
+        pass
     return group
 
 
