@@ -28,6 +28,8 @@ from numpyro.infer import MCMC, NUTS
 
 from _seeds import seeded
 from probgen.cli import main
+from test_discrete_sites import CHANGE_POINT
+from test_subsampling import REGRESSION
 
 MODELS = {
     "logistic": '''
@@ -161,34 +163,9 @@ MODELS = {
             with numpyro.plate("rows", x.shape[0]):
                 numpyro.sample("y", dist.Normal(a + b * x, sigma), obs=y, obs_mask=~jnp.isnan(y))
         ''',
-    "change_point": '''
-        import jax.numpy as jnp
-        import numpyro
-        import numpyro.distributions as dist
-
-
-        def model(y):
-            T = y.shape[0]
-            switchpoint = numpyro.sample("switchpoint", dist.Categorical(logits=jnp.zeros(T)))
-            early_rate = numpyro.sample("early_rate", dist.Exponential(1.0))
-            late_rate = numpyro.sample("late_rate", dist.Exponential(1.0))
-            rate = jnp.where(jnp.arange(T) < switchpoint, early_rate, late_rate)
-            with numpyro.plate("years", T):
-                numpyro.sample("y", dist.Poisson(rate), obs=y)
-        ''',
-    "subsampled": '''
-        import numpyro
-        import numpyro.distributions as dist
-
-
-        def model(x, y=None):
-            alpha = numpyro.sample("alpha", dist.Normal(0, 5))
-            beta = numpyro.sample("beta", dist.Normal(0, 5))
-            with numpyro.plate("rows", x.shape[0], subsample_size=100):
-                xb = numpyro.subsample(x, event_dim=0)
-                yb = numpyro.subsample(y, event_dim=0) if y is not None else None
-                numpyro.sample("y", dist.Normal(alpha + beta * xb, 0.5), obs=yb)
-        ''',
+    # the two patterns with tests of their own: the same model text
+    "change_point": CHANGE_POINT,
+    "subsampled": REGRESSION,
 }
 
 
