@@ -127,9 +127,7 @@ def power_scaling(idata) -> dict | None:
     proper = top or proper
     names = [name for name in idata.log_prior.data_vars if name in posterior]
     record: dict = {"left_out": improper, "rows": [], "flagged": [], "scaled": {}, "pareto_k": {},
-                    "scaled_priors": [name for name in idata.log_prior.data_vars
-                                      if name not in improper and (name not in hierarchical or not any(
-                                          n not in hierarchical and n not in improper for n in idata.log_prior.data_vars))]}
+                    "scaled_priors": proper}
     if not proper:
         record["note"] = (f"every prior is improper ({', '.join(improper)}): there is no prior density to power-scale")
         return record

@@ -425,9 +425,10 @@ def _log_prior_group(model, flat: dict, observed: dict, structure: ModelStructur
         terms = log_prior_terms(model, {k: v for k, v in flat.items() if k in sites}, observed, sites)
     except Exception:  # noqa: BLE001 (a model that will not trace with its draws substituted)
         return None
-    group = xr.Dataset({name: (("chain", "draw"), by_chain(value)) for name, value in terms.items()},
-                       coords={"chain": np.arange(by_chain(terms[sites[0]]).shape[0]),
-                               "draw": np.arange(by_chain(terms[sites[0]]).shape[1])})
+    shaped = {name: by_chain(value) for name, value in terms.items()}
+    chains, draws = shaped[sites[0]].shape
+    group = xr.Dataset({name: (("chain", "draw"), value) for name, value in shaped.items()},
+                       coords={"chain": np.arange(chains), "draw": np.arange(draws)})
     group.attrs["improper"] = json.dumps(list(structure.improper))
     try:  # sites whose prior depends on other latent sites: the model's structure, not a prior choice
         from probgen.infer.reparam import relations

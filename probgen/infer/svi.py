@@ -143,18 +143,6 @@ def _averaging_chunk_runner(svi: SVI, chunk: int):
     return run_chunk
 
 
-def averaged_params(svi: SVI, chunk_means: list, settings: dict):
-    """The guide's parameters averaged over the last `window` steps (Polyak-Ruppert iterate
-    averaging), constrained as `svi.get_params` does: a minibatch's gradient noise makes the
-    last iterate jitter about the optimum by about the learning rate, a posterior sd or more
-    on large data (a 5,000-row regression in minibatches of 200: the intercept 2 sds away, and
-    the importance-sampling check fails); the average settles where the last iterate cannot."""
-    count = max(1, int(settings["window"]) // int(settings["check_every"]))
-    last = chunk_means[-count:]
-    mean = jax.tree.map(lambda *values: sum(values) / len(values), *last)
-    return jax.jit(svi.constrain_fn)(mean)
-
-
 # Minibatch SVI stops when the whole data's ELBO at the window's averaged parameters has not
 # improved by more than this many nats over a window: q's KL to the posterior then changes by less
 SETTLED_NATS = 0.05
@@ -185,6 +173,37 @@ def settled(scores: list, count: int, nats: float = SETTLED_NATS) -> bool:
     return max(scores[-count:]) - max(scores[:-count]) <= nats
 
 
+class WholeDataStop:
+    """How minibatch SVI (a subsampling plate) stops and what it keeps: each chunk's mean
+    parameters are collected (`add`), the whole data's ELBO (`whole_data_score`) is scored at
+    the mean over the last `window` steps, and training stops once those scores have `settled`.
+    The fit keeps that window's mean (Polyak-Ruppert iterate averaging, `params`): a minibatch's
+    gradient noise makes the last iterate jitter about the optimum by about the learning rate, a
+    posterior sd or more on large data (a 5,000-row regression in minibatches of 200: the
+    intercept 2 sds away, and the importance-sampling check fails). On --resume the window holds
+    the chunks run since."""
+
+    def __init__(self, score, settings: dict):
+        self.score = score
+        self.count = max(1, int(settings["window"]) // int(settings["check_every"]))
+        self.chunk_means: list = []
+        self.scores: list[float] = []
+
+    def window_mean(self):
+        last = self.chunk_means[-self.count:]
+        return jax.tree.map(lambda *values: sum(values) / len(values), *last)
+
+    def add(self, chunk_mean) -> bool:
+        """Record a chunk's mean parameters; True when training should stop."""
+        self.chunk_means.append(chunk_mean)
+        self.scores.append(self.score(self.window_mean()))
+        return settled(self.scores, self.count)
+
+    def params(self, svi: SVI):
+        """The window's mean parameters, constrained as `svi.get_params` does."""
+        return jax.jit(svi.constrain_fn)(self.window_mean())
+
+
 @functools.lru_cache(maxsize=16)
 def _init_program(svi: SVI):
     """`svi.init` as one compiled program, compiled once per SVI object (MAP's restarts share it)."""
@@ -192,17 +211,15 @@ def _init_program(svi: SVI):
 
 
 def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, label: str, init_params=None,
-             checkpoint=None, part: str = "", averages: list | None = None, score=None, scores: list | None = None):
+             checkpoint=None, part: str = "", stop: WholeDataStop | None = None):
     """Run `svi` in compiled chunks until the loss converges or `steps` run out.
     init_params: starting values of the guide's parameters (NumPyro's `SVI.init`), if any.
     checkpoint: a `probgen.infer.durable.Checkpoint`: the optimiser state (parameters, Adam's
     moments and step, the random key) and the losses are saved to its chunk store (`part`: a
     folder of their own, for MAP's restarts) every 5% of `steps` or 60 s, and a resumed run
     carries on from the last save exactly as if it had not stopped.
-    averages: a list to which each chunk's mean unconstrained parameters are appended
-    (`averaged_params`); on --resume it holds the chunks run since. score: with `averages`, a
-    function of the mean parameters of a window (`whole_data_score`): training stops when it
-    has `settled` instead of when the loss has `converged`; `scores` (a list) receives them.
+    stop: minibatch SVI's `WholeDataStop`: training stops when it says so instead of when the
+    loss has `converged`, and it keeps the window's mean parameters.
 
     Returns (final SVI state, losses per step, whether it converged).
     """
@@ -211,7 +228,6 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
     if max_steps < 1 or chunk < 1:
         raise InferenceError(f"steps and check_every must be >= 1 (got {max_steps}, {chunk})")
     losses: list[np.ndarray] = []
-    scores = [] if scores is None else scores  # whole-data ELBOs (`score`), one per chunk
     step, saver = 0, None
     if checkpoint is not None:
         store = durable.ChainStore(checkpoint.folder, part)
@@ -231,17 +247,16 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
                 raise InferenceError(f"cannot resume '{checkpoint.folder}': {exc}") from None
             step = stored.done
             losses.append(stored.stats["loss"][0])
-    run_chunk = _chunk_runner(svi, chunk) if averages is None else _averaging_chunk_runner(svi, chunk)
+    run_chunk = _chunk_runner(svi, chunk) if stop is None else _averaging_chunk_runner(svi, chunk)
 
     done = bool(losses) and converged(np.concatenate(losses), int(settings["window"]), float(settings["rtol"]))
     with tqdm(total=max_steps, initial=min(step, max_steps), desc=label, disable=not progress, unit="step",
               leave=True) as bar:
         while step < max_steps and not done:
-            if averages is None:
+            if stop is None:
                 state, chunk_losses = run_chunk(state, observed)
             else:
                 state, chunk_losses, chunk_mean = run_chunk(state, observed)
-                averages.append(chunk_mean)
             chunk_losses = np.asarray(chunk_losses)[: max_steps - step]
             losses.append(chunk_losses)
             step += len(chunk_losses)
@@ -253,10 +268,8 @@ def optimize(svi: SVI, rng_key, observed: dict, settings: dict, progress: bool, 
                 )
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{chunk_losses[-min(50, len(chunk_losses)):].mean():.4g}")
-            if score is not None:
-                count = max(1, int(settings["window"]) // chunk)
-                scores.append(score(jax.tree.map(lambda *v: sum(v) / len(v), *averages[-count:])))
-                done = settled(scores, count)
+            if stop is not None:
+                done = stop.add(chunk_mean)
             else:
                 done = converged(np.concatenate(losses), int(settings["window"]), float(settings["rtol"]))
             if saver is not None:
@@ -285,25 +298,22 @@ def fit_svi(spec: ModelSpec, inputs: ModelInputs, settings: dict, rng_key, progr
     if settings["learning_rate"] <= 0:
         raise InferenceError(f"learning_rate must be > 0, got {settings['learning_rate']}")
     svi = SVI(model, guide, optim.Adam(settings["learning_rate"]), Trace_ELBO(num_particles=settings["particles"]))
-    # minibatches (a subsampling plate): the parameters averaged over the last window
-    averages, score = None, None
-    if structure.subsampled:
-        averages = []
-        score = whole_data_score(svi, inputs.bound_model(spec.model), guide, observed, jax.random.fold_in(train_key, 1))
-    scores = [] if score is not None else None
+    # minibatches (a subsampling plate): stop on the whole data's ELBO, keep the window's mean
+    whole = inputs.bound_model(spec.model)
+    stop = (WholeDataStop(whole_data_score(svi, whole, guide, observed, jax.random.fold_in(train_key, 1)), settings)
+            if structure.subsampled else None)
     state, losses, done = optimize(svi, train_key, observed, settings, progress, "SVI", checkpoint=checkpoint,
-                                   averages=averages, score=score, scores=scores)
-    if averages:
-        params = averaged_params(svi, averages, settings)
+                                   stop=stop)
+    if stop is not None and stop.chunk_means:
+        params = stop.params(svi)
     else:
         params = jax.jit(svi.get_params)(state)  # one program: eagerly each transform op compiles alone
-    samples, log_weights = posterior_draws(inputs.bound_model(spec.model), guide, params, observed, draw_key,
-                                           int(settings["draws"]),
+    samples, log_weights = posterior_draws(whole, guide, params, observed, draw_key, int(settings["draws"]),
                                            with_weights=settings["guide"] == "normal")
     facts = {"steps_run": int(len(losses)), "converged": bool(done),
              "final_loss": float(losses[-min(len(losses), int(settings["window"])):].mean())}
-    if scores:  # minibatches: what stopped training, and the plates that drew them
-        facts.update(whole_data_elbo=float(scores[-1]), settled_nats=SETTLED_NATS,
+    if stop is not None and stop.scores:  # minibatches: what stopped training, and the plates that drew them
+        facts.update(whole_data_elbo=float(stop.scores[-1]), settled_nats=SETTLED_NATS,
                      subsampled={name: list(sizes) for name, sizes in structure.subsampled.items()})
     return {k: v[None] for k, v in samples.items()}, {"loss": losses}, log_weights, facts
 
