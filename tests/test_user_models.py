@@ -436,6 +436,13 @@ def test_predict_gives_the_posterior_predictive_at_new_inputs_for_any_model(tmp_
         assert abs(row.sd / spread - 1) < 4 / np.sqrt(2 * len(alpha))
         assert row.q5 < row.q50 < row.q95
     assert (tmp_path / "pred.nc").is_file()
+    # new data that give the observed y as well leave nothing to draw: one line, exit 2
+    given = write(tmp_path, "given.json", json.dumps({"x": [0.0, 2.0], "y": [1.0, 2.0]}))
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), "--data", str(given), "--out", str(tmp_path / "p2.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give every observed site" in err, err
+    assert not (tmp_path / "p2.csv").exists()
 
 
 MIXTURE = '''
