@@ -116,7 +116,8 @@ def predictive_check(idata, group: str = "posterior_predictive", statistics: Map
             if statistic == "sd" and observed.shape[0] < 2:  # one row has no spread to check
                 continue
             observed_value = np.atleast_1d(np.asarray(function(observed), dtype=float))
-            replicated_values = np.asarray(function(draws), dtype=float).reshape(len(draws), -1)
+            with np.errstate(invalid="ignore", over="ignore"):  # a heavy-tailed prior's inf draws: nan, counted as not above
+                replicated_values = np.asarray(function(draws), dtype=float).reshape(len(draws), -1)
             labels = columns if replicated_values.shape[1] == len(columns) else [f"{name}"]
             for j, column in enumerate(labels):
                 series = replicated_values[:, j]

@@ -315,26 +315,36 @@ def dense_factors(metric):
     return metric, sqrt, tril_inv
 
 
-def _low_rank_on_host(draws, grads, weights, current):
-    """`low_rank_metric` of the rows with weight 1 and its factors, computed on the host (NumPy,
-    float64: a dense metric whose scales differ by 1e6 or more has a Cholesky factor beyond
-    float32); `current` (the metric and its factors) where either fails."""
+def _low_rank_host(run, draws, grads, weights, *current):
+    """The host side of `_low_rank_on_host`, on NumPy arrays with any leading (chain) axes."""
+    from threadpoolctl import threadpool_limits
 
-    def host(draws, grads, weights, *current):
-        from threadpoolctl import threadpool_limits
+    run, draws, grads, weights = (np.asarray(a) for a in (run, draws, grads, weights))
+    current = tuple(np.asarray(c) for c in current)
+    if run.ndim:  # chains vectorised: one metric per chain
+        outs = [_low_rank_host(run[i], draws[i], grads[i], weights[i], *(c[i] for c in current))
+                for i in range(run.shape[0])]
+        return tuple(np.stack(parts) for parts in zip(*outs))
+    if not run:  # a branch that vmap runs for every chain, chosen for none of them here
+        return current
+    chosen = weights > 0
+    # one BLAS thread: OpenBLAS's own thread pool, entered from XLA's callback threads (one per
+    # chain or device), hung inside LAPACK's QR with every thread waiting; these matrices are small
+    with threadpool_limits(limits=1):
+        metric = low_rank_metric(draws[chosen], grads[chosen], None)
+        factors = None if metric is None else dense_factors(metric)
+    return tuple(np.asarray(f, c.dtype) for f, c in zip(current if factors is None else factors, current))
 
-        chosen = np.asarray(weights) > 0
-        # one BLAS thread: OpenBLAS's own thread pool, entered from XLA's callback threads (one
-        # per chain or device), hung inside LAPACK's QR with every thread waiting (a 102-dim
-        # stochastic-volatility model, both chain layouts); these matrices are small anyway
-        with threadpool_limits(limits=1):
-            metric = low_rank_metric(np.asarray(draws)[chosen], np.asarray(grads)[chosen], None)
-            factors = None if metric is None else dense_factors(metric)
-        dtype = np.asarray(current[0]).dtype
-        return tuple(np.asarray(f, dtype) for f in (current if factors is None else factors))
 
-    shapes = tuple(jax.ShapeDtypeStruct(c.shape, c.dtype) for c in current)
-    return jax.pure_callback(host, shapes, draws, grads, weights, *current, vmap_method="sequential")
+def _low_rank_on_host(run, draws, grads, weights, current):
+    """`low_rank_metric` of the rows with weight 1 and its factors where `run`, computed on the
+    host (NumPy, float64: a dense metric whose scales differ by 1e6 or more has a Cholesky factor
+    beyond float32); `current` (the metric and its factors) where either fails or `run` is false.
+    Through `host_call.host_call`, not `jax.pure_callback`: the latter's device_put onto CPU
+    device 0 deadlocked chains on several CPU devices (see host_call)."""
+    from probgen.infer.host_call import host_call
+
+    return host_call(_low_rank_host, (run, draws, grads, weights, *current), current)
 
 
 def low_rank_adapter(num_adapt_steps, find_reasonable_step_size=None, adapt_step_size=True, adapt_mass_matrix=True,
@@ -420,7 +430,7 @@ def low_rank_adapter(num_adapt_steps, find_reasonable_step_size=None, adapt_step
             branches = (lambda _: like_current(current),
                         lambda _: like_current(_factors(z_info.z, jnp.diag(_gradient_variance(g)), True)),
                         diagonal,
-                        lambda _: like_current(_low_rank_on_host(safe_x, safe_g, weights, current)))
+                        lambda _: like_current(_low_rank_on_host(low_rank_now, safe_x, safe_g, weights, current)))
             which = jnp.where(low_rank_now, 3, jnp.where(diagonal_now, 2, jnp.where(from_gradient, 1, 0)))
             inverse_mass_matrix, mm_sqrt, mm_sqrt_inv = jax.lax.switch(which, branches, None)
             new_stage = jnp.where(from_draws, STAGE_FROM_DRAWS, jnp.where(from_gradient, STAGE_FROM_GRADIENT, stage))
