@@ -51,6 +51,11 @@ class ModelStructure:
     # name -> (size, subsample_size). The trace, as every trace of probgen's but the SVI loss's,
     # ran them over all their entries (`full_plates`)
     subsampled: dict = dataclasses.field(default_factory=dict)
+    # observed sites some of whose entries (not all) the model takes from its parameters: missing
+    # data it imputes itself (x.at[missing].set(x_impute), NumPyro's imputation example): site ->
+    # bool mask of those entries; imputed_by: site -> the latent sites whose values fill them
+    imputed: dict = dataclasses.field(default_factory=dict)
+    imputed_by: dict = dataclasses.field(default_factory=dict)
 
 
 def _is_factor(site) -> bool:
@@ -91,18 +96,29 @@ def model_structure(model, observed: Mapping[str, Any]) -> ModelStructure:
         found["plates"] = {site["name"]: tuple(frame.name for frame in site["cond_indep_stack"]) for site in samples}
         found["subsampled"] = {name: (int(site["args"][0]), int(site[SUBSAMPLED]))
                                for name, site in trace.items() if site["type"] == "plate" and SUBSAMPLED in site}
-        return {site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)}
+        return ({site["name"]: site["value"] for site in samples if site["is_observed"] and not _is_factor(site)},
+                {site["name"]: site["value"] for site in latent if not site["fn"].support.is_discrete})
 
     traced = jax.jit(run)
-    values = traced(dict(observed), jax.random.PRNGKey(0))
+    values, latent_values = traced(dict(observed), jax.random.PRNGKey(0))
     # a second trace at other initial values of the latent sites (the same compiled program):
     # an observation that changes with them is computed from the parameters, not data
-    other = traced(dict(observed), jax.random.PRNGKey(1)) if found["latent"] else values
-    computed = tuple(name for name in values if not np.array_equal(np.asarray(values[name]), np.asarray(other[name]),
-                                                                     equal_nan=True))
+    other = traced(dict(observed), jax.random.PRNGKey(1))[0] if found["latent"] else values
+    computed, imputed, imputed_by = [], {}, {}
+    for name in values:
+        first, second = np.asarray(values[name]), np.asarray(other[name])
+        changed = ~((first == second) | (np.isnan(first) & np.isnan(second)))
+        if changed.all() or (changed.any() and first.ndim == 0):
+            computed.append(name)
+        elif changed.any():  # some entries from the parameters, the rest data: imputed entries
+            imputed[name] = changed
+            filled = first[changed]  # a latent site whose values these entries are (equal floats)
+            imputed_by[name] = tuple(site for site, value in latent_values.items()
+                                     if np.isin(filled, np.asarray(value)).any())
     return ModelStructure(found["latent"], found["supports"], {k: np.asarray(v) for k, v in values.items()},
                           found["factors"], found["deterministic"], found["discrete"], found["improper"],
-                          found["not_enumerable"], found["plates"], computed, found["subsampled"])
+                          found["not_enumerable"], found["plates"], tuple(computed), found["subsampled"],
+                          imputed, imputed_by)
 
 
 class uncondition(Messenger):

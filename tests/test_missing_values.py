@@ -108,7 +108,70 @@ def test_json_null_is_imputed_by_a_masking_model_and_matches_the_complete_case_p
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["missing"] == {"y": {"count": 4, "first": [3]}}
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "'y' has 4 missing value(s) (first at index [3]): the model imputes them" in report
+    assert ("'y' has 4 missing value(s) (first at index [3]). 'y' observes the rest through obs_mask and its 4 "
+            "missing entries are parameters (their posterior is y_unobserved, over y_missing); the predictive checks "
+            "and LOO skip its 4 row(s) with them") in report
+
+
+# NumPyro's own imputation example, written as its tutorial does: the missing covariates are a
+# latent site (density masked off, `.mask(False)`), set into x, and x is observed
+IMPUTING = '''
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+
+def model(x, y):
+    missing = np.isnan(np.asarray(x))
+    mu_x = numpyro.sample("mu_x", dist.Normal(0, 5))
+    x_impute = numpyro.sample("x_impute", dist.Normal(mu_x, 1).expand([int(missing.sum())]).mask(False))
+    x = x.at[np.flatnonzero(missing)].set(x_impute)
+    numpyro.sample("x_obs", dist.Normal(mu_x, 1), obs=x)
+    a = numpyro.sample("a", dist.Normal(0, 5))
+    b = numpyro.sample("b", dist.Normal(0, 5))
+    with numpyro.plate("rows", x.shape[0]):
+        numpyro.sample("y", dist.Normal(a + b * x, 0.5), obs=y)
+'''
+
+
+def test_a_model_that_imputes_its_own_missing_covariates_fits_and_the_checks_skip_them(tmp_path, capsys):
+    import importlib.util
+
+    rng = np.random.default_rng(seeded(25))
+    x = rng.normal(1.0, 1.0, size=40)
+    y = 1.0 + 2.0 * x + 0.5 * rng.normal(size=40)
+    x_missing = x.copy()
+    x_missing[MISSING] = np.nan
+    data = write(tmp_path, "data.json", json.dumps({"x": [None if np.isnan(v) else v for v in x_missing.tolist()],
+                                                    "y": y.tolist()}))
+    model = write(tmp_path, "model.py", IMPUTING)
+    status, _, err = fit(capsys, model, "--data", data, "--out", tmp_path / "run", "--seed", seeded(26), "--quiet")
+    assert status in (0, 3) and "step failed" not in err, err
+    idata = az.from_netcdf(tmp_path / "run" / "posterior.nc")
+    # the answer: plain NumPyro's NUTS on the same model file and data
+    spec = importlib.util.spec_from_file_location("imputing", model)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mcmc = MCMC(NUTS(module.model), num_warmup=1000, num_samples=1000, num_chains=4, chain_method="sequential",
+                progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(seeded(27)), jax.numpy.asarray(x_missing), jax.numpy.asarray(y))
+    reference = {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
+    for name in ("mu_x", "a", "b"):
+        agree(idata.posterior[name].values, reference[name], name)
+    for j in range(len(MISSING)):
+        agree(idata.posterior["x_impute"].values[..., j], reference["x_impute"][:, j], f"x_impute[{j}]")
+    # x_obs is data except where the model filled it: those entries are NaN in observed_data and
+    # their rows are skipped (not a wholly computed observation, so the predictive checks still run)
+    observed = idata.observed_data["x_obs"].values
+    assert list(np.flatnonzero(np.isnan(observed))) == MISSING
+    np.testing.assert_allclose(np.delete(observed, MISSING), np.delete(x, MISSING), rtol=1e-6)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["predictive"]["num_points"] == 2 * 40 - len(MISSING)
+    assert "predictive_check" in metrics["fit_quality"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert ("'x' has 4 missing value(s) (first at index [3]). The model imputes 4 entries of 'x_obs' itself, from "
+            "the latent site 'x_impute' (their posterior is in the summary); the predictive checks and LOO skip its "
+            "4 row(s) with them") in report
 
 
 def test_empty_csv_cells_reach_the_model_as_nan(tmp_path, capsys):

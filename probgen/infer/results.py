@@ -312,7 +312,22 @@ def build_inference_data(
         posterior[f"{base}_unobserved"] = values.reshape(values.shape[:2] + (-1,))[..., flat_where]
         coords[f"{base}_missing"] = np.flatnonzero(flat_where)
         dims[f"{base}_unobserved"] = [f"{base}_missing"]
+    # entries that are not data: NaN ones (obs_mask's <x>_observed, a model that masks its own
+    # NaNs) and those the model imputes itself (`structure.imputed`, shown as NaN): the checks and
+    # LOO skip their rows, and the observed_data group says how each site treated them
+    observed = {name: np.where(structure.imputed[name], np.nan, value) if name in structure.imputed else value
+                for name, value in observed.items()}
+    treated = {}
+    for name, value in observed.items():
+        value = np.asarray(value)
+        where = np.isnan(value) if value.dtype.kind == "f" else np.zeros(value.shape, bool)
+        if not where.any() or value.ndim == 0:
+            continue
         row_masks[name] = ~where.reshape(where.shape[0], -1).any(axis=1)
+        how = ("obs_mask" if name in missing else "imputed" if name in structure.imputed else "masked")
+        treated[name] = {"entries": int(where.sum()), "rows": int((~row_masks[name]).sum()), "how": how,
+                         "by": ([f"{name[: -len('_observed')]}_unobserved"] if name in missing
+                                else list(structure.imputed_by.get(name, ())))}
     posterior_predictive = {}
     for name, value in predicted.items():
         if name in observed:
@@ -389,6 +404,8 @@ def build_inference_data(
                 idata.add_groups(held_out_labels=labels)
         if inputs.masks or row_masks:
             idata.observed_data = _with_masks(idata.observed_data, inputs, row_masks)
+        if treated:
+            idata.observed_data.attrs["missing"] = json.dumps(treated)
         if spec.derived is not None:
             every_site = {k: np.asarray(v).reshape((chains * draws,) + np.shape(v)[2:]) for k, v in posterior.items()}
             for group, dataset in spec.derived(every_site, inputs, jax.random.fold_in(rng_key, 3)).items():

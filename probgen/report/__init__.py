@@ -406,10 +406,8 @@ def build_report(
         skipped["plots"] = "not drawn (--no-plots); `probgen report RUN_DIR` draws them"
     missing = (config.get("data") or {}).get("missing")
     if missing:
-        skipped["missing"] = "; ".join(
-            f"'{name}' has {where['count']} missing value(s) (first at index {where['first']}): the model imputes them "
-            f"(their posterior is {name}_unobserved, over {name}_missing) and the predictive checks and LOO skip them"
-            for name, where in missing.items())
+        skipped["missing"] = missing_text(missing, json.loads(idata.observed_data.attrs.get("missing", "{}"))
+                                          if "observed_data" in idata.groups() else {})
     unused = (config.get("data") or {}).get("unused")
     if unused:
         skipped["unused"] = f"the model takes no argument named {', '.join(unused)}; those data entries were ignored"
@@ -648,3 +646,30 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
         _write_report_files(folder, report, run_dir)
 
     return atomic_folder(run_dir, fill, overwrite=True)
+
+
+def missing_text(missing: dict, treated: dict) -> str:
+    """What the data lacked (argument -> {"count", "first"}) and how each observed site treated
+    it (`results.build_inference_data`'s observed_data attrs "missing"), in one paragraph."""
+    lacked = "; ".join(f"'{name}' has {where['count']} missing value(s) (first at index {where['first']})"
+                       for name, where in missing.items())
+    how = []
+    for site, t in treated.items():
+        rows = f"the predictive checks and LOO skip its {t['rows']} row(s) with them"
+        if t["how"] == "obs_mask":
+            base = site[: -len("_observed")]
+            how.append(f"'{base}' observes the rest through obs_mask and its {t['entries']} missing entries are "
+                       f"parameters (their posterior is {t['by'][0]}, over {base}_missing); {rows}")
+        elif t["how"] == "imputed":
+            by = (f"the latent site{'s' if len(t['by']) > 1 else ''} {', '.join(repr(b) for b in t['by'])}"
+                  if t["by"] else "its parameters")
+            how.append(f"the model imputes {t['entries']} entries of '{site}' itself, from {by} (their posterior is "
+                       f"in the summary); {rows}")
+        else:
+            how.append(f"'{site}' leaves its {t['entries']} missing entries out of its log density (masked); {rows}")
+    if not how:
+        how.append("no observed site holds them: the model's log density is finite with them, so it imputes or masks "
+                   "them itself, before they reach an observation")
+    said = "; ".join(how)
+    return f"{lacked}. {said[0].upper()}{said[1:]}"
+
