@@ -1,4 +1,4 @@
-"""The `probgen` command line: fit, report, sample, predict, compare, sbc, models, datasets.
+"""The `probgen` command line: fit, report, sample, predict, compare, sbc, graph, models, datasets.
 
 Exit statuses (the README's "Exit statuses"), the same for every command:
   0    finished, and the verdict is trusted or suspect (sbc: calibrated; compare: a model can be
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             from probgen.cli.compare import compare
 
             return compare(args)
+        if args.command == "graph":
+            from probgen.cli.graph import graph
+
+            return graph(args, spec)
         if args.command == "sbc":
             from probgen.cli.sbc import sbc
 

@@ -26,7 +26,7 @@ def _model_argument(argv: list[str]) -> str | None:
     """The MODEL positional of `probgen fit`, found before full parsing so that the model's
     own options can be added to the parser (and shown by --help). Every flag but the
     switches takes a value."""
-    if not argv or argv[0] not in ("fit", "sbc"):
+    if not argv or argv[0] not in ("fit", "sbc", "graph"):
         return None
     tokens = iter(argv[1:])
     for token in tokens:

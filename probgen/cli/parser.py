@@ -119,6 +119,26 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     sbc.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_settings_and_options(sbc, model_spec)
 
+    graph = commands.add_parser(
+        "graph", help="print a model's graph (its sites, plates and dependencies) without fitting",
+        description="Trace MODEL once on DATA and print its sites (latent, observed, deterministic, factor), "
+                    "their distributions, plates and the sites each depends on; --out also draws it as a PNG. "
+                    "Nothing is fitted.")
+    graph.add_argument("model", metavar="MODEL", help="built-in model name or path to a model .py file")
+    graph.add_argument("--data", required=True, metavar="DATA",
+                       help="the data the model is traced on, as for `probgen fit`")
+    graph.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
+                       help="give the model argument NAME this value, as for `probgen fit`")
+    graph.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
+    graph.add_argument("--out", metavar="FILE.png", help="also draw the graph into this PNG file")
+    graph.add_argument("--json", action="store_true", help="print the graph as JSON (nodes, edges, plates)")
+    if model_spec is not None and model_spec.options:
+        group = graph.add_argument_group(f"options of model '{model_spec.name}'")
+        for option in model_spec.options:
+            group.add_argument(f"--{option.name.replace('_', '-')}", dest=f"option_{option.name}", type=option.type,
+                               default=None, choices=option.choices,
+                               metavar=None if option.choices else option.name.upper(), help=option.help)
+
     report = commands.add_parser("report", help="rebuild the report of a run folder",
                                  description="Recompute diagnostics and rewrite the summary, plots and report of RUN_DIR.")
     report.add_argument("run_dir", metavar="RUN_DIR")

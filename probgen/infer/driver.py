@@ -183,12 +183,30 @@ def fit(method, spec: ModelSpec, data, settings: dict, *, options: dict, seed: i
         check_subsampling(structure, method)
     problem = methods.Problem(spec, options, parts, dataset, int(seed), keys, structure, progress, checkpoint,
                               init_from)
+    # the graph of a model the method runs as NumPyro model (not an encoder's or a count table's)
+    graph = read_graph(spec, parts["training"]) if method.traces_model else None
     result = user_code(spec, lambda: method.run(problem, settings))
+    if graph is not None:
+        result.facts["model_graph"] = graph
     if noncentred is not None:
         result.facts["reparam"] = {"requested": "noncentred", "sites": noncentred}
     if settings.get("reparam") == "auto" and structure is not None and result.sample_stats is not None:
         problem, result = user_code(spec, lambda: rerun_noncentred(method, problem, settings, result))
     return results(method, problem, settings, result, reference, {"inference": time.perf_counter() - start})
+
+
+def read_graph(spec: ModelSpec, inputs, strict: bool = False) -> dict:
+    """The model's graph (`probgen.graph.model_graph`) on the training inputs, or {"error": why}:
+    a graph that cannot be read (a model NumPyro's provenance tracking cannot follow) must not
+    stop the fit; the report says why it has none. strict: raise instead (`probgen graph`)."""
+    from probgen.graph import model_graph
+
+    try:
+        return model_graph(inputs.bound_model(spec.model), inputs.observed)
+    except Exception as exc:  # noqa: BLE001  (any failure of the reading, named in the report)
+        if strict:
+            raise
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def rerun_noncentred(method, problem, settings: dict, result):

@@ -26,6 +26,7 @@ from probgen.checks import diagnostics
 from probgen.checks import loo
 from probgen.checks import sensitivity
 from probgen.data import standardization_arrays
+from probgen.report.readings import discrete_figure, discrete_text, graph_section, missing_text, reparam_text
 from probgen.report.runfolder import (  # noqa: F401  (the run-folder API, re-exported: report.load_run, ...)
     RUN_FILES, TRAINING_NOTE, _write_report_files, atomic_folder, check_destination, load_config, load_run,
     start_training_folder, write_json,
@@ -102,68 +103,8 @@ def table_predictive_figure(idata, num_draws: int):
     return axes[0].figure
 
 
-def discrete_text(discrete_metrics: dict) -> str:
-    """The discrete sites in words: a small site's highest-probability set of values per
-    element, a vector of local assignments by how many are confident."""
-    parts = []
-    for name, m in discrete_metrics.items():
-        if m.get("shown") == "distribution":
-            for index, element in enumerate(m["distribution"]):
-                label = name if m["elements"] == 1 else f"{name}[{index}]"
-                chosen = element["set"]
-                parts.append(f"{label}: the {checks.SET_LEVEL:.0%} highest-probability set is "
-                             f"{{{checks.value_ranges(chosen)}}} ({len(chosen)} value{'s' if len(chosen) > 1 else ''}, "
-                             f"probability {element['set_probability']:.3f}); the most probable value, "
-                             f"{element['mode']}, has probability {element['probability']:.3f}.")
-        else:
-            parts.append(f"{name}: {m['elements']} elements (local assignments), {m['confident']} with a posterior "
-                         f"mode of probability >= 0.9 (mean mode probability {m['mode_probability_mean']:.3f}).")
-    return (" ".join(parts) + " The plot 'discrete' shows each distribution (bars: the set in colour) or the "
-            "assignments' probabilities (a heat-map); the table shows the first elements; every draw is in "
-            "posterior.nc (group discrete_posterior).")
-
-
-def discrete_figure(idata):
-    """The discrete sites' posteriors: for a site of at most `checks.SMALL_DISCRETE_SITE`
-    elements, one bar chart per element (probability of each value, the 90% highest-probability
-    set in colour); for a longer vector of local assignments, a heat-map of each element's
-    probabilities (the first 500 elements)."""
-    import matplotlib.pyplot as plt
-
-    panels = []
-    for name, variable in idata.discrete_posterior.data_vars.items():
-        values, probabilities = checks.discrete_probabilities(variable.values)
-        if len(probabilities) <= checks.SMALL_DISCRETE_SITE:
-            for index, row in enumerate(probabilities):
-                panels.append(("bars", name if variable.ndim == 2 else f"{name}[{index}]", values, row))
-        else:
-            panels.append(("heat", name, values, probabilities[:500]))
-    heights = [2.6 if kind == "bars" else min(8.0, 2.0 + len(probabilities) / 25) for kind, _, _, probabilities in panels]
-    figure, axes = plt.subplots(len(panels), 1, figsize=(7, sum(heights)), squeeze=False,
-                                gridspec_kw={"height_ratios": heights})
-    for axis, (kind, label, values, probabilities) in zip(axes[:, 0], panels):
-        if kind == "bars":
-            chosen, total = checks.highest_probability_set(values, probabilities)
-            inside = np.isin(values, chosen)
-            axis.bar(values, probabilities, width=0.85, color=np.where(inside, "C0", "0.75"))
-            axis.set_title(f"{label}: {checks.SET_LEVEL:.0%} highest-probability set in colour "
-                           f"(probability {total:.3f})", fontsize=10)
-            axis.set_xlabel("value")
-            axis.set_ylabel("posterior probability")
-        else:
-            image = axis.imshow(probabilities, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1,
-                                extent=(values[0] - 0.5, values[-1] + 0.5, len(probabilities) - 0.5, -0.5))
-            axis.set_xticks(values)
-            axis.set_title(f"{label}: posterior probability of each value, per element", fontsize=10)
-            axis.set_xlabel("value")
-            axis.set_ylabel("element")
-            figure.colorbar(image, ax=axis, label="probability")
-    figure.tight_layout()
-    return figure
-
-
 def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str],
-                metrics: Mapping | None = None) -> dict[str, bytes]:
+                metrics: Mapping | None = None, graph: Mapping | None = None) -> dict[str, bytes]:
     """The report's plots as PNG bytes. A plot that fails is left out, with a note, rather
     than losing the whole report."""
     import matplotlib
@@ -214,6 +155,10 @@ def figures_for(idata, spec: ModelSpec | None, method, var_names: Sequence[str],
         makers["discrete"] = lambda: discrete_figure(idata)
     if metrics is not None and (metrics.get("sensitivity") or {}).get("flagged"):
         makers["sensitivity"] = lambda: sensitivity.sensitivity_figure(metrics["sensitivity"])
+    if graph and "error" not in graph:
+        from probgen.graph import graph_figure
+
+        makers["model_graph"] = lambda: graph_figure(graph)
     if spec is not None and spec.plots is not None:
         makers["model"] = lambda: spec.plots(idata)
 
@@ -369,6 +314,11 @@ def build_report(
                if "mean_acceptance" in cost else "") + "."
             + (f" Warm-up adaptation: {(config.get('settings') or {})['adapt']} (--adapt)."
                if (config.get("settings") or {}).get("adapt") else "")))
+    graph = methods.facts_of(config).get("model_graph")
+    if graph and "error" not in graph:
+        standard_sections.insert(0, graph_section(graph))
+    elif graph:
+        skipped["model_graph"] = f"the model's graph could not be read from its trace ({graph['error']})"
     reparameterised = methods.facts_of(config).get("reparam")
     if reparameterised:
         standard_sections.append(Section("Reparameterisation", reparam_text(reparameterised)))
@@ -390,7 +340,7 @@ def build_report(
         assessment = diagnostics.with_verdicts(assessment, part.verdicts)
     var_names = [v for v in (spec.summary_vars if spec and spec.summary_vars else idata.posterior.data_vars) if v in idata.posterior]
     draw = config.get("plots", True)  # `probgen fit --no-plots`: the report without its figures
-    figures = step("plots", lambda: figures_for(idata, spec, method, var_names, metrics), {}) if draw else {}
+    figures = step("plots", lambda: figures_for(idata, spec, method, var_names, metrics, graph), {}) if draw else {}
     if predictive_check is not None and draw:
         figures["predictive_statistics"] = predictive_statistics_figure(predictive_check)
     if prior_check is not None and draw:
@@ -418,29 +368,6 @@ def build_report(
     metrics["report_seconds"] = seconds
     return Report(config, assessment, summary, units, metrics, figures,
                   tuple(standard_sections) + tuple(model_sections) + tuple(sections), failures=tuple(failures))
-
-
-def reparam_text(record: Mapping) -> str:
-    """What --reparam did (config.json facts "reparam"), in words."""
-    from probgen.checks.diagnostics import describe_funnel
-
-    sites = ", ".join(record.get("sites", ()))
-    how = ("each is drawn as <site>_decentered from its family's standard form, and the site itself, a "
-           "deterministic function of that, keeps its name in the summary and in posterior.nc")
-    if record.get("requested") == "noncentred":
-        if not sites:
-            return ("--reparam noncentred found no hierarchical location-scale site (none whose location or scale "
-                    "depends on another latent site): the model ran as written.")
-        return f"Non-centred (--reparam noncentred): {sites}; {how}."
-    first = f"--reparam auto: the run as written had {record['divergences']} divergent transition(s)"
-    if not record.get("rerun"):
-        return f"{first}; no rerun: {record.get('reason', '')}."
-    plural = "s" if record["rerun_divergences"] != 1 else ""
-    kept = ("the non-centred run (fewer divergences)" if record["chosen"] == "noncentred"
-            else "the run as written (the non-centred rerun did not diverge less)")
-    return (f"{first}; {describe_funnel(record['funnel'])}. Rerun once with {sites} non-centred ({how}): "
-            f"{record['rerun_divergences']} divergent transition{plural}. Kept: {kept}; the other run's draws are in "
-            "posterior.nc (groups unchosen_posterior and unchosen_sample_stats).")
 
 
 def _model_report(idata, config, spec, assessment, sections, extra_metrics) -> Report:
@@ -646,30 +573,3 @@ def rebuild_report(run_dir, spec: ModelSpec | None = None) -> Path:
         _write_report_files(folder, report, run_dir)
 
     return atomic_folder(run_dir, fill, overwrite=True)
-
-
-def missing_text(missing: dict, treated: dict) -> str:
-    """What the data lacked (argument -> {"count", "first"}) and how each observed site treated
-    it (`results.build_inference_data`'s observed_data attrs "missing"), in one paragraph."""
-    lacked = "; ".join(f"'{name}' has {where['count']} missing value(s) (first at index {where['first']})"
-                       for name, where in missing.items())
-    how = []
-    for site, t in treated.items():
-        rows = f"the predictive checks and LOO skip its {t['rows']} row(s) with them"
-        if t["how"] == "obs_mask":
-            base = site[: -len("_observed")]
-            how.append(f"'{base}' observes the rest through obs_mask and its {t['entries']} missing entries are "
-                       f"parameters (their posterior is {t['by'][0]}, over {base}_missing); {rows}")
-        elif t["how"] == "imputed":
-            by = (f"the latent site{'s' if len(t['by']) > 1 else ''} {', '.join(repr(b) for b in t['by'])}"
-                  if t["by"] else "its parameters")
-            how.append(f"the model imputes {t['entries']} entries of '{site}' itself, from {by} (their posterior is "
-                       f"in the summary); {rows}")
-        else:
-            how.append(f"'{site}' leaves its {t['entries']} missing entries out of its log density (masked); {rows}")
-    if not how:
-        how.append("no observed site holds them: the model's log density is finite with them, so it imputes or masks "
-                   "them itself, before they reach an observation")
-    said = "; ".join(how)
-    return f"{lacked}. {said[0].upper()}{said[1:]}"
-
