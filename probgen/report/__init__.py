@@ -297,6 +297,9 @@ def build_report(
     elif "log_prior" not in idata.groups() and draws > 1:
         skipped["prior_sensitivity"] = ("the model's log prior could not be computed from its trace at the draws, so "
                                         "there is no power-scaling sensitivity check")
+    elif draws <= 1:
+        skipped["prior_sensitivity"] = ("a point estimate has no posterior draws to reweight, so there is no power-"
+                                        "scaling sensitivity check (fit with nuts, svi or pathfinder for one)")
     cost = step("sampling cost", lambda: diagnostics.sampling_cost(idata, assessment))
     if cost is not None:
         metrics["sampling"] = cost

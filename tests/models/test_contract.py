@@ -184,6 +184,10 @@ def test_the_installed_wheel_fits_reports_and_draws_for_every_family(family, tmp
     assert all((run / "plots" / f"{name}.png").is_file() for name in plots), sorted(p.name for p in (run / "plots").iterdir())
     text = (run / "report.md").read_text()
     assert all(phrase in text for phrase in phrases), [phrase for phrase in phrases if phrase not in text]
+    if method.traces_model and method.posterior_report:  # a posterior of the model's own sites (issue 33):
+        # the graph probgen read and how much the prior decided
+        assert "## Model graph" in text and (run / "plots" / "model_graph.png").is_file()
+        assert "## Prior sensitivity (power-scaling)" in text
     # no template left unfilled (an f-string without its f printed "{headline['se']:.4f}")
     from probgen.report.consistency import PLACEHOLDER
 
