@@ -105,6 +105,20 @@ def test_json_null_is_imputed_by_a_masking_model_and_matches_the_complete_case_p
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["predictive"]["num_points"] == 40 - len(MISSING)
     assert "predictive_check" in metrics["fit_quality"] and "generated_vs_observed" in metrics["fit_quality"]
+    # by hand: each present row's log N(y_i | a + b x_i, sigma) under each draw, LOO over those rows
+    # alone, and the predictive check's observed mean over those rows alone
+    from scipy import stats
+
+    present = np.setdiff1d(np.arange(40), MISSING)
+    a, b, sigma = (idata.posterior[name].values[..., None] for name in ("a", "b", "sigma"))
+    by_hand = stats.norm.logpdf(y[present], a + b * x[present], sigma)
+    stored = idata.log_likelihood["y_observed"].values
+    np.testing.assert_allclose(stored[..., present], by_hand, rtol=1e-4, atol=1e-4)
+    hand_loo = az.loo(az.from_dict(posterior={"a": idata.posterior["a"].values},
+                                   log_likelihood={"y": by_hand}))
+    assert abs(metrics["predictive"]["loo"]["elpd_loo"] - hand_loo.elpd_loo) < 1e-2
+    mean_row = next(row for row in metrics["fit_quality"]["predictive_check"] if row["statistic"] == "mean")
+    assert abs(mean_row["observed"] - y[present].mean()) < 1e-5
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["missing"] == {"y": {"count": 4, "first": [3]}}
     report = (tmp_path / "run" / "report.md").read_text()
