@@ -294,6 +294,9 @@ def build_report(
         metrics["sensitivity"] = sensitive
         standard_sections.append(Section("Prior sensitivity (power-scaling)", sensitivity.sensitivity_text(sensitive),
                                          sensitivity.sensitivity_table(sensitive)))
+    elif not method.traces_model:
+        skipped["prior_sensitivity"] = (f"{method.describe()} draws what the family reports, not the model's sites: "
+                                        "there is no log prior to power-scale")
     elif "log_prior" not in idata.groups() and draws > 1:
         skipped["prior_sensitivity"] = ("the model's log prior could not be computed from its trace at the draws, so "
                                         "there is no power-scaling sensitivity check")
@@ -322,6 +325,9 @@ def build_report(
         standard_sections.insert(0, graph_section(graph))
     elif graph:
         skipped["model_graph"] = f"the model's graph could not be read from its trace ({graph['error']})"
+    elif not method.traces_model:
+        skipped["model_graph"] = (f"{method.describe()} does not run the model's sites, so probgen reads no graph "
+                                  "of them")
     reparameterised = methods.facts_of(config).get("reparam")
     if reparameterised:
         standard_sections.append(Section("Reparameterisation", reparam_text(reparameterised)))

@@ -235,7 +235,8 @@ def _fit_quality_lines(metrics: dict) -> tuple[list[str], pd.DataFrame | None]:
 
 SKIPPED_NAMES = {"loo": "LOO and WAIC", "prior_predictive": "prior predictive check", "two_sample": "generated against "
                  "observed data (two-sample tests, KL)", "factors": "factor terms", "unused": "data not used", "plots": "plots",
-                 "predictive": "predictive checks", "missing": "missing values"}
+                 "predictive": "predictive checks", "missing": "missing values",
+                 "prior_sensitivity": "prior sensitivity", "model_graph": "model graph"}
 
 
 def skipped_lines(metrics: dict) -> list[str]:
