@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 THRESHOLD = 0.05  # priorsense's: a sensitivity above it is worth a word
+MIN_DRAWS = 100  # fewer draws re-weight too coarsely for PSIS (its tail fit needs some 20 of the largest)
 ALPHAS = (0.8, 1.25)  # the powers of the plot and the power-scaled summaries
 PARETO_K = 0.7
 FLAGS = ("prior-data conflict", "weak likelihood", "prior-sensitive")
@@ -116,7 +117,7 @@ def power_scaling(idata) -> dict | None:
     if "posterior" not in idata.groups() or "log_prior" not in idata.groups():
         return None
     posterior = idata.posterior
-    if posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 1) < 100:
+    if posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 1) < MIN_DRAWS:
         return None
     improper = json.loads(idata.log_prior.attrs.get("improper", "[]"))
     hierarchical = json.loads(idata.log_prior.attrs.get("hierarchical", "[]"))

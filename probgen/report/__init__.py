@@ -300,6 +300,9 @@ def build_report(
     elif "log_prior" not in idata.groups() and draws > 1:
         skipped["prior_sensitivity"] = ("the model's log prior could not be computed from its trace at the draws, so "
                                         "there is no power-scaling sensitivity check")
+    elif 1 < draws < sensitivity.MIN_DRAWS:
+        skipped["prior_sensitivity"] = (f"{draws} draws: too few to re-weight for power-scaling sensitivity (it needs "
+                                        f"at least {sensitivity.MIN_DRAWS}); draw more")
     elif draws <= 1:
         skipped["prior_sensitivity"] = ("a point estimate has no posterior draws to reweight, so there is no power-"
                                         "scaling sensitivity check (fit with nuts, svi or pathfinder for one)")

@@ -187,7 +187,9 @@ def test_the_installed_wheel_fits_reports_and_draws_for_every_family(family, tmp
     if method.traces_model and method.posterior_report:  # a posterior of the model's own sites (issue 33):
         # the graph probgen read and how much the prior decided
         assert "## Model graph" in text and (run / "plots" / "model_graph.png").is_file()
-        assert "## Prior sensitivity (power-scaling)" in text
+        draws = settings["chains"] * settings["draws"]  # the tiny fit: too few draws to re-weight, and said so
+        assert ("## Prior sensitivity (power-scaling)" in text if draws >= 100 else
+                f"- prior sensitivity: {draws} draws: too few to re-weight" in text), text[:3000]
     # no template left unfilled (an f-string without its f printed "{headline['se']:.4f}")
     from probgen.report.consistency import PLACEHOLDER
 
