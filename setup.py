@@ -10,8 +10,11 @@ of the tree.
 
 from setuptools import find_packages, setup
 
-PACKAGES = (["probgen", *(f"probgen.{name}" for name in find_packages("probgen"))]
+# the HTML report's Jinja2 templates: a folder of data, which setuptools sees as an importable
+# (namespace) package and warned about ("absent from the packages configuration") unless listed
+TEMPLATES = "probgen.report.templates"
+PACKAGES = (["probgen", *(f"probgen.{name}" for name in find_packages("probgen")), TEMPLATES]
             + ["probgen.models", *(f"probgen.models.{name}" for name in find_packages("models"))])
 
 setup(packages=PACKAGES, package_dir={"probgen": "probgen", "probgen.models": "models"},
-      package_data={"probgen.report": ["templates/*.j2"]})  # the HTML report's Jinja2 templates
+      package_data={TEMPLATES: ["*.j2"]})
