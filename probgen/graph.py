@@ -41,6 +41,7 @@ def model_graph(model, observed: Mapping[str, Any]) -> dict:
         traced = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
         tr = handlers.trace(traced).get_trace(**observed)
         found["plates"] = {name: int(site["args"][0]) for name, site in tr.items() if site["type"] == "plate"}
+        found["names"] = {name: _distribution_name(site["fn"]) for name, site in tr.items() if site["type"] == "sample"}
         found["sites"] = {name: {"type": site["type"], "observed": bool(site.get("is_observed")),
                                  "discrete": site["type"] == "sample" and not site.get("is_observed")
                                  and bool(getattr(getattr(site["fn"], "support", None), "is_discrete", False)),
@@ -61,8 +62,7 @@ def model_graph(model, observed: Mapping[str, Any]) -> dict:
         kind = ("factor" if site["factor"] else "observed" if site["observed"] else
                 "deterministic" if site["type"] == "deterministic" else "discrete" if site["discrete"] else "latent")
         plates = sorted(set(site["plates"]), key=lambda p: (-len(members[p]), p))
-        # CategoricalProbs, BernoulliLogits: the family's name, as the user wrote it
-        distribution = re.sub(r"(?<=[a-z])(Probs|Logits)$", "", relations["sample_dist"].get(name, ""))
+        distribution = found["names"].get(name, relations["sample_dist"].get(name, ""))
         nodes.append({"name": name, "kind": kind, "distribution": distribution,
                       "plates": plates, "shape": list(shapes[name].shape), "count": 1})
     edges = sorted({(parent, child) for child, parents in relations["sample_sample"].items()
@@ -71,6 +71,19 @@ def model_graph(model, observed: Mapping[str, Any]) -> dict:
     graph = {"nodes": nodes, "edges": [list(e) for e in edges],
              "plates": {p: found["plates"][p] for p in found["plates"] if p in members}, "collapsed": {}}
     return collapse(graph) if len(nodes) > MAX_NODES else graph
+
+
+def _distribution_name(fn) -> str:
+    """The family's name as the user wrote it: through .expand, .to_event and .mask;
+    CategoricalProbs and BernoulliLogits as Categorical and Bernoulli; a transformed one by its
+    base ("InverseGamma, transformed")."""
+    import numpyro.distributions as dist
+
+    while isinstance(fn, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
+        fn = fn.base_dist
+    if type(fn) is dist.TransformedDistribution:  # subclasses (LogNormal, ...) keep their own name
+        return f"{_distribution_name(fn.base_dist)}, transformed"
+    return re.sub(r"(?<=[a-z])(Probs|Logits)$", "", type(fn).__name__)
 
 
 def _is_factor(site) -> bool:
