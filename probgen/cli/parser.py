@@ -132,12 +132,7 @@ def build_parser(model_spec=None) -> argparse.ArgumentParser:
     graph.add_argument("--columns", metavar="A,B", help="comma-separated columns to use (default: all numeric)")
     graph.add_argument("--out", metavar="FILE.png", help="also draw the graph into this PNG file")
     graph.add_argument("--json", action="store_true", help="print the graph as JSON (nodes, edges, plates)")
-    if model_spec is not None and model_spec.options:
-        group = graph.add_argument_group(f"options of model '{model_spec.name}'")
-        for option in model_spec.options:
-            group.add_argument(f"--{option.name.replace('_', '-')}", dest=f"option_{option.name}", type=option.type,
-                               default=None, choices=option.choices,
-                               metavar=None if option.choices else option.name.upper(), help=option.help)
+    _add_model_options(graph, model_spec)
 
     report = commands.add_parser("report", help="rebuild the report of a run folder",
                                  description="Recompute diagnostics and rewrite the summary, plots and report of RUN_DIR.")
@@ -200,6 +195,11 @@ def _add_settings_and_options(parser, model_spec) -> None:
         hidden = shown is not None and not set(names) & shown
         settings.add_argument(flag, dest=f"setting_{dest}", type=kind, default=None,
                               help=argparse.SUPPRESS if hidden else help_text, metavar=dest.upper())
+    _add_model_options(parser, model_spec)
+
+
+def _add_model_options(parser, model_spec) -> None:
+    """The model's own options as flags (--num-components), shared by fit, sbc and graph."""
     if model_spec is not None and model_spec.options:
         group = parser.add_argument_group(f"options of model '{model_spec.name}'")
         for option in model_spec.options:
